@@ -1,0 +1,1 @@
+"""Client stage: rank documents through the Triton ensemble over gRPC or HTTP."""

@@ -1,0 +1,1 @@
+"""Export stage: spec, offline stand-ins, preprocessing, ONNX export and validation."""

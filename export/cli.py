@@ -1,0 +1,87 @@
+"""CLI of the export stage: tiny-model, tokenize, export, validate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("tiny-model", help="write an offline random-weight stand-in checkpoint")
+    p.add_argument("out", help="output directory")
+    p.add_argument("--size", default="tiny", choices=["tiny", "small", "base", "large"])
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_tiny_model)
+
+    p = commands.add_parser("tokenize", help="print reference-exact token ids, one JSON line per document")
+    p.add_argument("model_dir", help="export or checkpoint directory with tokenizer.json")
+    p.add_argument("--query", required=True)
+    p.add_argument("--instruction", default=None)
+    p.add_argument("--max-length", type=int, default=None)
+    p.add_argument("documents", nargs="+", metavar="DOC")
+    p.set_defaults(handler=_tokenize)
+
+    p = commands.add_parser("export", help="export a checkpoint to ONNX with the folded score head")
+    p.add_argument("model", help="base-v2, large-v2, a Hugging Face id or a local checkpoint directory")
+    p.add_argument("--out", required=True, help="export directory")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16"])
+    p.add_argument("--name", default=None, help="model name in the spec (default: the checkpoint's)")
+    p.add_argument("--skip-validation", action="store_true", help="do not compare ONNX Runtime with PyTorch")
+    p.set_defaults(handler=_export)
+
+    p = commands.add_parser("validate", help="compare an export's ONNX Runtime scores with PyTorch")
+    p.add_argument("export_dir")
+    p.add_argument("--batches", default="1,4", help="comma-separated batch sizes")
+    p.add_argument("--lengths", default="16,97,256", help="comma-separated sequence lengths")
+    p.set_defaults(handler=_validate)
+
+
+def _tiny_model(args) -> int:
+    from .standin import build_standin
+
+    out = build_standin(args.out, size=args.size, seed=args.seed)
+    print(f"wrote random-weight stand-in ({args.size}, seed {args.seed}) to {out}")
+    return 0
+
+
+def _spec_for_dir(model_dir: str):
+    from pathlib import Path
+
+    from .spec import SPEC_FILENAME, ModelSpec, resolve_spec
+
+    return ModelSpec.load(model_dir) if (Path(model_dir) / SPEC_FILENAME).is_file() else resolve_spec(model_dir)
+
+
+def _tokenize(args) -> int:
+    from .preprocess import RerankPreprocessor
+
+    pre = RerankPreprocessor.from_dir(args.model_dir, _spec_for_dir(args.model_dir), max_length=args.max_length)
+    for ids in pre.encode(args.query, args.documents, instruction=args.instruction):
+        sys.stdout.write(json.dumps({"input_ids": ids}) + "\n")
+    return 0
+
+
+def _export(args) -> int:
+    from .onnx_export import export_onnx
+
+    path = export_onnx(args.model, args.out, dtype=args.dtype, name=args.name, validate=not args.skip_validation)
+    print(f"exported {path}")
+    return 0
+
+
+def _validate(args) -> int:
+    from .validate import ValidationError, validate_export
+
+    try:
+        results = validate_export(
+            args.export_dir,
+            batches=[int(x) for x in args.batches.split(",")],
+            lengths=[int(x) for x in args.lengths.split(",")],
+        )
+    except ValidationError as error:
+        print(f"validation FAILED: {error}", file=sys.stderr)
+        return 2
+    for r in results:
+        print(f"batch {r.batch:3d} x {r.length:5d}: max |diff| {r.max_abs_diff:.3g}  ok")
+    return 0

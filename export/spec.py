@@ -1,0 +1,182 @@
+"""One typed spec per model: the single source that export, repository, client and perf read."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SPEC_FILENAME = "spec.json"
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """The reference prompt pieces, byte for byte as in mxbai-rerank 0.1.6 `MxbaiRerankV2`."""
+
+    prefix: str = (
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+        "<|im_end|>\n<|im_start|>user\n"
+    )
+    suffix: str = "<|im_end|>\n<|im_start|>assistant\n"
+    sep: str = "\n"
+    instruction: str = "instruction: {instruction}"
+    query: str = "query: {query}"
+    document: str = "document: {document}"
+    task: str = (
+        "You are a search relevance expert who evaluates how well documents match search queries. "
+        "For each query-document pair, carefully analyze the semantic relationship between them, "
+        "then provide your binary relevance judgment (0 for not relevant, 1 for relevant).\nRelevance:"
+    )
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A named tensor without its batch dimension; -1 marks a dynamic dimension."""
+
+    name: str
+    dtype: str  # numpy spelling: "int64", "float32", "object" (BYTES)
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything about one reranker that is not weights."""
+
+    name: str
+    source: str
+    estimated_max: float = 12.0
+    max_length: int = 8192
+    model_max_length: int = 32768
+    yes_token: str = "1"
+    no_token: str = "0"
+    yes_token_id: int = 16
+    no_token_id: int = 15
+    pad_token_id: int = 151643
+    pad_to_multiple_of: int = 8
+    template: PromptTemplate = field(default_factory=PromptTemplate)
+    # Graph dtype of the exported scorer ("fp32" or "fp16"); inputs and output stay as below.
+    dtype: str = "fp32"
+    input_ids: TensorSpec = TensorSpec("input_ids", "int64", (-1,))
+    attention_mask: TensorSpec = TensorSpec("attention_mask", "int64", (-1,))
+    scores: TensorSpec = TensorSpec("scores", "float32", (1,))
+    # Largest batch one scorer execution takes (documents of possibly several requests).
+    max_batch_size: int = 64
+    # Tokenizer pads each request to the smallest bucket that fits it, so that requests merge in the
+    # scorer's dynamic batcher; ~1.5x spacing bounds padding waste to a third of the tokens.
+    # The longest possible sequence (max_sequence_length) is always the last bucket.
+    bucket_bounds: tuple[int, ...] = (64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144)
+    # TensorRT optimization profiles as (upper bound, opt) of sequence length; each profile starts
+    # where the previous ends and covers batch 1..max_batch_size. Bounds are tokenizer buckets, the
+    # last one is max_sequence_length.
+    trt_profile_bounds: tuple[tuple[int, int], ...] = ((256, 256), (1024, 512), (-1, 2048))
+
+    @property
+    def predefined_length_hint(self) -> int:
+        """Template tokens for the Qwen2.5 tokenizer (79, measured); the tokenizer recomputes it."""
+        return 79
+
+    @property
+    def max_sequence_length(self) -> int:
+        """Longest padded sequence the tokenizer can produce (max_length + template, multiple of 8)."""
+        longest = min(self.max_length + self.predefined_length_hint, self.model_max_length)
+        return -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+
+    @property
+    def seq_buckets(self) -> tuple[int, ...]:
+        """Padded sequence lengths the tokenizer emits, ascending."""
+        top = self.max_sequence_length
+        return tuple(b for b in self.bucket_bounds if b < top) + (top,)
+
+    @property
+    def trt_profiles(self) -> tuple[tuple[int, int, int], ...]:
+        """(min, opt, max) sequence lengths of each TensorRT optimization profile."""
+        profiles, low, top = [], 1, self.max_sequence_length
+        for bound, opt in self.trt_profile_bounds:
+            high = top if bound < 0 else min(bound, top)
+            if low > high:
+                break
+            profiles.append((low, min(max(opt, low), high), high))
+            low = high + 1
+        return tuple(profiles)
+
+    @property
+    def triton_name(self) -> str:
+        """A Triton model name derived from the spec name: lowercase letters, digits, '-', '_'."""
+        return re.sub(r"[^a-z0-9_-]+", "-", self.name.lower()).strip("-") or "reranker"
+
+    def with_overrides(self, **changes) -> "ModelSpec":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelSpec":
+        raw = json.loads(text)
+        raw["template"] = PromptTemplate(**raw["template"])
+        for key in ("input_ids", "attention_mask", "scores"):
+            t = raw[key]
+            raw[key] = TensorSpec(t["name"], t["dtype"], tuple(t["dims"]))
+        raw["bucket_bounds"] = tuple(raw["bucket_bounds"])
+        raw["trt_profile_bounds"] = tuple(tuple(p) for p in raw["trt_profile_bounds"])
+        return cls(**raw)
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / SPEC_FILENAME
+        path.write_text(self.to_json(), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "ModelSpec":
+        return cls.from_json((Path(directory) / SPEC_FILENAME).read_text(encoding="utf-8"))
+
+
+BASE_V2 = ModelSpec(
+    name="mxbai-rerank-base-v2", source="mixedbread-ai/mxbai-rerank-base-v2", estimated_max=9.0
+)
+LARGE_V2 = ModelSpec(
+    name="mxbai-rerank-large-v2",
+    source="mixedbread-ai/mxbai-rerank-large-v2",
+    estimated_max=12.0,
+    # Same work per row as base costs ~3x: smaller executions keep latency flat.
+    max_batch_size=32,
+)
+KNOWN_MODELS: dict[str, ModelSpec] = {
+    "base-v2": BASE_V2,
+    "large-v2": LARGE_V2,
+    BASE_V2.source: BASE_V2,
+    LARGE_V2.source: LARGE_V2,
+}
+
+
+def resolve_spec(model: str, *, name: str | None = None) -> ModelSpec:
+    """Spec for a short name, a hub id or a local checkpoint directory.
+
+    Args:
+        model: "base-v2", "large-v2", a Hugging Face id, or a local directory.
+        name: Optional override of the spec's model name.
+
+    Returns:
+        The spec. For a local directory, model_max_length comes from its config.json, and
+        estimated_max is 12.0, as the reference does for any id it does not know.
+    """
+    if model in KNOWN_MODELS:
+        spec = KNOWN_MODELS[model]
+    else:
+        path = Path(model)
+        if path.is_dir():
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            spec = ModelSpec(
+                name=path.resolve().name,
+                source=str(path.resolve()),
+                model_max_length=int(config.get("max_position_embeddings", 32768)),
+            )
+        elif "/" in model:
+            spec = ModelSpec(name=model.split("/")[-1], source=model)
+        else:
+            raise ValueError(
+                f"unknown model {model!r}: use base-v2, large-v2, a Hugging Face id or a local directory"
+            )
+    return spec.with_overrides(name=name) if name else spec

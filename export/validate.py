@@ -1,0 +1,146 @@
+"""Validation stage: the ONNX graph's signature, then ONNX Runtime vs PyTorch over a shape grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .spec import ModelSpec
+
+# |onnx - torch| <= atol + rtol * |torch|, per graph dtype.
+TOLERANCES = {"fp32": (1e-4, 1e-4), "fp16": (5e-2, 2e-2)}
+DEFAULT_BATCHES = (1, 4)
+DEFAULT_LENGTHS = (16, 97, 256)
+
+
+class ValidationError(RuntimeError):
+    """Raised with every failure found, not just the first."""
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    batch: int
+    length: int
+    max_abs_diff: float
+    finite: bool
+    ok: bool
+
+
+def check_signature(onnx_path: str | Path, spec: ModelSpec) -> None:
+    """Names, dtypes and dynamic axes of the graph against the spec; raises listing every mismatch."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    failures: list[str] = []
+    int64, float32 = onnx.TensorProto.INT64, onnx.TensorProto.FLOAT
+
+    def dims(value) -> list[str | int]:
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    inputs = {v.name: v for v in graph.input}
+    outputs = {v.name: v for v in graph.output}
+    expected_inputs = [spec.input_ids.name, spec.attention_mask.name]
+    if list(inputs) != expected_inputs:
+        failures.append(f"inputs are {list(inputs)}, expected {expected_inputs}")
+    for name in expected_inputs:
+        if name not in inputs:
+            continue
+        if inputs[name].type.tensor_type.elem_type != int64:
+            failures.append(f"input {name} is not int64")
+        shape = dims(inputs[name])
+        if len(shape) != 2 or not all(isinstance(d, str) for d in shape):
+            failures.append(f"input {name} has shape {shape}, expected two dynamic axes [batch, sequence]")
+    if list(outputs) != [spec.scores.name]:
+        failures.append(f"outputs are {list(outputs)}, expected [{spec.scores.name!r}]")
+    else:
+        out = outputs[spec.scores.name]
+        if out.type.tensor_type.elem_type != float32:
+            failures.append(f"output {spec.scores.name} is not float32")
+        shape = dims(out)
+        if len(shape) != 2 or not isinstance(shape[0], str) or shape[1] != 1:
+            failures.append(f"output {spec.scores.name} has shape {shape}, expected [batch, 1]")
+        elif len(inputs) == 2 and shape[0] != dims(inputs[spec.input_ids.name])[0]:
+            failures.append(f"output batch axis {shape[0]!r} is not the inputs' batch axis")
+    if failures:
+        raise ValidationError(f"{onnx_path}: " + "; ".join(failures))
+
+
+def grid_inputs(batch: int, length: int, spec: ModelSpec, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random regular tokens, left-padded so that row r keeps length - r*length//batch tokens (>= 1)."""
+    rng = np.random.default_rng(seed + 1000 * batch + length)
+    ids = rng.integers(0, spec.pad_token_id, size=(batch, length), dtype=np.int64)
+    mask = np.zeros((batch, length), dtype=np.int64)
+    for row in range(batch):
+        real = max(1, length - row * length // batch)
+        mask[row, length - real:] = 1
+        ids[row, : length - real] = spec.pad_token_id
+    return ids, mask
+
+
+def reference_scores(causal_lm, input_ids: np.ndarray, attention_mask: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """logits[:, -1, "1"] - logits[:, -1, "0"] from the full Hugging Face model, as the reference does."""
+    import torch
+
+    with torch.inference_mode():
+        logits = causal_lm(
+            input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask), logits_to_keep=1
+        ).logits[:, -1].float()
+    return (logits[:, spec.yes_token_id] - logits[:, spec.no_token_id]).numpy()
+
+
+def onnx_session(onnx_path: str | Path, threads: int = 0):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def validate_export(
+    export_dir: str | Path,
+    *,
+    causal_lm=None,
+    batches: Iterable[int] = DEFAULT_BATCHES,
+    lengths: Iterable[int] = DEFAULT_LENGTHS,
+) -> list[CaseResult]:
+    """Compare ONNX Runtime with PyTorch on every (batch, length); raise listing all failures.
+
+    Args:
+        export_dir: Directory written by `export_onnx`.
+        causal_lm: The PyTorch model; loaded from spec.source when omitted.
+        batches: Batch sizes of the grid.
+        lengths: Sequence lengths of the grid (rows are left-padded progressively).
+
+    Returns:
+        One result per grid case.
+    """
+    from .onnx_export import ONNX_FILENAME, load_causal_lm
+
+    export_dir = Path(export_dir)
+    spec = ModelSpec.load(export_dir)
+    check_signature(export_dir / ONNX_FILENAME, spec)
+    causal_lm = causal_lm if causal_lm is not None else load_causal_lm(spec.source)
+    session = onnx_session(export_dir / ONNX_FILENAME)
+    atol, rtol = TOLERANCES[spec.dtype]
+    results, failures = [], []
+    for batch in batches:
+        for length in lengths:
+            ids, mask = grid_inputs(batch, length, spec)
+            expected = reference_scores(causal_lm, ids, mask, spec)
+            (got,) = session.run(None, {spec.input_ids.name: ids, spec.attention_mask.name: mask})
+            got = got.reshape(-1)
+            finite = bool(np.isfinite(got).all())
+            diff = float(np.max(np.abs(got - expected))) if finite else float("inf")
+            ok = finite and bool(np.all(np.abs(got - expected) <= atol + rtol * np.abs(expected)))
+            results.append(CaseResult(batch, length, diff, finite, ok))
+            if not ok:
+                failures.append(f"batch {batch} x {length}: max |diff| {diff:.3g}" + ("" if finite else " (non-finite)"))
+    if failures:
+        raise ValidationError(
+            f"{len(failures)} of {len(results)} cases exceed atol {atol} + rtol {rtol} ({spec.dtype}): " + "; ".join(failures)
+        )
+    return results

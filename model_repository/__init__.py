@@ -1,0 +1,1 @@
+"""Model repository stage: Triton configs generated from the spec, python backends, embedded server."""

@@ -1,0 +1,1 @@
+"""Perf stage: perf_analyzer sweeps, plots and the reference comparison."""

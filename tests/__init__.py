@@ -1,0 +1,1 @@
+"""Tests of mxbai-triton; run with `make test`."""

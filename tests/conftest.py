@@ -1,0 +1,35 @@
+"""Session fixtures: a tiny random-weight stand-in, its ONNX export and the mxbai-rerank oracle, built once."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    from mxbai_triton.export.standin import build_standin
+
+    return build_standin(tmp_path_factory.mktemp("checkpoints") / "tiny", size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_checkpoint, tmp_path_factory):
+    from mxbai_triton.export.onnx_export import export_onnx
+
+    out = tmp_path_factory.mktemp("exports") / "tiny"
+    export_onnx(str(tiny_checkpoint), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def oracle(tiny_checkpoint):
+    torch = pytest.importorskip("torch")
+    mxbai_rerank = pytest.importorskip("mxbai_rerank", reason="the reference package is the test oracle")
+    return mxbai_rerank.MxbaiRerankV2(str(tiny_checkpoint), device="cpu", torch_dtype=torch.float32)
+
+
+@pytest.fixture(scope="session")
+def preprocessor(tiny_export):
+    from mxbai_triton.export.preprocess import RerankPreprocessor
+
+    return RerankPreprocessor.from_dir(tiny_export)
