@@ -59,44 +59,53 @@ class RerankPreprocessor:
         self, query: str, documents: Sequence[str], *, instruction: str | None = None
     ) -> list[list[int]]:
         """Token ids of each (query, document) prompt, unpadded, in document order."""
+        return self.encode_many([(query, documents, instruction)])[0]
+
+    def encode_many(
+        self, requests: Sequence[tuple[str, Sequence[str], str | None]]
+    ) -> list[list[list[int]]]:
+        """`encode` for several (query, documents, instruction) requests with two tokenizer calls.
+
+        All query prompts go through one batch call and all documents of all requests through
+        another, so the Rust tokenizer parallelises across everything at once.
+        """
         t = self.spec.template
-        query_prompt = t.query.format(query=query)
-        if instruction:
-            query_prompt = t.instruction.format(instruction=instruction) + t.sep + query_prompt
-        query_ids = self._ids(query_prompt)[: self.max_length * 3 // 4]
-        doc_budget = min(self.spec.model_max_length - len(query_ids) - self.predefined_length, self.max_length)
-        encodings = self._tokenizer.encode_batch(
-            [t.document.format(document=d) for d in documents], add_special_tokens=False
-        )
-        head = self.prefix_ids + query_ids
-        pair_budget = self.max_length - len(query_ids)
-        out = []
-        for enc in encodings:
-            second = self.sep_ids + enc.ids[:doc_budget]
-            excess = len(second) - pair_budget
-            # Hugging Face's "only_second" truncation leaves the pair untouched when the second
-            # sequence is not longer than what must go (it only logs an error).
-            if 0 < excess < len(second):
-                second = second[:-excess]
-            out.append(head + second + self.tail_ids)
-        return out
+        query_prompts = []
+        for query, _, instruction in requests:
+            prompt = t.query.format(query=query)
+            if instruction:
+                prompt = t.instruction.format(instruction=instruction) + t.sep + prompt
+            query_prompts.append(prompt)
+        query_encodings = self._tokenizer.encode_batch(query_prompts, add_special_tokens=False)
+        doc_encodings = iter(self._tokenizer.encode_batch(
+            [t.document.format(document=d) for _, documents, _ in requests for d in documents],
+            add_special_tokens=False,
+        ))
+        results = []
+        for (_, documents, _), query_encoding in zip(requests, query_encodings):
+            query_ids = query_encoding.ids[: self.max_length * 3 // 4]
+            doc_budget = min(self.spec.model_max_length - len(query_ids) - self.predefined_length, self.max_length)
+            head = self.prefix_ids + query_ids
+            pair_budget = self.max_length - len(query_ids)
+            rows = []
+            for _ in documents:
+                second = self.sep_ids + next(doc_encodings).ids[:doc_budget]
+                excess = len(second) - pair_budget
+                # Hugging Face's "only_second" truncation leaves the pair untouched when the second
+                # sequence is not longer than what must go (it only logs an error).
+                if 0 < excess < len(second):
+                    second = second[:-excess]
+                rows.append(head + second + self.tail_ids)
+            results.append(rows)
+        return results
 
     def encode_batch(
         self, queries: Sequence[str], documents: Sequence[str], *, instruction: str | None = None
     ) -> list[list[int]]:
-        """Pairwise form of `encode`, as the reference's `predict(queries, documents)` takes it."""
+        """Pairwise form, as the reference's `predict(queries, documents)` takes it."""
         if len(queries) != len(documents):
             raise ValueError(f"{len(queries)} queries but {len(documents)} documents")
-        # Group by query so that each distinct query is tokenized once.
-        rows_by_query: dict[str, list[int]] = {}
-        for row, query in enumerate(queries):
-            rows_by_query.setdefault(query, []).append(row)
-        result: list[list[int]] = [[] for _ in queries]
-        for query, rows in rows_by_query.items():
-            encoded = self.encode(query, [documents[r] for r in rows], instruction=instruction)
-            for row, ids in zip(rows, encoded):
-                result[row] = ids
-        return result
+        return [rows[0] for rows in self.encode_many([(q, [d], instruction) for q, d in zip(queries, documents)])]
 
 
 def padded_length(longest: int, *, multiple_of: int = 8, buckets: Sequence[int] | None = None) -> int:

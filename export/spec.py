@@ -61,8 +61,15 @@ class ModelSpec:
     input_ids: TensorSpec = TensorSpec("input_ids", "int64", (-1,))
     attention_mask: TensorSpec = TensorSpec("attention_mask", "int64", (-1,))
     scores: TensorSpec = TensorSpec("scores", "float32", (1,))
-    # Largest batch one scorer execution takes (documents of possibly several requests).
+    # Largest batch one scorer execution takes (documents of possibly several requests); also the
+    # per-request document limit (the client splits longer lists).
     max_batch_size: int = 64
+    # Scorer dynamic batching: wait up to this long for same-bucket requests to merge. One GPU
+    # execution of a full batch takes tens of ms, so 2 ms costs little and lets concurrent requests
+    # share an execution; a bounded queue rejects overload instead of growing without limit.
+    queue_delay_us: int = 2000
+    max_queue_size: int = 512
+    tokenizer_instances: int = 2
     # Tokenizer pads each request to the smallest bucket that fits it, so that requests merge in the
     # scorer's dynamic batcher; ~1.5x spacing bounds padding waste to a third of the tokens.
     # The longest possible sequence (max_sequence_length) is always the last bucket.
@@ -100,6 +107,11 @@ class ModelSpec:
             profiles.append((low, min(max(opt, low), high), high))
             low = high + 1
         return tuple(profiles)
+
+    @property
+    def preferred_batch_sizes(self) -> tuple[int, ...]:
+        """Batch sizes the dynamic batcher fires at without waiting out the queue delay."""
+        return tuple(sorted({max(1, self.max_batch_size // 2), self.max_batch_size}))
 
     @property
     def triton_name(self) -> str:

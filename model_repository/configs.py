@@ -1,0 +1,118 @@
+"""Triton ModelConfig protobufs for the ensemble, tokenizer and scorer, built from the spec."""
+
+from __future__ import annotations
+
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from mxbai_triton.export.spec import ModelSpec, TensorSpec
+
+TARGETS = ("portable", "onnx", "trt")
+TRITON_DTYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32", "float32": "TYPE_FP32", "object": "TYPE_STRING"}
+ENSEMBLE_INPUTS = ("query", "documents", "instruction")
+
+
+def model_names(name: str) -> dict[str, str]:
+    """The three model names of one deployment."""
+    return {"ensemble": name, "tokenizer": f"{name}_tokenizer", "scorer": f"{name}_scorer"}
+
+
+def _tensor(name: str, dtype: str, dims, **extra) -> dict:
+    return {"name": name, "data_type": TRITON_DTYPES[dtype], "dims": list(dims), **extra}
+
+
+def _spec_tensor(t: TensorSpec, **extra) -> dict:
+    return _tensor(t.name, t.dtype, t.dims, **extra)
+
+
+def _text_inputs() -> list[dict]:
+    return [
+        _tensor("query", "object", [1]),
+        _tensor("documents", "object", [-1]),
+        _tensor("instruction", "object", [1], optional=True),
+    ]
+
+
+def _build(raw: dict) -> mc.ModelConfig:
+    # ParseDict rejects unknown fields and wrong enum names: the protobuf schema checks every config.
+    return json_format.ParseDict(raw, mc.ModelConfig())
+
+
+def ensemble_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
+    names = model_names(name)
+    ids, mask, scores = spec.input_ids.name, spec.attention_mask.name, spec.scores.name
+    return _build({
+        "name": names["ensemble"],
+        "platform": "ensemble",
+        "max_batch_size": 0,
+        "input": _text_inputs(),
+        "output": [_tensor(scores, spec.scores.dtype, [-1, 1])],
+        # Read by clients through the model-config API: no out-of-band copy of the spec needed.
+        "parameters": {
+            "max_documents_per_request": {"string_value": str(spec.max_batch_size)},
+            "estimated_max": {"string_value": repr(float(spec.estimated_max))},
+        },
+        "ensemble_scheduling": {"step": [
+            {
+                "model_name": names["tokenizer"], "model_version": -1,
+                "input_map": {k: k for k in ENSEMBLE_INPUTS},
+                "output_map": {ids: f"_{ids}", mask: f"_{mask}"},
+            },
+            {
+                "model_name": names["scorer"], "model_version": -1,
+                "input_map": {ids: f"_{ids}", mask: f"_{mask}"},
+                "output_map": {scores: scores},
+            },
+        ]},
+    })
+
+
+def tokenizer_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
+    # Non-batching: its batch axis would be requests, while the scorer's is documents. Each
+    # request's documents are encoded in one batch call; instances give concurrency.
+    return _build({
+        "name": model_names(name)["tokenizer"],
+        "backend": "python",
+        "max_batch_size": 0,
+        "input": _text_inputs(),
+        "output": [
+            _tensor(spec.input_ids.name, spec.input_ids.dtype, [-1, -1]),
+            _tensor(spec.attention_mask.name, spec.attention_mask.dtype, [-1, -1]),
+        ],
+        "instance_group": [{"kind": "KIND_CPU", "count": spec.tokenizer_instances}],
+    })
+
+
+def scorer_config(spec: ModelSpec, name: str, target: str, *, instance_kind: str = "gpu") -> mc.ModelConfig:
+    """The scoring model for `target`: tensorrt_plan, onnxruntime_onnx, or python + ONNX Runtime."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    raw: dict = {
+        "name": model_names(name)["scorer"],
+        "max_batch_size": spec.max_batch_size,
+        "input": [_spec_tensor(spec.input_ids), _spec_tensor(spec.attention_mask)],
+        "output": [_spec_tensor(spec.scores)],
+        "dynamic_batching": {
+            "preferred_batch_size": list(spec.preferred_batch_sizes),
+            "max_queue_delay_microseconds": spec.queue_delay_us,
+            "default_queue_policy": {"max_queue_size": spec.max_queue_size, "timeout_action": "REJECT"},
+        },
+    }
+    if target == "trt":
+        raw["platform"] = "tensorrt_plan"
+        # Without `profile`, Triton uses optimization profile 0 only.
+        raw["instance_group"] = [{
+            "kind": "KIND_GPU", "count": 1, "profile": [str(i) for i in range(len(spec.trt_profiles))],
+        }]
+    elif target == "onnx":
+        raw["platform"] = "onnxruntime_onnx"
+        raw["instance_group"] = [{"kind": "KIND_GPU" if instance_kind == "gpu" else "KIND_CPU", "count": 1}]
+    else:
+        raw["backend"] = "python"
+        # One instance: ONNX Runtime already spreads one execution over every core.
+        raw["instance_group"] = [{"kind": "KIND_CPU", "count": 1}]
+    return _build(raw)
+
+
+def to_pbtxt(config: mc.ModelConfig) -> str:
+    return text_format.MessageToString(config)

@@ -1,0 +1,85 @@
+"""Triton python model: the exported model.onnx on ONNX Runtime, for servers with only the python backend."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mxbai_triton.export.spec import ModelSpec
+
+ONNX_FILENAME = "model.onnx"
+# Unfused attention materialises rows x seq x seq scores per head: cap the rows of one run so an
+# 8k-token batch cannot take the host's memory.
+DEFAULT_MAX_SCORE_CELLS = 1 << 25
+
+
+class ScorerCore:
+    """Runs merged requests as one ONNX Runtime batch (split only by the memory cap)."""
+
+    def __init__(self, model_dir: str | Path, *, threads: int = 0, max_score_cells: int = DEFAULT_MAX_SCORE_CELLS):
+        import onnxruntime as ort
+
+        self.spec = ModelSpec.load(model_dir)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(Path(model_dir) / ONNX_FILENAME), options, providers=["CPUExecutionProvider"])
+        self.max_score_cells = max_score_cells
+
+    def score(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        seq = input_ids.shape[1]
+        rows = max(1, self.max_score_cells // (seq * seq))
+        names = (self.spec.input_ids.name, self.spec.attention_mask.name)
+        parts = [
+            self.session.run(None, dict(zip(names, (input_ids[i:i + rows], attention_mask[i:i + rows]))))[0]
+            for i in range(0, len(input_ids), rows)
+        ]
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def score_requests(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """Score several requests; those of equal sequence length run together."""
+        results: list[np.ndarray | None] = [None] * len(batches)
+        by_length: dict[int, list[int]] = {}
+        for i, (ids, _) in enumerate(batches):
+            by_length.setdefault(ids.shape[1], []).append(i)
+        for members in by_length.values():
+            ids = np.concatenate([batches[i][0] for i in members])
+            mask = np.concatenate([batches[i][1] for i in members])
+            scores = self.score(ids, mask)
+            offsets = np.cumsum([0] + [len(batches[i][0]) for i in members])
+            for i, start, stop in zip(members, offsets[:-1], offsets[1:]):
+                results[i] = scores[start:stop]
+        return results
+
+
+class TritonPythonModel:
+    """Scoring step of the ensemble (portable target)."""
+
+    def initialize(self, args):
+        import triton_python_backend_utils as pb_utils
+
+        self.pb = pb_utils
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.core = ScorerCore(
+            Path(args["model_repository"]) / args["model_version"],
+            threads=int(params.get("intra_op_threads", os.environ.get("MXBAI_TRITON_ORT_THREADS", 0))),
+            max_score_cells=int(params.get("max_score_cells", DEFAULT_MAX_SCORE_CELLS)),
+        )
+        spec = self.core.spec
+        self.names = (spec.input_ids.name, spec.attention_mask.name, spec.scores.name)
+
+    def execute(self, requests):
+        pb = self.pb
+        batches = [
+            tuple(pb.get_input_tensor_by_name(r, n).as_numpy() for n in self.names[:2]) for r in requests
+        ]
+        try:
+            scores = self.core.score_requests(batches)
+        except Exception as error:  # surfaced to every request of the batch, never a default score
+            message = f"scorer failed: {type(error).__name__}: {error}"
+            return [pb.InferenceResponse(output_tensors=[], error=pb.TritonError(message)) for _ in requests]
+        return [pb.InferenceResponse(output_tensors=[pb.Tensor(self.names[2], s)]) for s in scores]

@@ -1,0 +1,166 @@
+"""Run the tritonserver binary bundled in the nvidia-pytriton wheel: start, wait for readiness, stop."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ServerError(RuntimeError):
+    """The server could not start, or died; the message carries the end of its log."""
+
+
+def _pytriton_dir() -> Path:
+    try:
+        import pytriton
+    except ImportError as error:
+        raise ServerError("nvidia-pytriton is not installed: `make setup` installs it (pip install nvidia-pytriton)") from error
+    return Path(pytriton.__file__).parent / "tritonserver"
+
+
+def backend_directory() -> Path:
+    """A backends/ folder holding the python backend with the stub for this interpreter's version.
+
+    The wheel ships one stub per Python version beside the backend; Triton expects it inside the
+    backend folder, so the folder is assembled once per version in a user cache directory.
+    """
+    source = _pytriton_dir()
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = source / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise ServerError(f"nvidia-pytriton ships no python backend stub for Python {version}")
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mxbai-triton"
+    target = cache / f"backends-py{version}-{stub.stat().st_size}"
+    if not (target / "python" / "triton_python_backend_stub").is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cache))
+        shutil.copytree(source / "backends" / "python", staging / "python")
+        shutil.copy2(stub, staging / "python" / "triton_python_backend_stub")
+        try:
+            staging.rename(target)
+        except OSError:  # another process won the race: use its copy
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def server_environment() -> dict[str, str]:
+    """LD_LIBRARY_PATH for the wheel's bundled libraries; this interpreter's bin first on PATH.
+
+    Python models import from the environment whose `python3` comes first on PATH.
+    """
+    env = dict(os.environ)
+    site = Path(_pytriton_dir()).parent.parent
+    libs = [str(site / "nvidia_pytriton.libs"), sysconfig.get_config_var("LIBDIR") or ""]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([p for p in libs if p] + [env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class TritonServer:
+    """A tritonserver process; use as a context manager or call start()/stop().
+
+    Binds 127.0.0.1 and runs with model control mode "none" unless told otherwise.
+    """
+
+    repository: str
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    host: str = "127.0.0.1"
+    extra_args: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+    process: subprocess.Popen | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    def command(self) -> list[str]:
+        return [
+            str(_pytriton_dir() / "bin" / "tritonserver"),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={backend_directory()}",
+            "--model-control-mode=none",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
+            f"--http-address={self.host}", f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+            "--allow-gpu-metrics=false",
+            *self.extra_args,
+        ]
+
+    def start(self, *, timeout: float = 180.0, stream_log: bool = False) -> "TritonServer":
+        if self.log_path is None:
+            self.log_path = Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
+        log = None if stream_log else open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            self.command(), env=server_environment(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        if log is not None:
+            log.close()
+        self.wait_ready(timeout)
+        return self
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServerError(f"tritonserver exited with code {self.process.returncode}:\n{self.log_tail()}")
+            if self.is_ready():
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise ServerError(f"tritonserver not ready after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None or not self.log_path.is_file():
+            return "(log streamed to the terminal)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM (graceful: in-flight requests finish), then SIGKILL after `timeout`."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> "TritonServer":
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
