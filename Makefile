@@ -27,5 +27,10 @@ $(STAMP): pyproject.toml Makefile
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# MODEL=mixedbread-ai/mxbai-rerank-base-v2 uses the real model (needs the Hugging Face hub).
+MODEL ?=
+demo: setup
+	$(BIN)/python -m mxbai_triton.demo $(if $(MODEL),--model $(MODEL))
+
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache

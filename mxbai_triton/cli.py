@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mxbai_triton.client import cli as client_cli
 from mxbai_triton.export import cli as export_cli
+from mxbai_triton.model_repository import cli as repository_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _stage_clis():
     # Each stage's cli module imports nothing heavy at module level: `tokenize` must not load torch.
-    return (export_cli,)
+    return (export_cli, repository_cli, client_cli)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
         print(f"mxbai-triton {args.command}: error: {error}", file=sys.stderr)
         return 1
 

@@ -1,0 +1,142 @@
+"""One transport adapter over tritonclient's gRPC and HTTP clients, sync and asyncio."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+PROTOCOLS = ("grpc", "http")
+
+
+class RerankError(RuntimeError):
+    """A failed request, with the server's message (or the transport's) in it."""
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What the ensemble's config parameters tell a client."""
+
+    max_documents: int
+    estimated_max: float
+
+
+def _module(protocol: str, asynchronous: bool):
+    if protocol == "grpc":
+        if asynchronous:
+            import tritonclient.grpc.aio as module
+        else:
+            import tritonclient.grpc as module
+    elif protocol == "http":
+        if asynchronous:
+            import tritonclient.http.aio as module
+        else:
+            import tritonclient.http as module
+    else:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    return module
+
+
+def _text_tensor(module, name: str, values: Sequence[str]):
+    data = np.array([v.encode("utf-8") for v in values], dtype=np.object_)
+    tensor = module.InferInput(name, [len(values)], "BYTES")
+    tensor.set_data_from_numpy(data)
+    return tensor
+
+
+def build_inputs(module, query: str, documents: Sequence[str], instruction: str | None):
+    inputs = [_text_tensor(module, "query", [query]), _text_tensor(module, "documents", documents)]
+    if instruction is not None:
+        inputs.append(_text_tensor(module, "instruction", [instruction]))
+    return inputs
+
+
+def limits_from_config(config) -> ServerLimits:
+    """Parse ServerLimits from a model config (protobuf message over gRPC, dict over HTTP)."""
+    if not isinstance(config, dict):
+        from google.protobuf import json_format
+
+        config = json_format.MessageToDict(config, preserving_proto_field_name=True)
+    config = config.get("config", config)
+    params = {k: v.get("string_value") for k, v in config.get("parameters", {}).items()}
+    try:
+        return ServerLimits(int(params["max_documents_per_request"]), float(params["estimated_max"]))
+    except KeyError as missing:
+        raise RerankError(f"model {config.get('name')!r} is not an mxbai-triton ensemble (no parameter {missing})") from None
+
+
+class Transport:
+    """Synchronous gRPC/HTTP calls to one ensemble."""
+
+    def __init__(self, url: str, model: str, protocol: str, timeout: float):
+        self.module = _module(protocol, asynchronous=False)
+        self.protocol, self.model, self.timeout = protocol, model, timeout
+        if protocol == "http":
+            self.client = self.module.InferenceServerClient(url, connection_timeout=timeout, network_timeout=timeout)
+        else:
+            self.client = self.module.InferenceServerClient(url)
+
+    def limits(self) -> ServerLimits:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            if self.protocol == "grpc":
+                return limits_from_config(self.client.get_model_config(self.model, client_timeout=self.timeout))
+            return limits_from_config(self.client.get_model_config(self.model))
+        except InferenceServerException as error:
+            raise RerankError(f"cannot read config of model {self.model!r}: {error.message()}") from None
+
+    def infer(self, query: str, documents: Sequence[str], instruction: str | None) -> np.ndarray:
+        from tritonclient.utils import InferenceServerException
+
+        inputs = build_inputs(self.module, query, documents, instruction)
+        extra = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
+        try:
+            result = self.client.infer(self.model, inputs, **extra)
+        except InferenceServerException as error:
+            raise RerankError(f"{self.model}: {error.message()}") from None
+        return result.as_numpy("scores").reshape(-1)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class AsyncTransport:
+    """asyncio twin of Transport."""
+
+    def __init__(self, url: str, model: str, protocol: str, timeout: float):
+        self.module = _module(protocol, asynchronous=True)
+        self.protocol, self.model, self.timeout = protocol, model, timeout
+        if protocol == "http":
+            self.client = self.module.InferenceServerClient(url, conn_timeout=timeout)
+        else:
+            self.client = self.module.InferenceServerClient(url)
+
+    async def limits(self) -> ServerLimits:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            if self.protocol == "grpc":
+                return limits_from_config(await self.client.get_model_config(self.model, client_timeout=self.timeout))
+            return limits_from_config(await self.client.get_model_config(self.model))
+        except InferenceServerException as error:
+            raise RerankError(f"cannot read config of model {self.model!r}: {error.message()}") from None
+
+    async def infer(self, query: str, documents: Sequence[str], instruction: str | None) -> np.ndarray:
+        from tritonclient.utils import InferenceServerException
+
+        import asyncio
+
+        inputs = build_inputs(self.module, query, documents, instruction)
+        extra = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
+        try:
+            result = await asyncio.wait_for(self.client.infer(self.model, inputs, **extra), self.timeout)
+        except InferenceServerException as error:
+            raise RerankError(f"{self.model}: {error.message()}") from None
+        except asyncio.TimeoutError:
+            raise RerankError(f"{self.model}: no answer within {self.timeout:g}s") from None
+        return result.as_numpy("scores").reshape(-1)
+
+    async def close(self) -> None:
+        await self.client.close()

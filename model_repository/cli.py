@@ -1,0 +1,71 @@
+"""CLI of the repository stage: repo (generate a model repository) and serve (run tritonserver)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("repo", help="generate a Triton model repository from an export (or a known model's configs)")
+    p.add_argument("source", help="export directory (model.onnx, tokenizer.json, spec.json), or base-v2/large-v2 for configs only")
+    p.add_argument("--out", required=True, help="model repository root")
+    p.add_argument("--target", default="portable", choices=["portable", "onnx", "trt"])
+    p.add_argument("--name", default=None, help="ensemble name (default: from the spec)")
+    p.add_argument("--engine", default=None, help="directory with model.plan (trt target)")
+    p.add_argument("--instance-kind", default="gpu", choices=["gpu", "cpu"], help="onnx target: where ONNX Runtime runs")
+    p.set_defaults(handler=_repo)
+
+    p = commands.add_parser("serve", help="run the bundled tritonserver on a model repository, in the foreground")
+    p.add_argument("repository", help="model repository (a local path, or s3://, gs://, as://)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the models to be ready")
+    p.set_defaults(handler=_serve)
+
+
+def _repo(args) -> int:
+    from mxbai_triton.export.spec import KNOWN_MODELS, SPEC_FILENAME, ModelSpec
+
+    from .generate import generate_repository
+
+    source = Path(args.source)
+    if (source / SPEC_FILENAME).is_file():
+        spec, export_dir = ModelSpec.load(source), source
+    elif args.source in KNOWN_MODELS:
+        spec, export_dir = KNOWN_MODELS[args.source], None
+    else:
+        raise ValueError(f"{args.source}: neither an export directory (no {SPEC_FILENAME}) nor a known model")
+    root = generate_repository(
+        args.out, spec, target=args.target, name=args.name, export_dir=export_dir,
+        engine_dir=args.engine, instance_kind=args.instance_kind,
+    )
+    name = args.name or spec.triton_name
+    print(f"wrote {args.target} repository for {spec.name} to {root}: models {name}, {name}_tokenizer, {name}_scorer")
+    if export_dir is None:
+        print("configs only: generate from an export directory to include tokenizer.json and the weights")
+    return 0
+
+
+def _serve(args) -> int:
+    from .server import TritonServer
+
+    server = TritonServer(
+        args.repository, http_port=args.http_port, grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port, host=args.host,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.start(timeout=args.timeout, stream_log=True)
+        print(
+            f"models ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {args.host}:{args.metrics_port} "
+            "(Ctrl-C stops)", flush=True,
+        )
+        server.process.wait()
+        return server.process.returncode or 0
+    finally:
+        server.stop()

@@ -1,0 +1,76 @@
+"""`make demo`: stand-in (or real) model -> ONNX export -> model repository -> real Triton -> ranking."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+STANDIN_WARNING = (
+    "NOTE: this is the offline stand-in: a random-weight Qwen2 with the real Qwen2.5 tokenizer.\n"
+    "      Its scores and ranking are meaningless; pass MODEL=mixedbread-ai/mxbai-rerank-base-v2\n"
+    "      on a machine that reaches the Hugging Face hub for the real model."
+)
+
+
+def prepare(model: str | None, workdir: Path, size: str) -> tuple[Path, bool]:
+    """Export dir for `model` (a hub id or local dir), or for a fresh stand-in when None."""
+    from mxbai_triton.export.onnx_export import ONNX_FILENAME, export_onnx
+    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.export.standin import build_standin
+
+    standin = model is None
+    if standin:
+        checkpoint = workdir / f"standin-{size}"
+        if not (checkpoint / "model.safetensors").is_file():
+            print(f"building the offline {size} stand-in in {checkpoint}", flush=True)
+            build_standin(checkpoint, size=size, seed=0)
+        model = str(checkpoint.resolve())
+    export_dir = workdir / "export"
+    reusable = (export_dir / ONNX_FILENAME).is_file() and (export_dir / "spec.json").is_file()
+    if reusable and ModelSpec.load(export_dir).source in (model, str(Path(model).resolve())):
+        print(f"reusing the export in {export_dir}", flush=True)
+    else:
+        export_onnx(model, export_dir)
+    return export_dir, standin
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default=None, help="hub id or checkpoint dir (default: offline stand-in)")
+    parser.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"], help="stand-in size")
+    parser.add_argument("--workdir", default="artifacts/demo")
+    parser.add_argument("--protocol", default="grpc", choices=["grpc", "http"])
+    args = parser.parse_args(argv)
+
+    from mxbai_triton.client import RerankClient
+    from mxbai_triton.client.cli import print_ranking
+    from mxbai_triton.client.example import EXAMPLE_DOCUMENTS, EXAMPLE_QUERY
+    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.model_repository.generate import generate_repository
+    from mxbai_triton.model_repository.server import TritonServer, free_port
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    export_dir, standin = prepare(args.model, workdir, args.size)
+    spec = ModelSpec.load(export_dir)
+    repository = generate_repository(workdir / "repository", spec, target="portable", name="reranker", export_dir=export_dir)
+    print(f"model repository: {repository} (ensemble 'reranker')", flush=True)
+
+    server = TritonServer(str(repository), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    print("starting tritonserver (the binary bundled in nvidia-pytriton) ...", flush=True)
+    with server:
+        print(f"ready: gRPC {server.grpc_url}, HTTP {server.http_url}", flush=True)
+        url = server.grpc_url if args.protocol == "grpc" else server.http_url
+        with RerankClient(url, model="reranker", protocol=args.protocol) as client:
+            results = client.rank(EXAMPLE_QUERY, list(EXAMPLE_DOCUMENTS))
+    print()
+    print_ranking(EXAMPLE_QUERY, results)
+    print("\nserver stopped.")
+    if standin:
+        print("\n" + STANDIN_WARNING)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
