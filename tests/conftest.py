@@ -33,3 +33,23 @@ def preprocessor(tiny_export):
     from mxbai_triton.export.preprocess import RerankPreprocessor
 
     return RerankPreprocessor.from_dir(tiny_export)
+
+
+# Small enough that list splitting and merging are exercised with a handful of documents.
+SERVED_MAX_BATCH = 16
+
+
+@pytest.fixture(scope="session")
+def served(tiny_export, tmp_path_factory):
+    """A real tritonserver serving the tiny export as ensemble 'reranker' (portable target)."""
+    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.model_repository.generate import generate_repository
+    from mxbai_triton.model_repository.server import TritonServer, free_port
+
+    spec = ModelSpec.load(tiny_export).with_overrides(max_batch_size=SERVED_MAX_BATCH, queue_delay_us=20000)
+    repository = generate_repository(
+        tmp_path_factory.mktemp("repository"), spec, target="portable", name="reranker", export_dir=tiny_export
+    )
+    server = TritonServer(str(repository), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    with server:
+        yield server

@@ -1,0 +1,66 @@
+"""Generated model repositories: committed examples are current, targets get the right configs and files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tritonclient.grpc import model_config_pb2
+
+from mxbai_triton.export.spec import BASE_V2
+from mxbai_triton.model_repository.configs import ensemble_config, scorer_config
+from mxbai_triton.model_repository.generate import EXAMPLES_DIR, generate_examples
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_regenerated_examples_equal_the_committed_ones(tmp_path):
+    generate_examples(tmp_path)
+    assert _tree(tmp_path) == _tree(EXAMPLES_DIR), "run `python -m mxbai_triton.model_repository.generate`"
+
+
+def test_trt_scorer_serves_every_optimization_profile():
+    config = scorer_config(BASE_V2, "m", "trt")
+    assert config.platform == "tensorrt_plan"
+    assert list(config.instance_group[0].profile) == [str(i) for i in range(len(BASE_V2.trt_profiles))]
+    assert [i.data_type for i in config.input] == [model_config_pb2.TYPE_INT64] * 2
+
+
+def test_scorer_batches_dynamically_with_the_spec_limits():
+    config = scorer_config(BASE_V2, "m", "onnx")
+    assert config.max_batch_size == BASE_V2.max_batch_size
+    assert list(config.dynamic_batching.preferred_batch_size) == [32, 64]
+    assert config.dynamic_batching.max_queue_delay_microseconds == BASE_V2.queue_delay_us
+
+
+def test_ensemble_publishes_document_limit_and_estimated_max():
+    params = ensemble_config(BASE_V2, "m").parameters
+    assert (params["max_documents_per_request"].string_value, params["estimated_max"].string_value) == ("64", "9.0")
+
+
+def test_unknown_target_is_rejected():
+    with pytest.raises(ValueError, match="unknown target 'tflite'"):
+        scorer_config(BASE_V2, "m", "tflite")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mxbai_triton", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_repo_command_places_weights_and_tokenizer_for_the_onnx_target(tiny_export, tmp_path):
+    run = _cli("repo", str(tiny_export), "--out", str(tmp_path), "--target", "onnx", "--name", "rr")
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "rr_scorer" / "1" / "model.onnx").is_file()
+    assert (tmp_path / "rr_tokenizer" / "1" / "tokenizer.json").is_file()
+    assert 'platform: "onnxruntime_onnx"' in (tmp_path / "rr_scorer" / "config.pbtxt").read_text()
+    assert (tmp_path / "rr" / "1").is_dir()
+
+
+def test_repo_command_for_trt_without_an_engine_says_how_to_build_one(tiny_export, tmp_path):
+    run = _cli("repo", str(tiny_export), "--out", str(tmp_path), "--target", "trt", "--engine", str(tmp_path))
+    assert run.returncode == 1
+    assert "no model.plan" in run.stderr and "build-engine" in run.stderr

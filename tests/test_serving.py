@@ -1,0 +1,110 @@
+"""End to end on a real tritonserver: ensemble scores equal the reference, requests merge, bad input is refused."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from mxbai_triton.client import RerankClient
+from tests.cases import PARITY_CASES
+from tests.conftest import SERVED_MAX_BATCH
+
+pytestmark = pytest.mark.triton
+
+QUERIES = [
+    ("Who wrote 'To Kill a Mockingbird'?", None),
+    ("best pasta recipe", "Find cooking instructions"),
+    ("Wer schrieb Faust?", None),
+    ("🍕 near me?", "Prefer local results"),
+    ("cafe\u0301", None),
+    ("capital of France", None),
+]
+DOCUMENTS = ["Harper Lee wrote it.", "Boil water, add salt.", "", "Goethe schrieb Faust.", "Paris is the capital."]
+
+
+def _scorer_stats(server):
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        stats = client.get_inference_statistics("reranker_scorer").model_stats[0]
+    return stats.execution_count, stats.inference_stats.success.count
+
+
+def test_ensemble_scores_match_reference_for_concurrent_queries(served, oracle):
+    executions_before, requests_before = _scorer_stats(served)
+    with RerankClient(served.grpc_url, model="reranker") as client, ThreadPoolExecutor(len(QUERIES) * 2) as pool:
+        jobs = [(q, i, pool.submit(client.scores, q, DOCUMENTS, instruction=i)) for q, i in QUERIES * 2]
+        results = [(q, i, job.result()) for q, i, job in jobs]
+    for query, instruction, ours in results:
+        expected = oracle.predict([query] * len(DOCUMENTS), DOCUMENTS, instruction=instruction).numpy()
+        np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
+        assert np.argsort(-ours, kind="stable").tolist() == np.argsort(-expected, kind="stable").tolist()
+    executions, requests = _scorer_stats(served)
+    # The dynamic batcher merged concurrent requests: fewer executions than requests.
+    assert requests - requests_before == len(jobs)
+    assert executions - executions_before < len(jobs)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_rank_sorts_by_score_and_honours_top_k_and_return_documents(served, oracle, protocol):
+    url = served.grpc_url if protocol == "grpc" else served.http_url
+    with RerankClient(url, model="reranker", protocol=protocol) as client:
+        ranked = client.rank("who wrote it?", DOCUMENTS, top_k=3)
+        bare = client.rank("who wrote it?", DOCUMENTS, return_documents=False)
+    expected = oracle.predict(["who wrote it?"] * len(DOCUMENTS), DOCUMENTS).numpy()
+    order = np.argsort(-expected, kind="stable").tolist()
+    assert [r.index for r in ranked] == order[:3]
+    assert [r.document for r in ranked] == [DOCUMENTS[i] for i in order[:3]]
+    assert [r.index for r in bare] == order and all(r.document is None for r in bare)
+    np.testing.assert_allclose([r.score for r in bare], expected[order], atol=1e-4)
+
+
+def test_normalize_matches_reference_formula(served, oracle):
+    from mxbai_rerank.utils import sigmoid_normalize
+
+    with RerankClient(served.http_url, model="reranker", protocol="http") as client:
+        normalized = client.scores("who?", DOCUMENTS, normalize=True)
+    expected = sigmoid_normalize(oracle.predict(["who?"] * len(DOCUMENTS), DOCUMENTS).numpy(), estimated_max=12.0)
+    np.testing.assert_allclose(normalized, expected, atol=1e-5)
+
+
+def test_client_splits_lists_above_the_server_limit_and_keeps_order(served, oracle):
+    documents = [f"document number {i} about topic {i % 3}" for i in range(SERVED_MAX_BATCH * 2 + 3)]
+    with RerankClient(served.grpc_url, model="reranker") as client:
+        assert client.limits.max_documents == SERVED_MAX_BATCH
+        ours = client.scores("topic 1", documents)
+    expected = oracle.predict(["topic 1"] * len(documents), documents).numpy()
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_async_client_ranks_like_the_sync_client(served, protocol):
+    import asyncio
+
+    from mxbai_triton.client import AsyncRerankClient
+
+    url = served.grpc_url if protocol == "grpc" else served.http_url
+    documents = DOCUMENTS * 3  # above the per-request limit: chunks go concurrently
+
+    async def run():
+        async with AsyncRerankClient(url, model="reranker", protocol=protocol) as client:
+            return await asyncio.gather(*(client.rank(q, documents, instruction=i) for q, i in QUERIES))
+
+    async_results = asyncio.run(run())
+    with RerankClient(served.grpc_url, model="reranker") as client:
+        sync_results = [client.rank(q, documents, instruction=i) for q, i in QUERIES]
+    for a, s in zip(async_results, sync_results):
+        assert [r.index for r in a] == [r.index for r in s]
+        np.testing.assert_allclose([r.score for r in a], [r.score for r in s], atol=1e-6)
+
+
+def test_tokens_of_every_parity_case_score_like_the_reference(served, oracle):
+    """The tokenizer backend runs the same preprocessing the parity tests pin, through the wire."""
+    cases = [c for c in PARITY_CASES if c[4] is None and c[0] not in ("long_query", "document_over_max_length")]
+    with RerankClient(served.grpc_url, model="reranker") as client:
+        for _, query, documents, instruction, _ in cases:
+            ours = client.scores(query, documents, instruction=instruction)
+            expected = oracle.predict([query] * len(documents), documents, instruction=instruction).numpy()
+            np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
