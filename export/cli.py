@@ -1,4 +1,4 @@
-"""CLI of the export stage: tiny-model, tokenize, export, validate."""
+"""CLI of the export stage: tiny-model, tokenize, export, build-engine, validate."""
 
 from __future__ import annotations
 
@@ -29,6 +29,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="model name in the spec (default: the checkpoint's)")
     p.add_argument("--skip-validation", action="store_true", help="do not compare ONNX Runtime with PyTorch")
     p.set_defaults(handler=_export)
+
+    p = commands.add_parser("build-engine", help="build a TensorRT 10 engine (model.plan) from an export")
+    p.add_argument("export_dir", help="export directory (`export --dtype fp16` for an fp16 engine)")
+    p.add_argument("--out", required=True, help="engine directory")
+    p.add_argument("--precision", default="fp16", choices=["fp16", "bf16", "fp32"])
+    p.add_argument("--profiles", default=None, help="MIN:OPT:MAX sequence lengths, comma-separated (default: the spec's)")
+    p.add_argument("--opt-level", type=int, default=3, choices=range(6), metavar="0-5", help="builder optimization level")
+    p.add_argument("--timing-cache", default=None, help="timing cache to reuse and update (default: OUT/timing.cache)")
+    p.set_defaults(handler=_build_engine)
 
     p = commands.add_parser("validate", help="compare an export's ONNX Runtime scores with PyTorch")
     p.add_argument("export_dir")
@@ -67,6 +76,23 @@ def _export(args) -> int:
 
     path = export_onnx(args.model, args.out, dtype=args.dtype, name=args.name, validate=not args.skip_validation)
     print(f"exported {path}")
+    return 0
+
+
+def _build_engine(args) -> int:
+    from .tensorrt import TensorRTMissing, build_engine, import_tensorrt, parse_profiles
+
+    try:
+        import_tensorrt()  # before anything else: without TensorRT, do nothing
+    except TensorRTMissing as error:
+        print(f"mxbai-triton build-engine: error: {error}", file=sys.stderr)
+        return 3
+    profiles = parse_profiles(args.profiles) if args.profiles else None
+    plan = build_engine(
+        args.export_dir, args.out, precision=args.precision, profiles=profiles,
+        optimization_level=args.opt_level, timing_cache=args.timing_cache,
+    )
+    print(f"built {plan}")
     return 0
 
 

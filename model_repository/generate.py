@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -69,6 +70,8 @@ def generate_repository(
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    if target == "trt" and engine_dir:
+        spec = _spec_for_engine(spec, Path(engine_dir))
     name = name or spec.triton_name
     root = Path(out)
     names = model_names(name)
@@ -98,6 +101,19 @@ def generate_repository(
         scorer_files[PLAN_FILENAME] = plan
     _write_model(root, scorer_config(spec, name, target, instance_kind=instance_kind), scorer_files)
     return root
+
+
+def _spec_for_engine(spec: ModelSpec, engine_dir: Path) -> ModelSpec:
+    """The engine's profiles and binding dtypes win: Triton's data_type must equal the engine's."""
+    from mxbai_triton.export.tensorrt import engine_input_dtypes
+
+    if (engine_dir / SPEC_FILENAME).is_file():
+        spec = spec.with_overrides(trt_profile_bounds=ModelSpec.load(engine_dir).trt_profile_bounds)
+    dtypes = engine_input_dtypes(engine_dir)
+    return spec.with_overrides(**{
+        field: dataclasses.replace(getattr(spec, field), dtype=dtypes[getattr(spec, field).name])
+        for field in ("input_ids", "attention_mask") if getattr(spec, field).name in dtypes
+    })
 
 
 def generate_examples(root: str | Path = EXAMPLES_DIR) -> list[Path]:

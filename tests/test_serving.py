@@ -108,3 +108,20 @@ def test_tokens_of_every_parity_case_score_like_the_reference(served, oracle):
             ours = client.scores(query, documents, instruction=instruction)
             expected = oracle.predict([query] * len(documents), documents, instruction=instruction).numpy()
             np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
+
+
+def test_rank_command_prints_the_ranking(served):
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "mxbai_triton", "rank", "--url", served.http_url, "--protocol", "http",
+         "--model", "reranker", "--query", "who wrote it?", "--json", "Harper Lee wrote it.", "Stock markets fell."],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    import json
+
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert sorted(r["index"] for r in lines) == [0, 1]
+    assert lines[0]["score"] >= lines[1]["score"]

@@ -1,0 +1,168 @@
+"""TensorRT 10 engines from an export: strongly typed network, one profile per sequence bucket, timing cache."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+from .onnx_export import ONNX_FILENAME
+from .spec import ModelSpec
+
+PLAN_FILENAME = "model.plan"
+METADATA_FILENAME = "engine.json"
+TIMING_CACHE_FILENAME = "timing.cache"
+TENSORRT_MISSING = (
+    "TensorRT is not installed (import tensorrt failed). Build engines where TensorRT 10 and an NVIDIA GPU "
+    "are: NVIDIA's container (e.g. nvcr.io/nvidia/tritonserver:24.10-py3 ships TensorRT; add "
+    "`pip install tensorrt-cu12==<its TensorRT version>` for the Python API), or `pip install tensorrt-cu12` on a "
+    "CUDA 12 machine. The engine must be built with the TensorRT version of the Triton that serves it."
+)
+# Graph dtype each precision needs: strongly typed networks take their types from the ONNX graph.
+PRECISION_GRAPH_DTYPE = {"fp16": "fp16", "fp32": "fp32", "bf16": "bf16"}
+
+
+class TensorRTMissing(RuntimeError):
+    """TensorRT cannot be imported here."""
+
+
+def import_tensorrt():
+    try:
+        import tensorrt
+    except ImportError as error:
+        raise TensorRTMissing(TENSORRT_MISSING) from error
+    return tensorrt
+
+
+def parse_profiles(text: str) -> tuple[tuple[int, int, int], ...]:
+    """"1:256:256,257:512:1024" -> ((1, 256, 256), (257, 512, 1024)) as (min, opt, max) sequence lengths."""
+    profiles = []
+    for part in text.split(","):
+        pieces = part.split(":")
+        if len(pieces) != 3 or not all(p.strip().isdigit() for p in pieces):
+            raise ValueError(f"profile {part!r} is not MIN:OPT:MAX")
+        low, opt, high = (int(p) for p in pieces)
+        if not 1 <= low <= opt <= high:
+            raise ValueError(f"profile {part!r} needs 1 <= MIN <= OPT <= MAX")
+        profiles.append((low, opt, high))
+    return tuple(profiles)
+
+
+def _gpu_name() -> str:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def _progress_monitor(trt):
+    class PrintingMonitor(trt.IProgressMonitor):
+        """Prints TensorRT's build phases; a plain line per phase keeps CI logs readable."""
+
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self._start: dict[str, float] = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            self._start[phase_name] = time.perf_counter()
+            print(f"  tensorrt: {phase_name} ({num_steps} steps) ...", flush=True)
+
+        def step_complete(self, phase_name, step):
+            return True  # never cancel
+
+        def phase_finish(self, phase_name):
+            print(f"  tensorrt: {phase_name} done in {time.perf_counter() - self._start.get(phase_name, time.perf_counter()):.1f}s", flush=True)
+
+    return PrintingMonitor()
+
+
+def build_engine(
+    export_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    precision: str = "fp16",
+    profiles: tuple[tuple[int, int, int], ...] | None = None,
+    optimization_level: int = 3,
+    timing_cache: str | Path | None = None,
+) -> Path:
+    """Build `out_dir/model.plan` from `export_dir/model.onnx` with the TensorRT 10 Python API.
+
+    Args:
+        export_dir: Export whose graph dtype matches `precision` (`export --dtype fp16` for fp16).
+        out_dir: Engine directory: model.plan, engine.json (metadata), spec.json, timing cache.
+        precision: "fp16", "bf16" or "fp32"; the network is strongly typed, so precision comes from
+            the graph's types (sensitive ops carry explicit fp32 casts), not from builder flags.
+        profiles: (min, opt, max) sequence lengths; default: the spec's, ending on tokenizer buckets.
+        optimization_level: Builder optimization level 0..5.
+        timing_cache: Timing cache file to reuse and update (default: out_dir/timing.cache).
+
+    Returns:
+        Path of model.plan.
+    """
+    trt = import_tensorrt()  # first: without TensorRT nothing else happens
+    export_dir, out = Path(export_dir), Path(out_dir)
+    spec = ModelSpec.load(export_dir)
+    if precision not in PRECISION_GRAPH_DTYPE:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_GRAPH_DTYPE)}, got {precision!r}")
+    if spec.dtype != PRECISION_GRAPH_DTYPE[precision]:
+        raise ValueError(
+            f"{export_dir} holds a {spec.dtype} graph; a {precision} engine needs `mxbai-triton export --dtype {precision}`"
+        )
+    profiles = profiles or spec.trt_profiles
+    out.mkdir(parents=True, exist_ok=True)
+    cache_path = Path(timing_cache) if timing_cache else out / TIMING_CACHE_FILENAME
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(export_dir / ONNX_FILENAME)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {export_dir / ONNX_FILENAME}: {errors}")
+
+    config = builder.create_builder_config()
+    config.builder_optimization_level = optimization_level
+    config.progress_monitor = _progress_monitor(trt)
+    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    max_batch, opt_batch = spec.max_batch_size, max(1, spec.max_batch_size // 2)
+    for low, opt, high in profiles:
+        profile = builder.create_optimization_profile()
+        for name in (spec.input_ids.name, spec.attention_mask.name):
+            profile.set_shape(name, (1, low), (opt_batch, opt), (max_batch, high))
+        config.add_optimization_profile(profile)
+
+    started = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError("TensorRT failed to build the engine (see its log above)")
+    plan = out / PLAN_FILENAME
+    plan.write_bytes(bytes(serialized))
+    cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    bindings = {
+        network.get_input(i).name: trt.nptype(network.get_input(i).dtype).__name__ for i in range(network.num_inputs)
+    }
+    metadata = {
+        "tensorrt_version": trt.__version__,
+        "gpu": _gpu_name(),
+        "host": platform.node(),
+        "precision": precision,
+        "optimization_level": optimization_level,
+        "profiles": [list(p) for p in profiles],
+        "batch": {"min": 1, "opt": opt_batch, "max": max_batch},
+        "input_dtypes": bindings,
+        "build_seconds": round(time.perf_counter() - started, 1),
+        "source": spec.source,
+    }
+    (out / METADATA_FILENAME).write_text(json.dumps(metadata, indent=2) + "\n")
+    spec.with_overrides(trt_profile_bounds=tuple((high, opt) for _, opt, high in profiles)).save(out)
+    return plan
+
+
+def engine_input_dtypes(engine_dir: str | Path) -> dict[str, str]:
+    """Binding dtypes recorded at build time (numpy names), for the Triton config."""
+    path = Path(engine_dir) / METADATA_FILENAME
+    return json.loads(path.read_text())["input_dtypes"] if path.is_file() else {}

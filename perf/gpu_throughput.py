@@ -1,0 +1,72 @@
+"""GPU check: folded-head scorer throughput in fp16/bf16 on the base shape, as a fraction of the matmul roofline."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+# Measured bf16 dense matmul rate on the lent H100/H200 (see perf/NOTES.md).
+ROOFLINE_TFLOPS = 790.0
+
+
+def flops_per_row(config, seq: int) -> float:
+    """Matmul FLOPs of one row of `seq` tokens: projections + MLP (2 per weight) + QK^T and PV over seq."""
+    hidden, layers = config.hidden_size, config.num_hidden_layers
+    head_dim = hidden // config.num_attention_heads
+    kv = config.num_key_value_heads * head_dim
+    per_token = 2 * layers * (hidden * hidden * 2 + hidden * kv * 2 + 3 * hidden * config.intermediate_size)
+    attention = 4 * layers * seq * seq * hidden
+    return per_token * seq + attention
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", default="base", choices=["tiny", "small", "base", "large"])
+    parser.add_argument("--docs", type=int, default=100)
+    parser.add_argument("--seq", type=int, default=304, help="padded tokens per document (~300)")
+    parser.add_argument("--batch", type=int, default=50, help="documents per forward")
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args(argv)
+
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from mxbai_triton.export.scorer import FoldedHeadScorer
+    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.export.standin import SIZES, VOCAB_SIZE
+
+    if not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: run this on the GPU machine")
+    hidden, layers, heads, kv_heads, inter = SIZES[args.size]
+    config = Qwen2Config(vocab_size=VOCAB_SIZE, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                         num_key_value_heads=kv_heads, intermediate_size=inter, max_position_embeddings=32768,
+                         rope_theta=1e6, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    spec = ModelSpec(name=args.size, source="random")
+    ids = torch.randint(0, 151643, (args.docs, args.seq), device="cuda")
+    mask = torch.ones_like(ids)
+    print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  {args.size}: {args.docs} docs x {args.seq} tokens, batch {args.batch}")
+    for dtype in ("fp16", "bf16"):
+        scorer = FoldedHeadScorer(Qwen2ForCausalLM(config), spec, dtype).eval().cuda()
+        with torch.inference_mode():
+            for _ in range(2):  # warm-up
+                for start in range(0, args.docs, args.batch):
+                    scorer(ids[start:start + args.batch], mask[start:start + args.batch])
+            torch.cuda.synchronize()
+            began = time.perf_counter()
+            for _ in range(args.repeats):
+                for start in range(0, args.docs, args.batch):
+                    scores = scorer(ids[start:start + args.batch], mask[start:start + args.batch])
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - began) / args.repeats
+        tflops = flops_per_row(config, args.seq) * args.docs / seconds / 1e12
+        finite = bool(torch.isfinite(scores).all())
+        print(f"  {dtype}: {seconds * 1e3:8.2f} ms per {args.docs} docs  {args.docs * args.seq / seconds:12,.0f} tokens/s  "
+              f"{tflops:6.1f} TFLOP/s = {tflops / ROOFLINE_TFLOPS:.1%} of {ROOFLINE_TFLOPS:.0f}  finite={finite}")
+        del scorer
+        torch.cuda.empty_cache()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
