@@ -25,7 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("export", help="export a checkpoint to ONNX with the folded score head")
     p.add_argument("model", help="base-v2, large-v2, a Hugging Face id or a local checkpoint directory")
     p.add_argument("--out", required=True, help="export directory")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16"])
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
     p.add_argument("--name", default=None, help="model name in the spec (default: the checkpoint's)")
     p.add_argument("--skip-validation", action="store_true", help="do not compare ONNX Runtime with PyTorch")
     p.set_defaults(handler=_export)

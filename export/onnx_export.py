@@ -67,7 +67,7 @@ def export_onnx(
     Args:
         model: "base-v2", "large-v2", a Hugging Face id or a local checkpoint directory.
         out_dir: Export directory (created): model.onnx[.data], tokenizer files, spec.json.
-        dtype: Graph compute dtype, "fp32" or "fp16" (fp16 keeps sensitive ops in fp32).
+        dtype: Graph compute dtype, "fp32", "fp16" or "bf16" (sensitive ops stay fp32).
         name: Optional model name for the spec (defaults to the checkpoint's).
         opset: ONNX opset.
         validate: Run ONNX Runtime against PyTorch afterwards; raises on failure.
@@ -79,8 +79,8 @@ def export_onnx(
 
     from .scorer import FoldedHeadScorer
 
-    if dtype not in ("fp32", "fp16"):
-        raise ValueError(f"dtype must be fp32 or fp16, got {dtype!r}")
+    if dtype not in ("fp32", "fp16", "bf16"):
+        raise ValueError(f"dtype must be fp32, fp16 or bf16, got {dtype!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = resolve_spec(model, name=name).with_overrides(dtype=dtype)
@@ -124,6 +124,7 @@ def export_onnx(
         with progress.step("validating ONNX Runtime against PyTorch"):
             from .validate import validate_export
 
-            # The scorer cast the model's weights in place for fp16: compare against a fresh fp32 copy.
-            validate_export(out, causal_lm=causal_lm if dtype == "fp32" else load_causal_lm(spec.source))
+            # The scorer cast the model's weights in place: compare against a fresh fp32 copy.
+            reference = causal_lm if dtype == "fp32" else load_causal_lm(spec.source)
+            validate_export(out, causal_lm=reference, fallback=scorer)
     return path

@@ -16,9 +16,9 @@ METADATA_FILENAME = "engine.json"
 TIMING_CACHE_FILENAME = "timing.cache"
 TENSORRT_MISSING = (
     "TensorRT is not installed (import tensorrt failed). Build engines where TensorRT 10 and an NVIDIA GPU "
-    "are: NVIDIA's container (e.g. nvcr.io/nvidia/tritonserver:24.10-py3 ships TensorRT; add "
-    "`pip install tensorrt-cu12==<its TensorRT version>` for the Python API), or `pip install tensorrt-cu12` on a "
-    "CUDA 12 machine. The engine must be built with the TensorRT version of the Triton that serves it."
+    "are: NVIDIA's TensorRT container of the same release as your Triton (e.g. nvcr.io/nvidia/tensorrt:24.10-py3 "
+    "for tritonserver:24.10), or `pip install tensorrt-cu12==<the TensorRT version of your Triton>` on a CUDA 12 "
+    "machine. An engine only loads in the TensorRT version that built it."
 )
 # Graph dtype each precision needs: strongly typed networks take their types from the ONNX graph.
 PRECISION_GRAPH_DTYPE = {"fp16": "fp16", "fp32": "fp32", "bf16": "bf16"}
@@ -117,7 +117,9 @@ def build_engine(
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    # TensorRT 10 needs the flag; TensorRT 11 networks are strongly typed without it.
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    network = builder.create_network(0 if strongly_typed is None else 1 << int(strongly_typed))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(export_dir / ONNX_FILENAME)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))

@@ -15,10 +15,12 @@ def cases(spec, batch: int, lengths: list[int], long_length: int):
 
     for length in lengths:
         yield f"{batch}x{length} padded", *grid_inputs(batch, length, spec)
-    # One long row next to one single-token row: 99.99% padding in the second.
-    ids, mask = grid_inputs(2, long_length, spec)
+    # A long row next to a single-token row (all but one position padding), then one row of the
+    # longest length alone: unfused attention holds heads x seq^2 fp32 scores per row.
+    ids, mask = grid_inputs(2, long_length // 2, spec)
     mask[1, :-1], ids[1, :-1] = 0, spec.pad_token_id
-    yield f"2x{long_length} (one row 1 token)", ids, mask
+    yield f"2x{long_length // 2} (one row 1 token)", ids, mask
+    yield f"1x{long_length}", *grid_inputs(1, long_length, spec)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The fp16 graph: sensitive ops stay fp32, scores stay finite and close to fp32 under heavy padding."""
+"""Low-precision graphs: sensitive ops stay fp32, fp16 scores stay finite and close to fp32 under padding; bf16 exports."""
 
 from __future__ import annotations
 
@@ -48,3 +48,14 @@ def test_fp16_scores_stay_finite_and_close_to_fp32_for_padded_rows(fp16_export, 
     (fp32,) = onnx_session(tiny_export / ONNX_FILENAME).run(None, feed)
     assert np.isfinite(fp16).all()
     np.testing.assert_allclose(fp16, fp32, atol=5e-2, rtol=2e-2)
+
+
+def test_bf16_export_validates_through_the_traced_module(tiny_checkpoint, tmp_path, capfd):
+    import onnx
+
+    from mxbai_triton.export.onnx_export import export_onnx
+
+    export_onnx(str(tiny_checkpoint), tmp_path / "bf16", dtype="bf16")
+    assert "no bf16 CPU kernels" in capfd.readouterr().err
+    model = onnx.load(str(tmp_path / "bf16" / ONNX_FILENAME))
+    assert any(t.data_type == onnx.TensorProto.BFLOAT16 for t in model.graph.initializer)
