@@ -125,3 +125,38 @@ def test_rank_command_prints_the_ranking(served):
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert sorted(r["index"] for r in lines) == [0, 1]
     assert lines[0]["score"] >= lines[1]["score"]
+
+
+def test_client_timeout_raises_a_clear_error(served):
+    from mxbai_triton.client import RerankError
+
+    with RerankClient(served.grpc_url, model="reranker", timeout=1e-4) as client:
+        with pytest.raises(RerankError, match="(?i)deadline"):
+            client.rank("q", ["a document that takes longer than 0.1 ms"])
+
+
+def test_serve_command_reports_ready_binds_loopback_and_stops_on_sigterm(tiny_export, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from mxbai_triton.model_repository.generate import generate_repository
+    from mxbai_triton.model_repository.server import free_port
+    from mxbai_triton.export.spec import ModelSpec
+
+    repo = generate_repository(tmp_path / "repo", ModelSpec.load(tiny_export), target="portable", name="rr", export_dir=tiny_export)
+    http = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mxbai_triton", "serve", str(repo), "--http-port", str(http),
+         "--grpc-port", str(free_port()), "--metrics-port", str(free_port())],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        ready = next(line for line in process.stdout if "models ready" in line)
+        assert f"HTTP 127.0.0.1:{http}" in ready
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/models/rr/ready", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
