@@ -1,4 +1,9 @@
-"""FP16 safety of the folded-head scorer on the real shapes: finite, and how far from fp32 (torch, CPU or GPU)."""
+"""FP16 safety of the folded-head scorer on the real shapes: finite, and how far from fp32.
+
+Runtimes: torch (CPU or GPU; CPU fp16 GEMMs are very slow) or ONNX Runtime on the exported graphs
+(CPU; every fp16-typed tensor is materialised in fp16, so overflow shows up as inf exactly as on a GPU,
+while products accumulate in fp32 as GPU tensor cores do).
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,43 @@ def cases(spec, batch: int, lengths: list[int], long_length: int):
 
     for length in lengths:
         yield f"{batch}x{length} padded", *grid_inputs(batch, length, spec)
+    if long_length <= 0:
+        return
     # A long row next to a single-token row (all but one position padding), then one row of the
     # longest length alone: unfused attention holds heads x seq^2 fp32 scores per row.
     ids, mask = grid_inputs(2, long_length // 2, spec)
     mask[1, :-1], ids[1, :-1] = 0, spec.pad_token_id
     yield f"2x{long_length // 2} (one row 1 token)", ids, mask
     yield f"1x{long_length}", *grid_inputs(1, long_length, spec)
+
+
+def _torch_outputs(scorer, device, grid):
+    import torch
+
+    scorer = scorer.eval().to(device)
+    results = []
+    for _, ids, mask in grid:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            scores = scorer(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
+        results.append((scores[:, 0].float().cpu().numpy(), time.perf_counter() - start))
+    return results
+
+
+def _onnx_outputs(checkpoint: Path, dtype: str, grid):
+    from mxbai_triton.export.onnx_export import ONNX_FILENAME, export_onnx
+    from mxbai_triton.export.validate import onnx_session
+
+    export_dir = checkpoint.parent / f"{checkpoint.name}-export-{dtype}"
+    if not (export_dir / ONNX_FILENAME).is_file():
+        export_onnx(str(checkpoint), export_dir, dtype=dtype, validate=False)
+    session = onnx_session(export_dir / ONNX_FILENAME)
+    results = []
+    for _, ids, mask in grid:
+        start = time.perf_counter()
+        (scores,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+        results.append((scores[:, 0], time.perf_counter() - start))
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lengths", default="512")
-    parser.add_argument("--long-length", type=int, default=8272)
+    parser.add_argument("--long-length", type=int, default=8272, help="0 skips the long cases")
+    parser.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"])
     args = parser.parse_args(argv)
 
     import torch
@@ -45,21 +82,22 @@ def main(argv: list[str] | None = None) -> int:
     if not (checkpoint / "model.safetensors").is_file():
         build_standin(checkpoint, size=args.size, seed=0)
     spec = resolve_spec(str(checkpoint))
-    lm = load_causal_lm(str(checkpoint))
-    reference = FoldedHeadScorer(lm, spec, "fp32").eval().to(args.device)
-    low = FoldedHeadScorer(copy.deepcopy(lm), spec, args.dtype).eval().to(args.device)
-    print(f"{checkpoint} ({args.size}), {args.dtype} vs fp32 on {args.device}")
+    grid = list(cases(spec, args.batch, [int(x) for x in args.lengths.split(",")], args.long_length))
+    if args.runtime == "onnxruntime":
+        outputs = {dtype: _onnx_outputs(checkpoint, dtype, grid) for dtype in ("fp32", args.dtype)}
+    else:
+        lm = load_causal_lm(str(checkpoint))
+        outputs = {"fp32": _torch_outputs(FoldedHeadScorer(lm, spec, "fp32"), args.device, grid)}
+        outputs[args.dtype] = _torch_outputs(FoldedHeadScorer(copy.deepcopy(lm), spec, args.dtype), args.device, grid)
+    origin = f"{args.size} stand-in" if args.checkpoint is None else "given checkpoint"
+    print(f"{checkpoint} ({origin}), {args.dtype} vs fp32, {args.runtime} on {args.device if args.runtime == 'torch' else 'cpu'}")
     worst = 0.0
-    for label, ids, mask in cases(spec, args.batch, [int(x) for x in args.lengths.split(",")], args.long_length):
-        feed = (torch.from_numpy(ids).to(args.device), torch.from_numpy(mask).to(args.device))
-        start = time.perf_counter()
-        with torch.inference_mode():
-            exact = reference(*feed)[:, 0].float().cpu().numpy()
-            approx = low(*feed)[:, 0].float().cpu().numpy()
+    for (label, _, _), (exact, seconds), (approx, low_seconds) in zip(grid, outputs["fp32"], outputs[args.dtype]):
         finite = bool(np.isfinite(approx).all())
         diff = float(np.max(np.abs(approx - exact))) if finite else float("inf")
         worst = max(worst, diff)
-        print(f"  {label:28s} finite={finite} max|diff|={diff:.4g} max|fp32|={np.max(np.abs(exact)):.4g} ({time.perf_counter() - start:.0f}s)", flush=True)
+        print(f"  {label:28s} finite={finite} max|diff|={diff:.4g} max|fp32|={np.max(np.abs(exact)):.4g} "
+              f"(fp32 {seconds:.0f}s, {args.dtype} {low_seconds:.0f}s)", flush=True)
     print(f"worst max|diff|: {worst:.4g}")
     return 0
 
