@@ -8,14 +8,6 @@ import time
 import numpy as np
 
 
-def synthetic_documents(count: int, tokens: int, seed: int = 0) -> list[str]:
-    """English-like documents of about `tokens` Qwen2.5 tokens each (every word is one token)."""
-    rng = np.random.default_rng(seed)
-    words = ("the search model document query score river history science novel author music "
-             "city water light time world house school book paper data system").split()
-    return [" ".join(rng.choice(words, size=tokens)) for _ in range(count)]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory (the reference loads it)")
@@ -31,8 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     from mxbai_triton.export.preprocess import RerankPreprocessor, pad_left, padded_length
     from mxbai_triton.export.validate import onnx_session
 
-    query = "which documents talk about search relevance?"
+    from .workload import QUERY, synthetic_documents
+
     documents = synthetic_documents(args.docs, args.doc_tokens)
+    query = QUERY
     reference = MxbaiRerankV2(args.checkpoint, device="cpu", torch_dtype=torch.float32)
     pre = RerankPreprocessor.from_dir(args.export)
     session = onnx_session(args.export + "/" + ONNX_FILENAME)
