@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 from typing import Sequence
 
@@ -111,10 +112,10 @@ class RerankPreprocessor:
 def padded_length(longest: int, *, multiple_of: int = 8, buckets: Sequence[int] | None = None) -> int:
     """Length to left-pad a batch to: the next multiple of `multiple_of`, or the smallest bucket."""
     if buckets:
-        for bucket in buckets:
-            if bucket >= longest:
-                return bucket
-        raise ValueError(f"sequence of {longest} tokens exceeds the largest bucket {buckets[-1]}")
+        index = bisect.bisect_left(buckets, longest)
+        if index == len(buckets):
+            raise ValueError(f"sequence of {longest} tokens exceeds the largest bucket {buckets[-1]}")
+        return buckets[index]
     return -(-longest // multiple_of) * multiple_of
 
 

@@ -72,7 +72,8 @@ class ModelSpec:
     tokenizer_instances: int = 2
     # Tokenizer pads each request to the smallest bucket that fits it, so that requests merge in the
     # scorer's dynamic batcher; ~1.5x spacing bounds padding waste to a third of the tokens.
-    # The longest possible sequence (max_sequence_length) is always the last bucket.
+    # The longest possible sequence (max_sequence_length) is always the last bucket. Empty: pad to
+    # a multiple of pad_to_multiple_of, as the reference does (least padding, fewest merges).
     bucket_bounds: tuple[int, ...] = (64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144)
     # TensorRT optimization profiles as (upper bound, opt) of sequence length; each profile starts
     # where the previous ends and covers batch 1..max_batch_size. Bounds are tokenizer buckets, the
@@ -92,7 +93,9 @@ class ModelSpec:
 
     @property
     def seq_buckets(self) -> tuple[int, ...]:
-        """Padded sequence lengths the tokenizer emits, ascending."""
+        """Padded sequence lengths the tokenizer emits, ascending; empty for multiple-of padding."""
+        if not self.bucket_bounds:
+            return ()
         top = self.max_sequence_length
         return tuple(b for b in self.bucket_bounds if b < top) + (top,)
 

@@ -16,6 +16,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="ensemble name (default: from the spec)")
     p.add_argument("--engine", default=None, help="directory with model.plan (trt target)")
     p.add_argument("--instance-kind", default="gpu", choices=["gpu", "cpu"], help="onnx target: where ONNX Runtime runs")
+    p.add_argument("--padding", default=None, choices=["buckets", "multiple"],
+                   help="tokenizer padding: length buckets (lets requests merge) or multiple of 8 (least padding); "
+                        "default: buckets for trt/onnx, multiple for portable")
     p.set_defaults(handler=_repo)
 
     p = commands.add_parser("serve", help="run the bundled tritonserver on a model repository, in the foreground")
@@ -42,7 +45,7 @@ def _repo(args) -> int:
         raise ValueError(f"{args.source}: neither an export directory (no {SPEC_FILENAME}) nor a known model")
     root = generate_repository(
         args.out, spec, target=args.target, name=args.name, export_dir=export_dir,
-        engine_dir=args.engine, instance_kind=args.instance_kind,
+        engine_dir=args.engine, instance_kind=args.instance_kind, padding=args.padding,
     )
     name = args.name or spec.triton_name
     print(f"wrote {args.target} repository for {spec.name} to {root}: models {name}, {name}_tokenizer, {name}_scorer")

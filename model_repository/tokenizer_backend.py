@@ -60,7 +60,7 @@ class TokenizerCore:
         """One tokenizer call for all requests; each padded to the smallest bucket that fits it."""
         outputs = []
         for sequences in self.preprocessor.encode_many(parsed):
-            length = padded_length(max(map(len, sequences)), buckets=self.buckets)
+            length = padded_length(max(map(len, sequences)), multiple_of=self.spec.pad_to_multiple_of, buckets=self.buckets)
             outputs.append(pad_left(sequences, length, self.spec.pad_token_id))
         return outputs
 

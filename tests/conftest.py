@@ -48,7 +48,8 @@ def served(tiny_export, tmp_path_factory):
 
     spec = ModelSpec.load(tiny_export).with_overrides(max_batch_size=SERVED_MAX_BATCH, queue_delay_us=20000)
     repository = generate_repository(
-        tmp_path_factory.mktemp("repository"), spec, target="portable", name="reranker", export_dir=tiny_export
+        tmp_path_factory.mktemp("repository"), spec, target="portable", name="reranker", export_dir=tiny_export,
+        padding="buckets",  # the GPU targets' padding, so that the batcher's merging is what is tested
     )
     server = TritonServer(str(repository), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
     with server:

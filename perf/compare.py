@@ -1,0 +1,122 @@
+"""Same checkpoint, same workload: the reference's rank() vs in-process ONNX Runtime vs our Triton ensemble."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .workload import synthetic_documents
+
+
+def prepare(size: str, workdir: Path) -> tuple[Path, Path]:
+    """Seeded stand-in and its fp32 export under `workdir`, built once and reused."""
+    from mxbai_triton.export.onnx_export import ONNX_FILENAME, export_onnx
+    from mxbai_triton.export.standin import build_standin
+
+    checkpoint = workdir / f"standin-{size}"
+    if not (checkpoint / "model.safetensors").is_file():
+        build_standin(checkpoint, size=size, seed=0)
+    export = workdir / f"standin-{size}-export-fp32"
+    if not (export / ONNX_FILENAME).is_file():
+        export_onnx(str(checkpoint), export)
+    return checkpoint, export
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def run_reference(checkpoint: Path, workload):
+    import torch
+    from mxbai_rerank import MxbaiRerankV2
+
+    model = MxbaiRerankV2(str(checkpoint), device="cpu", torch_dtype=torch.float32)
+
+    def rank(query, documents):
+        scores = np.zeros(len(documents), dtype=np.float32)
+        for result in model.rank(query, documents, top_k=len(documents), return_documents=False):
+            scores[result.index] = result.score
+        return scores
+
+    return timed(lambda: [rank(q, d) for q, d in workload])
+
+
+def run_onnxruntime(export: Path, workload):
+    from mxbai_triton.export.onnx_export import ONNX_FILENAME
+    from mxbai_triton.export.preprocess import RerankPreprocessor, pad_left, padded_length
+    from mxbai_triton.export.validate import onnx_session
+
+    pre = RerankPreprocessor.from_dir(export)
+    session = onnx_session(export / ONNX_FILENAME)
+
+    def score(query, documents):
+        sequences = pre.encode(query, documents)
+        ids, mask = pad_left(sequences, padded_length(max(map(len, sequences))), pre.spec.pad_token_id)
+        return session.run(None, {"input_ids": ids, "attention_mask": mask})[0][:, 0]
+
+    return timed(lambda: [score(q, d) for q, d in workload])
+
+
+def run_triton(export: Path, workload, concurrencies: list[int], workdir: Path):
+    from mxbai_triton.client import RerankClient
+    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.model_repository.generate import generate_repository
+    from mxbai_triton.model_repository.server import TritonServer, free_port
+
+    repo = generate_repository(workdir / "compare-repository", ModelSpec.load(export), target="portable", name="reranker", export_dir=export)
+    results = {}
+    with TritonServer(str(repo), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port()) as server:
+        with RerankClient(server.grpc_url, model="reranker", timeout=600) as client:
+            client.scores(*workload[0])  # warm-up: first execution initialises ONNX Runtime
+            for concurrency in concurrencies:
+                with ThreadPoolExecutor(concurrency) as pool:
+                    results[concurrency] = timed(lambda: list(pool.map(lambda w: client.scores(*w), workload)))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"])
+    parser.add_argument("--queries", type=int, default=8)
+    parser.add_argument("--docs", type=int, default=32)
+    parser.add_argument("--doc-tokens", type=int, default=200)
+    parser.add_argument("--concurrency", default="1,4")
+    parser.add_argument("--workdir", default="artifacts")
+    args = parser.parse_args(argv)
+
+    workdir = Path(args.workdir)
+    checkpoint, export = prepare(args.size, workdir)
+    workload = [(f"query {i}: which documents talk about search relevance?", synthetic_documents(args.docs, args.doc_tokens, seed=i))
+                for i in range(args.queries)]
+    total = args.queries * args.docs
+    print(f"workload: {args.size} stand-in, {args.queries} queries x {args.docs} docs x ~{args.doc_tokens} tokens ({time.strftime('%Y-%m-%d')})", flush=True)
+
+    reference, reference_s = run_reference(checkpoint, workload)
+    print(f"  reference rank()             {total / reference_s:8.1f} docs/s", flush=True)
+    onnx, onnx_s = run_onnxruntime(export, workload)
+    print(f"  in-process ONNX Runtime     {total / onnx_s:8.1f} docs/s", flush=True)
+    triton = run_triton(export, workload, [int(c) for c in args.concurrency.split(",")], workdir)
+
+    rows = [("reference (MxbaiRerankV2.rank)", reference_s), ("in-process ONNX Runtime", onnx_s)]
+    rows += [(f"Triton ensemble, concurrency {c}", seconds) for c, (_, seconds) in triton.items()]
+    print()
+    print("| path | docs/s | vs reference | vs in-process ORT |")
+    print("|---|---:|---:|---:|")
+    for label, seconds in rows:
+        print(f"| {label} | {total / seconds:.1f} | {reference_s / seconds:.2f}x | {onnx_s / seconds:.2f}x |")
+    worst = max(
+        float(np.max(np.abs(np.concatenate(scores) - np.concatenate(reference))))
+        for scores in [onnx] + [s for s, _ in triton.values()]
+    )
+    print(f"\nmax |score - reference| over every path: {worst:.2g}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
