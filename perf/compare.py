@@ -37,6 +37,7 @@ def run_reference(checkpoint: Path, workload):
     from mxbai_rerank import MxbaiRerankV2
 
     model = MxbaiRerankV2(str(checkpoint), device="cpu", torch_dtype=torch.float32)
+    model.predict(["warm-up"], ["warm-up"])
 
     def rank(query, documents):
         scores = np.zeros(len(documents), dtype=np.float32)
@@ -60,16 +61,18 @@ def run_onnxruntime(export: Path, workload):
         ids, mask = pad_left(sequences, padded_length(max(map(len, sequences))), pre.spec.pad_token_id)
         return session.run(None, {"input_ids": ids, "attention_mask": mask})[0][:, 0]
 
+    score(*workload[0])  # warm-up, as the server gets: the first run allocates ONNX Runtime's buffers
     return timed(lambda: [score(q, d) for q, d in workload])
 
 
-def run_triton(export: Path, workload, concurrencies: list[int], workdir: Path):
+def run_triton(export: Path, workload, concurrencies: list[int], workdir: Path, padding: str | None = None):
     from mxbai_triton.client import RerankClient
     from mxbai_triton.export.spec import ModelSpec
     from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer, free_port
 
-    repo = generate_repository(workdir / "compare-repository", ModelSpec.load(export), target="portable", name="reranker", export_dir=export)
+    repo = generate_repository(workdir / "compare-repository", ModelSpec.load(export), target="portable", name="reranker",
+                               export_dir=export, padding=padding)
     results = {}
     with TritonServer(str(repo), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port()) as server:
         with RerankClient(server.grpc_url, model="reranker", timeout=600) as client:
@@ -88,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc-tokens", type=int, default=200)
     parser.add_argument("--concurrency", default="1,4")
     parser.add_argument("--workdir", default="artifacts")
+    parser.add_argument("--padding", default=None, choices=["buckets", "multiple"], help="tokenizer padding (default: the portable target's)")
     args = parser.parse_args(argv)
 
     workdir = Path(args.workdir)
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  reference rank()             {total / reference_s:8.1f} docs/s", flush=True)
     onnx, onnx_s = run_onnxruntime(export, workload)
     print(f"  in-process ONNX Runtime     {total / onnx_s:8.1f} docs/s", flush=True)
-    triton = run_triton(export, workload, [int(c) for c in args.concurrency.split(",")], workdir)
+    triton = run_triton(export, workload, [int(c) for c in args.concurrency.split(",")], workdir, args.padding)
 
     rows = [("reference (MxbaiRerankV2.rank)", reference_s), ("in-process ONNX Runtime", onnx_s)]
     rows += [(f"Triton ensemble, concurrency {c}", seconds) for c, (_, seconds) in triton.items()]
