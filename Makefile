@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libb64-0d
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo analyze clean
 
 setup: $(STAMP)
 
@@ -32,5 +32,16 @@ MODEL ?=
 demo: setup
 	$(BIN)/python -m mxbai_triton.demo $(if $(MODEL),--model $(MODEL))
 
+# Model Analyzer on the demo's repository (or REPO=...), local launch of the bundled tritonserver.
+# It needs numpy 2 and a newer tritonclient than ours: its own venv, our perf_analyzer.
+REPO ?= artifacts/demo/repository
+MA_ARGS ?=
+analyze: setup
+	[ -d $(REPO) ] || $(MAKE) demo
+	[ -x .venv-ma/bin/model-analyzer ] || ($(PYTHON) -m venv .venv-ma && .venv-ma/bin/pip install -q triton-model-analyzer==1.58.0)
+	$(BIN)/python -m mxbai_triton.perf.model_analyzer --repository $(REPO) --out artifacts/model-analyzer $(MA_ARGS)
+	cd artifacts/model-analyzer && LD_LIBRARY_PATH=$$(../../$(BIN)/python -c "import nvidia.cuda_runtime as c; print(list(c.__path__)[0] + '/lib')") \
+	  ../../.venv-ma/bin/model-analyzer profile -f config.yaml
+
 clean:
-	rm -rf $(VENV) artifacts .pytest_cache
+	rm -rf $(VENV) .venv-ma artifacts .pytest_cache

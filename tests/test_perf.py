@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +15,6 @@ pytestmark = pytest.mark.triton
 
 
 def test_input_data_holds_one_query_and_the_requested_documents(tmp_path):
-    import json
-
     data = json.loads(write_input_data(tmp_path / "d.json", docs=5, doc_tokens=20).read_text())["data"][0]
     assert data["query"]["shape"] == [1] and data["documents"]["shape"] == [5]
     assert all(len(d.split()) == 20 for d in data["documents"]["content"])
@@ -34,3 +34,26 @@ def test_perf_command_sweeps_concurrency_and_writes_csv_plot_and_summary(served,
     assert all(p.requests_per_s > 0 and 0 < p.p50_ms <= p.p99_ms for p in points)
     assert (tmp_path / "latency_vs_throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| concurrency | requests/s | documents/s |" in (tmp_path / "summary.md").read_text()
+
+
+def test_model_analyzer_config_launches_the_bundled_server_with_our_perf_analyzer(tiny_export, tmp_path):
+    import yaml
+
+    from mxbai_triton.model_repository.generate import generate_repository
+    from mxbai_triton.model_repository.server import backend_directory
+    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.perf.model_analyzer import write_config
+
+    repo = generate_repository(tmp_path / "repo", ModelSpec.load(tiny_export), target="portable", name="rr", export_dir=tiny_export)
+    path = write_config(repo, tmp_path / "ma", model="rr_scorer", seq=64, batch_sizes=[8], concurrency=[1, 2],
+                        queue_delays_us=[0, 2000], instance_counts=[1, 2])
+    config = yaml.safe_load(path.read_text())
+    assert config["triton_launch_mode"] == "local"
+    assert config["triton_server_path"].endswith("tritonserver/bin/tritonserver")
+    assert config["triton_server_flags"]["backend_directory"] == str(backend_directory())
+    assert config["perf_analyzer_path"] == str(Path(sys.executable).parent / "perf_analyzer")
+    search = config["profile_models"]["rr_scorer"]["model_config_parameters"]
+    assert search["dynamic_batching"]["max_queue_delay_microseconds"] == [0, 2000]
+    assert search["instance_group"] == [{"kind": "KIND_CPU", "count": [1, 2]}]
+    data = json.loads(Path(config["perf_analyzer_flags"]["input-data"]).read_text())["data"][0]
+    assert data["input_ids"]["shape"] == [64] and max(data["input_ids"]["content"]) < 151643
