@@ -40,8 +40,7 @@ analyze: setup
 	[ -d $(REPO) ] || $(MAKE) demo
 	[ -x .venv-ma/bin/model-analyzer ] || ($(PYTHON) -m venv .venv-ma && .venv-ma/bin/pip install -q triton-model-analyzer==1.58.0)
 	$(BIN)/python -m mxbai_triton.perf.model_analyzer --repository $(REPO) --out artifacts/model-analyzer $(MA_ARGS)
-	cd artifacts/model-analyzer && LD_LIBRARY_PATH=$$(../../$(BIN)/python -c "import nvidia.cuda_runtime as c; print(list(c.__path__)[0] + '/lib')") \
-	  ../../.venv-ma/bin/model-analyzer profile -f config.yaml
+	cd artifacts/model-analyzer && ../../.venv-ma/bin/model-analyzer profile -f config.yaml
 
 clean:
 	rm -rf $(VENV) .venv-ma artifacts .pytest_cache
