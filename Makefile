@@ -35,7 +35,8 @@ demo: setup
 # Model Analyzer on the demo's repository (or REPO=...), local launch of the bundled tritonserver.
 # It needs numpy 2 and a newer tritonclient than ours: its own venv, our perf_analyzer.
 REPO ?= artifacts/demo/repository
-MA_ARGS ?=
+# A small search that finishes in minutes on 2 CPU cores; widen it on a GPU server.
+MA_ARGS ?= --seq 64 --batch-sizes 8 --concurrency 1,2 --queue-delays-us 0,2000 --instance-counts 1
 analyze: setup
 	[ -d $(REPO) ] || $(MAKE) demo
 	[ -x .venv-ma/bin/model-analyzer ] || ($(PYTHON) -m venv .venv-ma && .venv-ma/bin/pip install -q triton-model-analyzer==1.58.0)
