@@ -71,8 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"])
     args = parser.parse_args(argv)
 
-    import torch
-
     from mxbai_triton.export.onnx_export import load_causal_lm
     from mxbai_triton.export.scorer import FoldedHeadScorer
     from mxbai_triton.export.spec import resolve_spec

@@ -1,9 +1,10 @@
-"""CPU time of in-process ONNX Runtime (our preprocessing) vs the reference's predict, one run each."""
+"""CPU time of in-process ONNX Runtime (our preprocessing) vs the reference, one query, one run each."""
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -16,36 +17,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc-tokens", type=int, default=290)
     args = parser.parse_args(argv)
 
-    import torch
-    from mxbai_rerank import MxbaiRerankV2
-
-    from mxbai_triton.export.onnx_export import ONNX_FILENAME
-    from mxbai_triton.export.preprocess import RerankPreprocessor, pad_left, padded_length
-    from mxbai_triton.export.validate import onnx_session
-
+    from .compare import run_onnxruntime, run_reference
     from .workload import QUERY, synthetic_documents
 
-    documents = synthetic_documents(args.docs, args.doc_tokens)
-    query = QUERY
-    reference = MxbaiRerankV2(args.checkpoint, device="cpu", torch_dtype=torch.float32)
-    pre = RerankPreprocessor.from_dir(args.export)
-    session = onnx_session(args.export + "/" + ONNX_FILENAME)
-
-    start = time.perf_counter()
-    expected = reference.predict([query] * len(documents), documents).numpy()
-    reference_s = time.perf_counter() - start
-
-    start = time.perf_counter()
-    sequences = pre.encode(query, documents)
-    ids, mask = pad_left(sequences, padded_length(max(map(len, sequences))), pre.spec.pad_token_id)
-    (scores,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
-    onnx_s = time.perf_counter() - start
-
-    diff = float(np.max(np.abs(scores[:, 0] - expected)))
-    print(f"workload: {args.docs} docs x {ids.shape[1]} tokens (padded), {time.strftime('%Y-%m-%d')}")
-    print(f"reference predict (torch fp32): {reference_s:7.2f} s")
+    workload = [(QUERY, synthetic_documents(args.docs, args.doc_tokens))]
+    (expected,), reference_s = run_reference(Path(args.checkpoint), workload)
+    (scores,), onnx_s = run_onnxruntime(Path(args.export), workload)
+    print(f"workload: 1 query x {args.docs} docs x ~{args.doc_tokens} tokens, {time.strftime('%Y-%m-%d')}")
+    print(f"reference rank() (torch fp32):  {reference_s:7.2f} s")
     print(f"onnxruntime + our tokenizer:    {onnx_s:7.2f} s   ({reference_s / onnx_s:.2f}x faster)")
-    print(f"max |score diff|: {diff:.3g}")
+    print(f"max |score diff|: {float(np.max(np.abs(scores - expected))):.3g}")
     return 0
 
 
