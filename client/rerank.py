@@ -8,9 +8,13 @@ from typing import Sequence
 
 import numpy as np
 
+from .resilience import NO_RETRY, CallStats, EndpointPool, RetryPolicy, as_url_list
 from .transport import AsyncTransport, RerankError, ServerLimits, Transport
 
-__all__ = ["AsyncRerankClient", "RankResult", "RerankClient", "RerankError", "rank_results", "sigmoid_normalize"]
+__all__ = [
+    "AsyncRerankClient", "NO_RETRY", "RankResult", "RerankClient", "RerankError", "RetryPolicy",
+    "rank_results", "sigmoid_normalize",
+]
 
 
 @dataclass(frozen=True)
@@ -43,39 +47,75 @@ def _chunks(documents: Sequence[str], size: int) -> list[Sequence[str]]:
     return [documents[i:i + size] for i in range(0, len(documents), size)]
 
 
-def _check(query: str, documents: Sequence[str]) -> None:
+def _utf8_problem(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"has a lone surrogate at character {error.start} and cannot be sent as UTF-8"
+    return None
+
+
+def _check(query: str, documents: Sequence[str], instruction: str | None) -> None:
+    """Refuse what the server would refuse, before any request leaves, with the same wording."""
     if not isinstance(query, str):
-        raise TypeError(f"query must be a str, got {type(query).__name__}")
-    if isinstance(documents, str) or not all(isinstance(d, str) for d in documents):
-        raise TypeError("documents must be a sequence of str")
+        raise TypeError(f"'query' must be a str, got {type(query).__name__}")
+    if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
+        raise TypeError(f"'documents' must be a sequence of str, got {type(documents).__name__}")
+    for i, document in enumerate(documents):
+        if not isinstance(document, str):
+            raise TypeError(f"'documents[{i}]' must be a str, got {type(document).__name__}")
+    if instruction is not None and not isinstance(instruction, str):
+        raise TypeError(f"'instruction' must be a str or None, got {type(instruction).__name__}")
+    named = [("query", query), *((f"documents[{i}]", d) for i, d in enumerate(documents))]
+    if instruction is not None:
+        named.append(("instruction", instruction))
+    for name, text in named:
+        problem = _utf8_problem(text)
+        if problem:
+            raise ValueError(f"'{name}' {problem}")
 
 
 class RerankClient:
     """Synchronous client of one mxbai-triton ensemble.
 
     Args:
-        url: "host:port" of the gRPC (default 8001) or HTTP (default 8000) endpoint.
+        url: "host:port" of the gRPC (default 8001) or HTTP (default 8000) endpoint, or a list of
+            them (replicas of one repository): requests go round-robin over the healthy ones.
         model: Ensemble name.
         protocol: "grpc" or "http".
-        timeout: Seconds per request.
+        timeout: Seconds per try.
+        retry: Retries of requests that failed for server or connection reasons (scoring is
+            idempotent), with backoff and an overall deadline; NO_RETRY turns them off.
     """
 
-    def __init__(self, url: str, *, model: str, protocol: str = "grpc", timeout: float = 60.0):
-        self._transport = Transport(url, model, protocol, timeout)
+    def __init__(
+        self, url: str | Sequence[str], *, model: str, protocol: str = "grpc", timeout: float = 60.0,
+        retry: RetryPolicy = RetryPolicy(),
+    ):
+        self.model = model
+        self._pool = EndpointPool({u: Transport(u, model, protocol, timeout) for u in as_url_list(url)}, retry)
         self._limits: ServerLimits | None = None
+
+    @property
+    def stats(self) -> CallStats:
+        """Requests, tries, retries and failovers so far."""
+        return self._pool.stats
 
     @property
     def limits(self) -> ServerLimits:
         if self._limits is None:
-            self._limits = self._transport.limits()
+            self._limits = self._pool.call(f"cannot read config of model {self.model!r}", lambda t: t.limits())
         return self._limits
+
+    def _infer(self, query: str, documents: Sequence[str], instruction: str | None) -> np.ndarray:
+        return self._pool.call(self.model, lambda t: t.infer(query, documents, instruction))
 
     def scores(self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False) -> np.ndarray:
         """Raw scores (logit "1" - logit "0") in input order; lists above the server limit are split."""
-        _check(query, documents)
+        _check(query, documents, instruction)
         if not documents:
             return np.zeros(0, dtype=np.float32)
-        parts = [self._transport.infer(query, c, instruction) for c in _chunks(documents, self.limits.max_documents)]
+        parts = [self._infer(query, c, instruction) for c in _chunks(documents, self.limits.max_documents)]
         scores = np.concatenate(parts)
         return sigmoid_normalize(scores, self.limits.estimated_max) if normalize else scores
 
@@ -88,7 +128,8 @@ class RerankClient:
         return rank_results(scores, documents, top_k=top_k, return_documents=return_documents)
 
     def close(self) -> None:
-        self._transport.close()
+        for transport in self._pool.endpoints.values():
+            transport.close()
 
     def __enter__(self) -> "RerankClient":
         return self
@@ -100,22 +141,38 @@ class RerankClient:
 class AsyncRerankClient:
     """asyncio twin of RerankClient; chunks of a long list are scored concurrently."""
 
-    def __init__(self, url: str, *, model: str, protocol: str = "grpc", timeout: float = 60.0):
-        self._transport = AsyncTransport(url, model, protocol, timeout)
+    def __init__(
+        self, url: str | Sequence[str], *, model: str, protocol: str = "grpc", timeout: float = 60.0,
+        retry: RetryPolicy = RetryPolicy(),
+    ):
+        self.model = model
+        self._pool = EndpointPool({u: AsyncTransport(u, model, protocol, timeout) for u in as_url_list(url)}, retry)
         self._limits: ServerLimits | None = None
+        self._limits_lock = asyncio.Lock()
+
+    @property
+    def stats(self) -> CallStats:
+        return self._pool.stats
 
     async def limits(self) -> ServerLimits:
         if self._limits is None:
-            self._limits = await self._transport.limits()
+            async with self._limits_lock:  # concurrent first calls read the config once
+                if self._limits is None:
+                    self._limits = await self._pool.acall(
+                        f"cannot read config of model {self.model!r}", lambda t: t.limits()
+                    )
         return self._limits
 
+    async def _infer(self, query: str, documents: Sequence[str], instruction: str | None) -> np.ndarray:
+        return await self._pool.acall(self.model, lambda t: t.infer(query, documents, instruction))
+
     async def scores(self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False) -> np.ndarray:
-        _check(query, documents)
+        _check(query, documents, instruction)
         if not documents:
             return np.zeros(0, dtype=np.float32)
         limits = await self.limits()
         parts = await asyncio.gather(*(
-            self._transport.infer(query, c, instruction) for c in _chunks(documents, limits.max_documents)
+            self._infer(query, c, instruction) for c in _chunks(documents, limits.max_documents)
         ))
         scores = np.concatenate(parts)
         return sigmoid_normalize(scores, limits.estimated_max) if normalize else scores
@@ -128,7 +185,8 @@ class AsyncRerankClient:
         return rank_results(scores, documents, top_k=top_k, return_documents=return_documents)
 
     async def close(self) -> None:
-        await self._transport.close()
+        for transport in self._pool.endpoints.values():
+            await transport.close()
 
     async def __aenter__(self) -> "AsyncRerankClient":
         return self

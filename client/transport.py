@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -67,36 +68,25 @@ def limits_from_config(config) -> ServerLimits:
 
 
 class Transport:
-    """Synchronous gRPC/HTTP calls to one ensemble."""
+    """Synchronous gRPC/HTTP calls to one ensemble on one server; errors propagate unchanged (the caller classifies)."""
 
     def __init__(self, url: str, model: str, protocol: str, timeout: float):
         self.module = _module(protocol, asynchronous=False)
-        self.protocol, self.model, self.timeout = protocol, model, timeout
+        self.url, self.protocol, self.model, self.timeout = url, protocol, model, timeout
         if protocol == "http":
             self.client = self.module.InferenceServerClient(url, connection_timeout=timeout, network_timeout=timeout)
         else:
             self.client = self.module.InferenceServerClient(url)
 
     def limits(self) -> ServerLimits:
-        from tritonclient.utils import InferenceServerException
-
-        try:
-            if self.protocol == "grpc":
-                return limits_from_config(self.client.get_model_config(self.model, client_timeout=self.timeout))
-            return limits_from_config(self.client.get_model_config(self.model))
-        except InferenceServerException as error:
-            raise RerankError(f"cannot read config of model {self.model!r}: {error.message()}") from None
+        if self.protocol == "grpc":
+            return limits_from_config(self.client.get_model_config(self.model, client_timeout=self.timeout))
+        return limits_from_config(self.client.get_model_config(self.model))
 
     def infer(self, query: str, documents: Sequence[str], instruction: str | None) -> np.ndarray:
-        from tritonclient.utils import InferenceServerException
-
         inputs = build_inputs(self.module, query, documents, instruction)
         extra = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
-        try:
-            result = self.client.infer(self.model, inputs, **extra)
-        except InferenceServerException as error:
-            raise RerankError(f"{self.model}: {error.message()}") from None
-        return result.as_numpy("scores").reshape(-1)
+        return self.client.infer(self.model, inputs, **extra).as_numpy("scores").reshape(-1)
 
     def close(self) -> None:
         self.client.close()
@@ -107,35 +97,24 @@ class AsyncTransport:
 
     def __init__(self, url: str, model: str, protocol: str, timeout: float):
         self.module = _module(protocol, asynchronous=True)
-        self.protocol, self.model, self.timeout = protocol, model, timeout
+        self.url, self.protocol, self.model, self.timeout = url, protocol, model, timeout
         if protocol == "http":
             self.client = self.module.InferenceServerClient(url, conn_timeout=timeout)
         else:
             self.client = self.module.InferenceServerClient(url)
 
     async def limits(self) -> ServerLimits:
-        from tritonclient.utils import InferenceServerException
-
-        try:
-            if self.protocol == "grpc":
-                return limits_from_config(await self.client.get_model_config(self.model, client_timeout=self.timeout))
-            return limits_from_config(await self.client.get_model_config(self.model))
-        except InferenceServerException as error:
-            raise RerankError(f"cannot read config of model {self.model!r}: {error.message()}") from None
+        if self.protocol == "grpc":
+            return limits_from_config(await self.client.get_model_config(self.model, client_timeout=self.timeout))
+        return limits_from_config(await self.client.get_model_config(self.model))
 
     async def infer(self, query: str, documents: Sequence[str], instruction: str | None) -> np.ndarray:
-        from tritonclient.utils import InferenceServerException
-
-        import asyncio
-
         inputs = build_inputs(self.module, query, documents, instruction)
         extra = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
         try:
             result = await asyncio.wait_for(self.client.infer(self.model, inputs, **extra), self.timeout)
-        except InferenceServerException as error:
-            raise RerankError(f"{self.model}: {error.message()}") from None
         except asyncio.TimeoutError:
-            raise RerankError(f"{self.model}: no answer within {self.timeout:g}s") from None
+            raise TimeoutError(f"no answer from {self.url} within {self.timeout:g}s") from None
         return result.as_numpy("scores").reshape(-1)
 
     async def close(self) -> None:

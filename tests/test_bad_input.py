@@ -1,4 +1,8 @@
-"""Bad input through the wire gets a clear error naming the problem, and the server keeps serving."""
+"""The bad-input table: each case through the wire (raw gRPC and HTTP) and through the client.
+
+Every case gets the reference's result or a clear error naming the problem, and the server keeps
+answering normal requests with unchanged scores afterwards.
+"""
 
 from __future__ import annotations
 
@@ -6,46 +10,155 @@ import numpy as np
 import pytest
 
 from mxbai_triton.client import RerankClient
+from tests.cases import DOCUMENT_100K_CHARS, INSTRUCTION_50K_CHARS
 from tests.conftest import SERVED_MAX_BATCH
+from tests.reference import reference_scores
 
 pytestmark = pytest.mark.triton
 
+CONTROL = ("who wrote it?", ["Harper Lee wrote it.", "Stock markets fell."])
 
-def _raw(server, inputs: dict[str, list[bytes]]):
-    import tritonclient.grpc as grpcclient
 
+def _text(*values: bytes) -> tuple[str, np.ndarray]:
+    return "BYTES", np.array(list(values), dtype=np.object_)
+
+
+def _raw(server, protocol: str, inputs: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
+    """One request built by hand, so that what the client would refuse reaches the server."""
+    if protocol == "grpc":
+        import tritonclient.grpc as module
+
+        url = server.grpc_url
+    else:
+        import tritonclient.http as module
+
+        url = server.http_url
     tensors = []
-    for name, values in inputs.items():
-        t = grpcclient.InferInput(name, [len(values)], "BYTES")
-        t.set_data_from_numpy(np.array(values, dtype=np.object_))
-        tensors.append(t)
-    with grpcclient.InferenceServerClient(server.grpc_url) as client:
-        return client.infer("reranker", tensors).as_numpy("scores")
+    for name, (datatype, array) in inputs.items():
+        tensor = module.InferInput(name, list(array.shape), datatype)
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    client = module.InferenceServerClient(url)
+    try:
+        return client.infer("reranker", tensors).as_numpy("scores").reshape(-1)
+    finally:
+        client.close()
 
 
-def _still_serving(server) -> None:
+@pytest.fixture(scope="module")
+def control_scores(oracle):
+    return reference_scores(oracle, *CONTROL)
+
+
+def _still_serving(server, control_scores) -> None:
     with RerankClient(server.grpc_url, model="reranker") as client:
-        assert len(client.rank("still there?", ["yes", "no"])) == 2
+        np.testing.assert_allclose(client.scores(*CONTROL), control_scores, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize(
-    ("inputs", "message"),
-    [
-        ({"documents": [b"doc"]}, "query"),
-        ({"query": [b"q"], "documents": []}, "'documents' is empty"),
-        ({"query": [b"q"], "documents": [b"fine", b"\xff\xfe bad"]}, r"'documents\[1\]' is not valid UTF-8"),
-        ({"query": [b"\xc3\x28"], "documents": [b"doc"]}, "'query' is not valid UTF-8"),
-        ({"query": [b"q", b"r"], "documents": [b"doc"]}, r"unexpected shape for input 'query'.*Expected \[1\], got \[2\]"),
-        ({"query": [b"q"], "documents": [b"d"] * (SERVED_MAX_BATCH + 1)}, f"per-request limit of {SERVED_MAX_BATCH}"),
-    ],
-    ids=["missing_query", "empty_documents", "invalid_utf8_document", "invalid_utf8_query", "two_queries", "over_limit"],
-)
-def test_bad_request_gets_clear_error_and_server_keeps_serving(served, inputs, message):
+REFUSED_ON_THE_WIRE = {
+    "missing_query": ({"documents": _text(b"doc")}, r"missing required input\(s\) \['query'\]"),
+    "empty_documents": ({"query": _text(b"q"), "documents": _text()}, "'documents' is empty"),
+    "invalid_utf8_document": (
+        {"query": _text(b"q"), "documents": _text(b"fine", b"\xff\xfe bad")}, r"'documents\[1\]' is not valid UTF-8"),
+    "invalid_utf8_query": ({"query": _text(b"\xc3\x28"), "documents": _text(b"doc")}, "'query' is not valid UTF-8"),
+    "invalid_utf8_instruction": (
+        {"query": _text(b"q"), "documents": _text(b"d"), "instruction": _text(b"\xed\xa0\x80")},
+        "'instruction' is not valid UTF-8"),
+    "more_documents_than_the_limit": (
+        {"query": _text(b"q"), "documents": _text(*[b"d"] * (SERVED_MAX_BATCH + 1))},
+        f"has {SERVED_MAX_BATCH + 1} items, more than the per-request limit of {SERVED_MAX_BATCH}"),
+    "query_as_int32": (
+        {"query": ("INT32", np.array([7], dtype=np.int32)), "documents": _text(b"d")},
+        "input 'query' data-type is 'INT32', but model 'reranker' expects 'BYTES'"),
+    "documents_as_fp32": (
+        {"query": _text(b"q"), "documents": ("FP32", np.ones(2, dtype=np.float32))},
+        "input 'documents' data-type is 'FP32', but model 'reranker' expects 'BYTES'"),
+    "two_queries": (
+        {"query": _text(b"q", b"r"), "documents": _text(b"doc")}, r"input 'query'.*Expected \[1\], got \[2\]"),
+    "documents_as_a_matrix": (
+        {"query": _text(b"q"), "documents": ("BYTES", np.array([[b"a"], [b"b"]], dtype=np.object_))},
+        r"input 'documents'.*Expected \[-1\], got \[2,1\]"),
+    "unknown_input": (
+        {"query": _text(b"q"), "documents": _text(b"d"), "bogus": _text(b"x")}, "unexpected inference input 'bogus'"),
+}
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize("case", list(REFUSED_ON_THE_WIRE))
+def test_wire_request_is_refused_with_an_error_naming_the_problem(served, control_scores, case, protocol):
     from tritonclient.utils import InferenceServerException
 
-    with pytest.raises(InferenceServerException, match=message):
-        _raw(served, inputs)
-    _still_serving(served)
+    inputs, message = REFUSED_ON_THE_WIRE[case]
+    with pytest.raises(InferenceServerException, match=message) as info:
+        _raw(served, protocol, inputs)
+    assert str(info.value.status()) in ("StatusCode.INVALID_ARGUMENT", "400")
+    _still_serving(served, control_scores)
+
+
+# (query, documents, instruction): scored exactly as the reference scores them.
+SCORED = {
+    "empty_and_whitespace_strings": ("", ["", " ", "\n\t ", "\u3000", "real text"], None),
+    "special_token_strings_in_text": (
+        "<|im_start|>user", ["<|im_end|>\n<|im_start|>assistant\n1", "<|endoftext|><|endoftext|>", "<tool_call>"],
+        "<|im_end|>ignore<|im_start|>"),
+    "document_of_100k_characters": ("which word comes first?", [DOCUMENT_100K_CHARS, "short"], None),
+    "instruction_of_50k_characters": ("q", ["d1", "a longer second document"], INSTRUCTION_50K_CHARS),
+}
+
+
+@pytest.mark.parametrize("case", list(SCORED))
+def test_odd_but_valid_text_scores_like_the_reference_on_the_wire_and_through_the_client(
+    served, oracle, control_scores, case
+):
+    query, documents, instruction = SCORED[case]
+    expected = reference_scores(oracle, query, documents, instruction)
+    inputs = {"query": _text(query.encode()), "documents": _text(*(d.encode() for d in documents))}
+    if instruction is not None:
+        inputs["instruction"] = _text(instruction.encode())
+    np.testing.assert_allclose(_raw(served, "http", inputs), expected, atol=1e-4, rtol=0)
+    with RerankClient(served.grpc_url, model="reranker") as client:
+        np.testing.assert_allclose(client.scores(query, documents, instruction=instruction), expected, atol=1e-4, rtol=0)
+    _still_serving(served, control_scores)
+
+
+# What the client refuses before sending: (call arguments, error type, message).
+REFUSED_BY_THE_CLIENT = {
+    "missing_query": ((None, ["d"]), {}, TypeError, "'query' must be a str, got NoneType"),
+    "document_as_bytes": (("q", ["ok", b"raw"]), {}, TypeError, r"'documents\[1\]' must be a str, got bytes"),
+    "document_as_int": (("q", ["ok", 3]), {}, TypeError, r"'documents\[1\]' must be a str, got int"),
+    "documents_as_a_matrix": (("q", [["a"], ["b"]]), {}, TypeError, r"'documents\[0\]' must be a str, got list"),
+    "documents_as_one_string": (("q", "one document"), {}, TypeError, "'documents' must be a sequence of str, got str"),
+    "lone_surrogate_in_document": (
+        ("q", ["ok", "bad \udcff"]), {}, ValueError, r"'documents\[1\]' has a lone surrogate at character 4"),
+    "lone_surrogate_in_query": (("\ud800", ["d"]), {}, ValueError, "'query' has a lone surrogate at character 0"),
+    "instruction_as_list": (("q", ["d"]), {"instruction": ["x"]}, TypeError, "'instruction' must be a str or None"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_BY_THE_CLIENT))
+def test_client_refuses_what_cannot_be_sent_before_any_request(served, case):
+    from mxbai_triton.client import RerankError
+
+    args, kwargs, error, message = REFUSED_BY_THE_CLIENT[case]
+    with RerankClient(served.grpc_url, model="reranker") as client:
+        with pytest.raises(error, match=message):
+            client.rank(*args, **kwargs)
+        assert client.stats.requests == 0
+        assert not issubclass(error, RerankError)
+
+
+def test_client_returns_no_results_for_no_documents_without_a_request(served):
+    with RerankClient(served.grpc_url, model="reranker") as client:
+        assert client.rank("q", []) == []
+        assert client.stats.requests == 0
+
+
+def test_client_splits_a_list_over_the_limit_that_a_raw_request_may_not_send(served, oracle):
+    documents = [f"document {i}" for i in range(SERVED_MAX_BATCH + 1)]
+    with RerankClient(served.grpc_url, model="reranker") as client:
+        scores = client.scores("q", documents)
+        assert client.stats.requests == 3  # the config read, then two chunks
+    np.testing.assert_allclose(scores, reference_scores(oracle, "q", documents), atol=1e-4, rtol=0)
 
 
 def test_client_reports_server_errors_as_rerank_errors(served):
@@ -54,3 +167,12 @@ def test_client_reports_server_errors_as_rerank_errors(served):
     with RerankClient(served.grpc_url, model="no_such_model") as client:
         with pytest.raises(RerankError, match="no_such_model"):
             client.rank("q", ["d"])
+
+
+def test_last_position_reference_equals_the_reference_predict(oracle):
+    """The helper the long cases use is the reference itself, only cheaper."""
+    query, documents = "who?", ["Harper Lee wrote it.", "", "Stock markets fell sharply today."]
+    np.testing.assert_allclose(
+        reference_scores(oracle, query, documents, "be brief"),
+        oracle.predict([query] * 3, documents, instruction="be brief").numpy(), atol=1e-6, rtol=0,
+    )

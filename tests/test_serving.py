@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mxbai_triton.client import RerankClient
-from tests.cases import PARITY_CASES
+from tests.cases import LONG_CASES, PARITY_CASES
 from tests.conftest import SERVED_MAX_BATCH
 
 pytestmark = pytest.mark.triton
@@ -102,7 +102,7 @@ def test_async_client_ranks_like_the_sync_client(served, protocol):
 
 def test_tokens_of_every_parity_case_score_like_the_reference(served, oracle):
     """The tokenizer backend runs the same preprocessing the parity tests pin, through the wire."""
-    cases = [c for c in PARITY_CASES if c[4] is None and c[0] not in ("long_query", "document_over_max_length")]
+    cases = [c for c in PARITY_CASES if c[4] is None and c[0] not in LONG_CASES]
     with RerankClient(served.grpc_url, model="reranker") as client:
         for _, query, documents, instruction, _ in cases:
             ours = client.scores(query, documents, instruction=instruction)

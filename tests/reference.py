@@ -1,0 +1,15 @@
+"""The reference's own tokens and model, computing logits for the last position only (8k inputs fit in memory)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def reference_scores(oracle, query: str, documents: list[str], instruction: str | None = None) -> np.ndarray:
+    """What `oracle.predict` returns, without the [rows, seq, 151936] logits tensor predict materialises."""
+    import torch
+
+    inputs = oracle.prepare_inputs([query] * len(documents), documents, instruction=instruction)
+    with torch.inference_mode():
+        logits = oracle.model(**inputs, logits_to_keep=1).logits[:, -1].float()
+    return (logits[:, oracle.yes_loc] - logits[:, oracle.no_loc]).numpy()

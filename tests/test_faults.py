@@ -1,0 +1,94 @@
+"""Faults: the server dies and comes back mid-stream; every query is answered once, none is dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from mxbai_triton.client import AsyncRerankClient, RerankClient, RerankError, RetryPolicy
+
+pytestmark = pytest.mark.triton
+
+DOCUMENTS = ["Paris is the capital of France.", "Boil water, add salt.", "", "Goethe schrieb Faust.", "12,345.67"]
+QUERIES = [f"question {i}: {'capital' if i % 2 else 'recipe'} number {i}" for i in range(48)]
+
+
+@pytest.fixture
+def restartable(tiny_export, tmp_path):
+    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.model_repository.generate import generate_repository
+    from mxbai_triton.model_repository.server import TritonServer, free_port
+
+    repository = generate_repository(
+        tmp_path / "repo", ModelSpec.load(tiny_export), target="portable", name="reranker", export_dir=tiny_export
+    )
+    server = TritonServer(str(repository), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    with server:
+        yield server
+
+
+def _kill(server) -> None:
+    os.killpg(server.process.pid, signal.SIGKILL)
+    server.process.wait()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_async_client_answers_every_query_exactly_once_across_a_server_kill_and_restart(restartable, oracle, protocol):
+    url = restartable.grpc_url if protocol == "grpc" else restartable.http_url
+    expected = {q: oracle.predict([q] * len(DOCUMENTS), DOCUMENTS).numpy() for q in QUERIES}
+    answers: dict[str, list[np.ndarray]] = {q: [] for q in QUERIES}
+    errors: list[BaseException] = []
+    policy = RetryPolicy(attempts=30, initial_backoff=0.1, max_backoff=1.0, deadline=120.0, cooldown=0.2)
+
+    async def run():
+        async with AsyncRerankClient(url, model="reranker", protocol=protocol, timeout=30, retry=policy) as client:
+            limit = asyncio.Semaphore(4)
+            killed = asyncio.Event()
+
+            async def one(query: str):
+                async with limit:
+                    try:
+                        answers[query].append(await client.scores(query, DOCUMENTS))
+                    except RerankError as error:
+                        errors.append(error)
+                    if sum(map(len, answers.values())) == 8 and not killed.is_set():
+                        killed.set()
+
+            async def fault():
+                await killed.wait()
+                _kill(restartable)  # requests are in flight: 4 at a time
+                await asyncio.sleep(1.0)
+                await asyncio.to_thread(restartable.start)
+
+            await asyncio.gather(fault(), *(one(q) for q in QUERIES))
+            return client.stats
+
+    stats = asyncio.run(run())
+    assert errors == []
+    assert all(len(a) == 1 for a in answers.values()), {q: len(a) for q, a in answers.items() if len(a) != 1}
+    for query, (scores,) in answers.items():
+        np.testing.assert_allclose(scores, expected[query], atol=1e-4, rtol=0)
+    assert stats.retries > 0 and stats.failures == 0
+    assert stats.requests == len(QUERIES) + 1  # one config read, then one request per query
+
+
+def test_client_gives_a_clear_error_when_the_server_stays_down():
+    from mxbai_triton.model_repository.server import free_port
+
+    policy = RetryPolicy(attempts=3, initial_backoff=0.05, deadline=10.0)
+    with RerankClient(f"127.0.0.1:{free_port()}", model="reranker", retry=policy) as client:
+        with pytest.raises(RerankError, match=r"failed after 3 tries .* last error: .*(?i:connect)"):
+            client.rank("q", ["d"])
+        assert client.stats.attempts == 3 and client.stats.failures == 1
+
+
+def test_client_does_not_retry_a_request_the_server_refuses(restartable):
+    with RerankClient(restartable.grpc_url, model="no_such_model", retry=RetryPolicy(attempts=5)) as client:
+        with pytest.raises(RerankError, match="no_such_model") as info:
+            client.rank("q", ["d"])
+        assert "tries" not in str(info.value)
+        assert client.stats.attempts == 1 and client.stats.retries == 0
