@@ -117,14 +117,16 @@ class EndpointPool(Generic[T]):
     def pick(self, avoid: str | None = None) -> str:
         """The next healthy endpoint (not `avoid` when another is healthy); the soonest back if none is."""
         with self._lock:
-            now = time.monotonic()
-            order = [self.urls[(self._next + i) % len(self.urls)] for i in range(len(self.urls))]
-            self._next = (self._next + 1) % len(self.urls)
-            healthy = [u for u in order if self._down_until[u] <= now]
-            preferred = [u for u in healthy if u != avoid] or healthy
+            now, n = time.monotonic(), len(self.urls)
+            order = [(self._next + i) % n for i in range(n)]
+            healthy = [i for i in order if self._down_until[self.urls[i]] <= now]
+            preferred = [i for i in healthy if self.urls[i] != avoid] or healthy
             if preferred:
-                return preferred[0]
-            return min(order, key=lambda u: (u == avoid, self._down_until[u]))
+                chosen = preferred[0]
+            else:
+                chosen = min(order, key=lambda i: (self.urls[i] == avoid, self._down_until[self.urls[i]]))
+            self._next = (chosen + 1) % n
+            return self.urls[chosen]
 
     def mark_down(self, url: str) -> None:
         with self._lock:

@@ -19,12 +19,22 @@ def load_causal_lm(source: str):
     import torch
     from transformers import AutoConfig, Qwen2ForCausalLM
 
+    local = Path(source)
+    if local.is_dir() and not any(local.glob("*.safetensors")):
+        pickles = sorted(p.name for p in local.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        raise ValueError(
+            f"{source}: no *.safetensors weights" + (f" (only {', '.join(pickles)})" if pickles else "")
+            + "; export loads safetensors only, because pickle checkpoints can run code when loaded"
+        )
     config = AutoConfig.from_pretrained(source, trust_remote_code=False)
     if config.model_type != "qwen2":
         raise ValueError(f"{source}: model_type {config.model_type!r}, expected 'qwen2' (mxbai-rerank-v2)")
-    return Qwen2ForCausalLM.from_pretrained(
-        source, dtype=torch.float32, use_safetensors=True, trust_remote_code=False
-    ).eval()
+    try:
+        return Qwen2ForCausalLM.from_pretrained(
+            source, dtype=torch.float32, use_safetensors=True, trust_remote_code=False
+        ).eval()
+    except OSError as error:
+        raise ValueError(f"{source}: cannot load safetensors weights ({error})") from None
 
 
 def _copy_tokenizer(source: str, out_dir: Path) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
+
+from .server import ADMIN_HEADER, GRPC_ADMIN_HEADER, RESTRICTED_APIS, TOKEN_ENV
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -28,6 +31,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--grpc-port", type=int, default=8001)
     p.add_argument("--metrics-port", type=int, default=8002)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the models to be ready")
+    p.add_argument("--admin-token-file", default=None,
+                   help=f"file holding a token (>= 16 chars); the {', '.join(RESTRICTED_APIS)} APIs then answer only "
+                        f"requests carrying it (HTTP header '{ADMIN_HEADER}', gRPC metadata '{GRPC_ADMIN_HEADER}'). "
+                        f"Default: ${TOKEN_ENV} if set")
     p.set_defaults(handler=_serve)
 
 
@@ -54,12 +61,25 @@ def _repo(args) -> int:
     return 0
 
 
+def _admin_token(path: str | None) -> str | None:
+    # Read from a file or the environment: a token on our command line would show in `ps`.
+    if path:
+        return Path(path).read_text().strip()
+    return os.environ.get(TOKEN_ENV) or None
+
+
 def _serve(args) -> int:
     from .server import TritonServer
 
+    token = _admin_token(args.admin_token_file)
+    if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: serving on {args.host} without an admin token: anyone who reaches the ports can use the "
+            f"{', '.join(RESTRICTED_APIS)} APIs; set {TOKEN_ENV} or --admin-token-file", file=sys.stderr,
+        )
     server = TritonServer(
         args.repository, http_port=args.http_port, grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port, host=args.host,
+        metrics_port=args.metrics_port, host=args.host, admin_token=token,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

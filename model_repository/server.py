@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -10,11 +11,23 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .preflight import check_repository, is_remote
+
+
+# Triton's administrative APIs: who holds the token may list/load models, map shared memory, change
+# logging and tracing. Inference, health, metadata, config and statistics stay open.
+RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
+ADMIN_HEADER = "admin-token"  # HTTP header; gRPC clients send it as metadata GRPC_ADMIN_HEADER
+GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"
+TOKEN_ENV = "MXBAI_TRITON_ADMIN_TOKEN"
+_TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9._~+/-]{16,}$")
 
 
 class ServerError(RuntimeError):
@@ -67,6 +80,15 @@ def server_environment() -> dict[str, str]:
     return env
 
 
+def _tee(source, log) -> None:
+    with log:
+        for line in source:
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+            log.write(line)
+            log.flush()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -85,6 +107,8 @@ class TritonServer:
     grpc_port: int = 8001
     metrics_port: int = 8002
     host: str = "127.0.0.1"
+    admin_token: str | None = None
+    restricted_apis: tuple[str, ...] = RESTRICTED_APIS
     extra_args: list[str] = field(default_factory=list)
     log_path: Path | None = None
     process: subprocess.Popen | None = None
@@ -109,18 +133,39 @@ class TritonServer:
             f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
             f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
+            *self.restriction_args(),
             *self.extra_args,
         ]
 
+    def restriction_args(self) -> list[str]:
+        """Triton's restricted-api/-protocol flags: the APIs answer only requests carrying the token header."""
+        if self.admin_token is None:
+            return []
+        if not _TOKEN_PATTERN.match(self.admin_token):
+            raise ValueError("the admin token must be at least 16 characters of A-Z a-z 0-9 . _ ~ + / -")
+        rule = f"{','.join(self.restricted_apis)}:{ADMIN_HEADER}={self.admin_token}"
+        return [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
+
     def start(self, *, timeout: float = 180.0, stream_log: bool = False) -> "TritonServer":
+        """Check a local repository, start tritonserver and wait until every model is ready.
+
+        Raises:
+            ServerError: naming the missing or broken files, or the models tritonserver failed to load.
+        """
+        if not is_remote(self.repository):
+            problems = check_repository(self.repository)
+            if problems:
+                raise ServerError(f"model repository {self.repository} cannot be served:\n  " + "\n  ".join(problems))
         if self.log_path is None:
             self.log_path = Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
-        log = None if stream_log else open(self.log_path, "wb")
+        log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            self.command(), env=server_environment(), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            self.command(), env=server_environment(), stdout=subprocess.PIPE if stream_log else log,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
-        if log is not None:
+        if stream_log:  # the terminal sees the log live; the file keeps it for error reports
+            threading.Thread(target=_tee, args=(self.process.stdout, log), daemon=True).start()
+        else:
             log.close()
         self.wait_ready(timeout)
         return self
@@ -136,16 +181,30 @@ class TritonServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise ServerError(f"tritonserver exited with code {self.process.returncode}:\n{self.log_tail()}")
+                raise ServerError(f"tritonserver exited with code {self.process.returncode}{self.load_failures()}")
             if self.is_ready():
                 return
             time.sleep(0.25)
         self.stop()
         raise ServerError(f"tritonserver not ready after {timeout:.0f}s:\n{self.log_tail()}")
 
+    def load_failures(self) -> str:
+        """The models that failed to load and why, from the log (else its last lines)."""
+        if self.log_path is None or not self.log_path.is_file():
+            return ""
+        time.sleep(0.2)  # let the tee thread write the last lines
+        log = self.log_path.read_text(errors="replace")
+        failures = dict.fromkeys(
+            f"model '{m.group(1)}' failed to load: {m.group(2).split(chr(92) + 'n')[0]}"
+            for m in re.finditer(r"failed to load '([^']+)' version \d+: ([^\n\"]+)", log)
+        )
+        if not failures:
+            return f":\n{self.log_tail()}"
+        return ":\n  " + "\n  ".join(failures) + f"\n(full log: {self.log_path})"
+
     def log_tail(self, lines: int = 40) -> str:
         if self.log_path is None or not self.log_path.is_file():
-            return "(log streamed to the terminal)"
+            return "(no log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, timeout: float = 30.0) -> None:

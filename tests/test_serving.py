@@ -127,11 +127,12 @@ def test_rank_command_prints_the_ranking(served):
     assert lines[0]["score"] >= lines[1]["score"]
 
 
-def test_client_timeout_raises_a_clear_error(served):
-    from mxbai_triton.client import RerankError
+def test_client_timeout_raises_a_clear_error_after_its_retries(served):
+    from mxbai_triton.client import RerankError, RetryPolicy
 
-    with RerankClient(served.grpc_url, model="reranker", timeout=1e-4) as client:
-        with pytest.raises(RerankError, match="(?i)deadline"):
+    policy = RetryPolicy(attempts=2, initial_backoff=0.01)
+    with RerankClient(served.grpc_url, model="reranker", timeout=1e-4, retry=policy) as client:
+        with pytest.raises(RerankError, match="(?i)failed after 2 tries .*deadline"):
             client.rank("q", ["a document that takes longer than 0.1 ms"])
 
 

@@ -1,0 +1,117 @@
+"""Checks a local model repository before tritonserver starts, so a missing or broken file is named plainly."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# What each of our python models reads at initialize(), by the backend module its model.py imports.
+_PYTHON_MODEL_FILES = {
+    "tokenizer_backend": ("spec.json", "tokenizer.json"),
+    "scorer_backend": ("spec.json", "model.onnx"),
+}
+_PLATFORM_FILES = {"onnxruntime_onnx": ("model.onnx",), "tensorrt_plan": ("model.plan",)}
+
+
+def is_remote(repository: str) -> bool:
+    """s3://, gs://, as:// repositories are checked by tritonserver itself."""
+    return bool(re.match(r"^(s3|gs|as)://", repository))
+
+
+def _load_config(config_path: Path, problems: list[str]):
+    from google.protobuf import text_format
+
+    from tritonclient.grpc import model_config_pb2
+
+    try:
+        return text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
+    except (text_format.ParseError, UnicodeDecodeError) as error:
+        problems.append(f"{config_path}: not a valid Triton model config ({error})")
+        return None
+
+
+def _check_files(version_dir: Path, names: tuple[str, ...], problems: list[str]) -> None:
+    for name in names:
+        path = version_dir / name
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+        elif path.stat().st_size == 0:
+            problems.append(f"{path}: empty")
+    _check_external_data(version_dir, problems)
+
+
+def _check_external_data(version_dir: Path, problems: list[str]) -> None:
+    onnx_path = version_dir / "model.onnx"
+    if onnx_path.is_file() and onnx_path.stat().st_size:
+        # The exporter writes weights above 1 GiB to model.onnx.data; the graph names that file.
+        head = onnx_path.read_bytes() if onnx_path.stat().st_size < (1 << 24) else b""  # a graph without weights
+        if b"model.onnx.data" in head and not (version_dir / "model.onnx.data").is_file():
+            problems.append(f"{version_dir / 'model.onnx.data'}: missing (model.onnx keeps its weights there)")
+
+
+def _check_tokenizer(version_dir: Path, problems: list[str]) -> None:
+    path = version_dir / "tokenizer.json"
+    if not path.is_file() or not path.stat().st_size:
+        return
+    from tokenizers import Tokenizer
+
+    try:
+        Tokenizer.from_file(str(path))
+    except Exception as error:  # noqa: BLE001 - tokenizers raises a bare Exception on bad JSON
+        problems.append(f"{path}: not a loadable tokenizer ({error})")
+
+
+def _check_spec(version_dir: Path, problems: list[str]) -> None:
+    from mxbai_triton.export.spec import ModelSpec
+
+    if (version_dir / "spec.json").is_file() and (version_dir / "spec.json").stat().st_size:
+        try:
+            ModelSpec.load(version_dir)
+        except (ValueError, TypeError, KeyError) as error:
+            problems.append(f"{version_dir / 'spec.json'}: not a valid model spec ({error})")
+
+
+def _check_model(model_dir: Path, names: set[str], problems: list[str]) -> None:
+    config = _load_config(model_dir / "config.pbtxt", problems)
+    if config is None:
+        return
+    if config.name and config.name != model_dir.name:
+        problems.append(f"{model_dir / 'config.pbtxt'}: name {config.name!r} differs from its folder {model_dir.name!r}")
+    versions = sorted(p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    if not versions:
+        problems.append(f"{model_dir}: no version folder (expected {model_dir / '1'})")
+        return
+    version_dir = versions[-1]
+    if config.platform == "ensemble":
+        for step in config.ensemble_scheduling.step:
+            if step.model_name not in names:
+                problems.append(f"{model_dir.name}: its step model {step.model_name!r} is not in the repository")
+        return
+    if config.backend == "python":
+        model_py = version_dir / "model.py"
+        if not model_py.is_file():
+            problems.append(f"{model_py}: missing")
+            return
+        text = model_py.read_text(errors="replace")
+        for module, files in _PYTHON_MODEL_FILES.items():
+            if module in text:
+                _check_files(version_dir, files, problems)
+                _check_spec(version_dir, problems)
+        _check_tokenizer(version_dir, problems)
+        return
+    _check_files(version_dir, _PLATFORM_FILES.get(config.platform or config.backend, ()), problems)
+
+
+def check_repository(repository: str | Path) -> list[str]:
+    """Problems that would stop a model of this repository from loading; empty when none is found."""
+    root = Path(repository)
+    if not root.is_dir():
+        return [f"{root}: model repository not found"]
+    models = sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.pbtxt").is_file())
+    if not models:
+        return [f"{root}: no models (no */config.pbtxt)"]
+    problems: list[str] = []
+    names = {p.name for p in models}
+    for model_dir in models:
+        _check_model(model_dir, names, problems)
+    return problems

@@ -1,0 +1,71 @@
+"""Load: 16 concurrent async streams for 30 s on loopback; no request fails, a control query's scores hold."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from mxbai_triton.client import NO_RETRY, AsyncRerankClient
+from tests.reference import reference_scores
+
+pytestmark = pytest.mark.triton
+
+CONCURRENCY = 16
+SECONDS = 30.0
+CONTROL = ("Who wrote 'To Kill a Mockingbird'?", ["Harper Lee wrote it in 1960.", "Moby-Dick is by Melville.", ""])
+
+
+def _workload(stream: int, n: int) -> tuple[str, list[str]]:
+    """Requests of different lengths, so the batcher meets different padded shapes."""
+    words = " ".join(f"w{stream}-{n}-{k}" for k in range(4 + (stream * 7 + n) % 40))
+    return f"query {stream}/{n}", [f"{words} doc {d}" for d in range(1 + (stream + n) % 8)]
+
+
+def _server_counts(server) -> tuple[int, int]:
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        stats = client.get_inference_statistics("reranker").model_stats[0].inference_stats
+    return stats.success.count, stats.fail.count
+
+
+def test_sixteen_concurrent_streams_for_thirty_seconds_fail_nothing_and_keep_control_scores(served, oracle):
+    expected = reference_scores(oracle, *CONTROL)
+    success_before, fail_before = _server_counts(served)
+    done, failures, control_runs = [0], [], []
+
+    async def stream(client: AsyncRerankClient, index: int, deadline: float) -> None:
+        n = 0
+        while time.monotonic() < deadline:
+            try:
+                if n % 5 == 0:
+                    control_runs.append(await client.scores(*CONTROL))
+                else:
+                    query, documents = _workload(index, n)
+                    assert len(await client.scores(query, documents)) == len(documents)
+                done[0] += 1
+            except Exception as error:  # noqa: BLE001 - every failure is counted and reported
+                failures.append(repr(error))
+            n += 1
+
+    async def run() -> float:
+        async with AsyncRerankClient(served.grpc_url, model="reranker", retry=NO_RETRY, timeout=120) as client:
+            await client.limits()
+            started = time.monotonic()
+            await asyncio.gather(*(stream(client, i, started + SECONDS) for i in range(CONCURRENCY)))
+            return time.monotonic() - started
+
+    elapsed = asyncio.run(run())
+    success, fail = _server_counts(served)
+    assert failures == []
+    assert elapsed >= SECONDS
+    assert done[0] >= CONCURRENCY * 2, "too few requests for a load test"
+    assert (success - success_before, fail - fail_before) == (done[0], 0)
+    assert len(control_runs) >= CONCURRENCY
+    deviation = max(float(np.max(np.abs(run - expected))) for run in control_runs)
+    print(f"load: {done[0]} requests in {elapsed:.1f}s at concurrency {CONCURRENCY}, 0 failed, "
+          f"{len(control_runs)} control runs, max deviation {deviation:.1e}")
+    assert deviation <= 1e-4, f"control scores moved under load by {deviation:.2e}"

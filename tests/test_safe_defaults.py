@@ -1,0 +1,143 @@
+"""Safe defaults: safetensors only, no remote code, loopback binding, model control none, admin APIs behind a token."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+TOKEN = "test-admin-token-0123456789"
+
+
+def _pickle_only_copy(checkpoint, target):
+    import torch
+    from safetensors.torch import load_file
+
+    shutil.copytree(checkpoint, target)
+    torch.save(load_file(target / "model.safetensors"), target / "pytorch_model.bin")
+    (target / "model.safetensors").unlink()
+    return target
+
+
+def test_export_refuses_a_checkpoint_with_pickle_weights_only(tiny_checkpoint, tmp_path):
+    from mxbai_triton.export.onnx_export import export_onnx
+
+    source = _pickle_only_copy(tiny_checkpoint, tmp_path / "pickled")
+    with pytest.raises(ValueError, match=r"no \*\.safetensors weights \(only pytorch_model\.bin\); export loads safetensors only"):
+        export_onnx(str(source), tmp_path / "out")
+    assert not (tmp_path / "out" / "model.onnx").exists()
+
+
+def test_export_never_runs_code_shipped_with_a_checkpoint(tiny_checkpoint, tmp_path):
+    from mxbai_triton.export.onnx_export import load_causal_lm
+
+    source = tmp_path / "with-code"
+    shutil.copytree(tiny_checkpoint, source)
+    sentinel = tmp_path / "code-ran"
+    (source / "evil.py").write_text(f"open({str(sentinel)!r}, 'w').write('ran')\n")
+    config = json.loads((source / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}
+    (source / "config.json").write_text(json.dumps(config))
+    try:
+        model = load_causal_lm(str(source))
+        assert type(model).__name__ == "Qwen2ForCausalLM"  # transformers' own class, not the shipped one
+    except ValueError as error:  # refusing is as safe as ignoring
+        assert "trust_remote_code" in str(error)
+    assert not sentinel.exists()
+
+
+@pytest.fixture(scope="module")
+def token_served(tiny_export, tmp_path_factory):
+    """`mxbai-triton serve` with the admin token in the environment, as an operator runs it."""
+    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.model_repository.generate import generate_repository
+    from mxbai_triton.model_repository.server import free_port
+
+    repo = generate_repository(tmp_path_factory.mktemp("token-repo"), ModelSpec.load(tiny_export), target="portable",
+                               name="rr", export_dir=tiny_export)
+    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mxbai_triton", "serve", str(repo), "--http-port", str(ports["http"]),
+         "--grpc-port", str(ports["grpc"]), "--metrics-port", str(ports["metrics"])],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "MXBAI_TRITON_ADMIN_TOKEN": TOKEN},
+    )
+    try:
+        next(line for line in process.stdout if "models ready" in line)
+        yield ports
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def _http(port: int, path: str, *, token: str | None = None, method: str = "GET") -> tuple[int, str]:
+    headers = {"admin-token": token} if token else {}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, headers=headers,
+                                     data=b"{}" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("path, method", [("/v2/systemsharedmemory/status", "GET"), ("/v2/repository/index", "POST"),
+                                          ("/v2/logging", "GET"), ("/v2/trace/setting", "GET")])
+def test_admin_http_apis_answer_only_with_the_token(token_served, path, method):
+    status, body = _http(token_served["http"], path, method=method)
+    assert (status, "This API is restricted, expecting header 'admin-token'" in body) == (403, True)
+    assert _http(token_served["http"], path, method=method, token=TOKEN)[0] == 200
+    assert _http(token_served["http"], path, method=method, token="wrong-token-0123456789")[0] == 403
+
+
+@pytest.mark.triton
+def test_admin_grpc_protocols_answer_only_with_the_token(token_served):
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    from mxbai_triton.model_repository.server import GRPC_ADMIN_HEADER
+
+    with grpcclient.InferenceServerClient(f"127.0.0.1:{token_served['grpc']}") as client:
+        with pytest.raises(InferenceServerException, match="This protocol is restricted"):
+            client.get_system_shared_memory_status()
+        with pytest.raises(InferenceServerException, match="This protocol is restricted"):
+            client.get_model_repository_index()
+        assert client.get_system_shared_memory_status(headers={GRPC_ADMIN_HEADER: TOKEN}).regions == {}
+        assert len(client.get_model_repository_index(headers={GRPC_ADMIN_HEADER: TOKEN}).models) == 3
+
+
+@pytest.mark.triton
+def test_inference_needs_no_token_and_models_cannot_be_unloaded_even_with_it(token_served):
+    from mxbai_triton.client import RerankClient
+
+    with RerankClient(f"127.0.0.1:{token_served['grpc']}", model="rr") as client:
+        assert len(client.rank("q", ["a", "b"])) == 2
+    status, body = _http(token_served["http"], "/v2/repository/models/rr/unload", method="POST", token=TOKEN)
+    assert status == 503 and "explicit model load / unload is not allowed" in body  # model control mode none
+    assert _http(token_served["http"], "/v2/models/rr/ready")[0] == 200
+
+
+def test_admin_token_must_be_long_and_plain():
+    from mxbai_triton.model_repository.server import TritonServer
+
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        TritonServer("repo", admin_token="short").restriction_args()
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        TritonServer("repo", admin_token="has:colon,and=equals-0123").restriction_args()
+
+
+def test_serve_warns_when_exposed_beyond_loopback_without_a_token(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MXBAI_TRITON_ADMIN_TOKEN"}
+    run = subprocess.run(
+        [sys.executable, "-m", "mxbai_triton", "serve", str(tmp_path / "nothing"), "--host", "0.0.0.0"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert "warning: serving on 0.0.0.0 without an admin token" in run.stderr
+    assert run.returncode == 1 and "model repository not found" in run.stderr  # stopped before binding anything

@@ -1,0 +1,85 @@
+"""Missing or corrupt model files at startup: `serve` exits non-zero and names the file and the problem."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def good_repository(tiny_export, tmp_path_factory):
+    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.model_repository.generate import generate_repository
+
+    return generate_repository(tmp_path_factory.mktemp("good"), ModelSpec.load(tiny_export), target="portable",
+                               name="rr", export_dir=tiny_export)
+
+
+def _remove(path):
+    path.unlink()
+
+
+def _garble(path):
+    path.write_bytes(b"\x00\xffnot what this file should be" * 40)
+
+
+def _empty(path):
+    path.write_bytes(b"")
+
+
+# (file under the repository, what is done to it, what the error says)
+BROKEN = {
+    "missing_onnx_model": ("rr_scorer/1/model.onnx", _remove, r"rr_scorer/1/model\.onnx: missing"),
+    "empty_onnx_model": ("rr_scorer/1/model.onnx", _empty, r"rr_scorer/1/model\.onnx: empty"),
+    "missing_tokenizer": ("rr_tokenizer/1/tokenizer.json", _remove, r"rr_tokenizer/1/tokenizer\.json: missing"),
+    "corrupt_tokenizer": ("rr_tokenizer/1/tokenizer.json", _garble,
+                          r"rr_tokenizer/1/tokenizer\.json: not a loadable tokenizer"),
+    "corrupt_spec": ("rr_scorer/1/spec.json", _garble, r"rr_scorer/1/spec\.json: not a valid model spec"),
+    "corrupt_config": ("rr_scorer/config.pbtxt", _garble, r"rr_scorer/config\.pbtxt: not a valid Triton model config"),
+    "missing_scorer_model": ("rr_scorer", shutil.rmtree, r"rr: its step model 'rr_scorer' is not in the repository"),
+    "missing_python_model_file": ("rr_tokenizer/1/model.py", _remove, r"rr_tokenizer/1/model\.py: missing"),
+}
+
+
+def _serve(repository) -> subprocess.CompletedProcess:
+    from mxbai_triton.model_repository.server import free_port
+
+    return subprocess.run(
+        [sys.executable, "-m", "mxbai_triton", "serve", str(repository), "--http-port", str(free_port()),
+         "--grpc-port", str(free_port()), "--metrics-port", str(free_port()), "--timeout", "120"],
+        capture_output=True, text=True, timeout=180,
+    )
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_serve_names_the_broken_file_and_exits_non_zero(good_repository, tmp_path, case):
+    relative, damage, message = BROKEN[case]
+    repository = tmp_path / "repo"
+    shutil.copytree(good_repository, repository)
+    damage(repository / relative)
+    run = _serve(repository)
+    assert run.returncode != 0
+    assert "cannot be served" in run.stderr
+    assert re.search(message, run.stderr), run.stderr
+
+
+@pytest.mark.triton
+def test_serve_reports_the_model_tritonserver_failed_to_load_and_exits_non_zero(good_repository, tmp_path):
+    """A corrupt ONNX file passes the file checks; tritonserver's own load error is what the user reads."""
+    repository = tmp_path / "repo"
+    shutil.copytree(good_repository, repository)
+    _garble(repository / "rr_scorer/1/model.onnx")
+    run = _serve(repository)
+    assert run.returncode != 0
+    assert "tritonserver exited with code 1" in run.stderr
+    assert "model 'rr_scorer' failed to load" in run.stderr and "Protobuf parsing failed" in run.stderr
+
+
+def test_repository_check_finds_nothing_wrong_in_a_generated_repository(good_repository):
+    from mxbai_triton.model_repository.preflight import check_repository
+
+    assert check_repository(good_repository) == []
