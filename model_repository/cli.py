@@ -24,8 +24,17 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "default: buckets for trt/onnx, multiple for portable")
     p.set_defaults(handler=_repo)
 
+    p = commands.add_parser("publish", help="upload a generated model repository to S3 for tritonserver replicas")
+    p.add_argument("repository", help="generated model repository (local folder)")
+    p.add_argument("url", help="s3://BUCKET/PREFIX")
+    p.add_argument("--endpoint", default=None, help="S3-compatible endpoint URL (MinIO, moto, ...); default AWS")
+    p.add_argument("--delete-extra", action="store_true", help="delete objects under PREFIX the repository lacks")
+    p.set_defaults(handler=_publish)
+
     p = commands.add_parser("serve", help="run the bundled tritonserver on a model repository, in the foreground")
-    p.add_argument("repository", help="model repository (a local path, or s3://, gs://, as://)")
+    p.add_argument("repository", help="model repository: a local path, s3://BUCKET/PREFIX, gs://, as://")
+    p.add_argument("--s3-endpoint", default=None,
+                   help="S3-compatible endpoint URL for an s3:// repository (credentials: AWS_* variables)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--grpc-port", type=int, default=8001)
@@ -61,6 +70,31 @@ def _repo(args) -> int:
     return 0
 
 
+def _publish(args) -> int:
+    from .publish import parse_s3_url, publish
+
+    counts = publish(args.repository, args.url, endpoint=args.endpoint, delete_extra=args.delete_extra)
+    print(f"published {counts['files']} files ({counts['bytes'] / 1e6:.1f} MB) to {args.url}")
+    if counts["extra"] and not counts["deleted"]:
+        print(f"note: {counts['extra']} other objects under that prefix (--delete-extra removes them)")
+    endpoint = f" --s3-endpoint {args.endpoint}" if args.endpoint else ""
+    print(f"serve it: mxbai-triton serve {args.url}{endpoint}   "
+          f"(tritonserver --model-repository={parse_s3_url(args.url).triton_url(args.endpoint)})")
+    return 0
+
+
+def _repository_url(repository: str, s3_endpoint: str | None) -> str:
+    if not repository.startswith("s3://"):
+        if s3_endpoint:
+            raise ValueError("--s3-endpoint applies to s3:// repositories only")
+        return repository
+    if s3_endpoint is None or repository.startswith(("s3://http://", "s3://https://")):
+        return repository
+    from .publish import parse_s3_url
+
+    return parse_s3_url(repository).triton_url(s3_endpoint)
+
+
 def _admin_token(path: str | None) -> str | None:
     # Read from a file or the environment: a token on our command line would show in `ps`.
     if path:
@@ -78,7 +112,7 @@ def _serve(args) -> int:
             f"{', '.join(RESTRICTED_APIS)} APIs; set {TOKEN_ENV} or --admin-token-file", file=sys.stderr,
         )
     server = TritonServer(
-        args.repository, http_port=args.http_port, grpc_port=args.grpc_port,
+        _repository_url(args.repository, args.s3_endpoint), http_port=args.http_port, grpc_port=args.grpc_port,
         metrics_port=args.metrics_port, host=args.host, admin_token=token,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -109,6 +109,7 @@ class TritonServer:
     host: str = "127.0.0.1"
     admin_token: str | None = None
     restricted_apis: tuple[str, ...] = RESTRICTED_APIS
+    env: dict[str, str] = field(default_factory=dict)  # e.g. AWS_* credentials for an s3:// repository
     extra_args: list[str] = field(default_factory=list)
     log_path: Path | None = None
     process: subprocess.Popen | None = None
@@ -160,7 +161,7 @@ class TritonServer:
             self.log_path = Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
         log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            self.command(), env=server_environment(), stdout=subprocess.PIPE if stream_log else log,
+            self.command(), env={**server_environment(), **self.env}, stdout=subprocess.PIPE if stream_log else log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
         if stream_log:  # the terminal sees the log live; the file keeps it for error reports
