@@ -2,7 +2,11 @@
 
 Runtimes: torch (CPU or GPU; CPU fp16 GEMMs are very slow) or ONNX Runtime on the exported graphs
 (CPU; every fp16-typed tensor is materialised in fp16, so overflow shows up as inf exactly as on a GPU,
-while products accumulate in fp32 as GPU tensor cores do).
+while products accumulate in fp32 as GPU tensor cores do), or `emulated`: the fp32 scorer at fp32
+speed with every weight and every matmul input and output rounded to fp16 (overflow becomes inf as in
+fp16; accumulation stays fp32 as on tensor cores). It does not round the softmax probabilities or
+SiLU's output before their next product: precision there is slightly better than real fp16, range
+is the same. It makes 8k-token checks of the real shapes possible on a CPU.
 """
 
 from __future__ import annotations
@@ -43,6 +47,24 @@ def _torch_outputs(scorer, device, grid):
     return results
 
 
+def emulate_fp16(scorer):
+    """Round weights, and every Linear's input and output, to fp16 values while computing in fp32."""
+    import torch
+    from torch import nn
+
+    def to_half(tensor):
+        return tensor.to(torch.float16).to(tensor.dtype)
+
+    with torch.no_grad():
+        for parameter in scorer.body.parameters():
+            parameter.copy_(to_half(parameter))
+    for module in scorer.body.modules():
+        if isinstance(module, nn.Linear):
+            module.register_forward_pre_hook(lambda _, args: tuple(to_half(a) for a in args))
+            module.register_forward_hook(lambda _, __, output: to_half(output))
+    return scorer
+
+
 def _onnx_outputs(checkpoint: Path, dtype: str, grid):
     from mxbai_triton.export.onnx_export import ONNX_FILENAME, export_onnx
     from mxbai_triton.export.validate import onnx_session
@@ -68,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lengths", default="512")
     parser.add_argument("--long-length", type=int, default=8272, help="0 skips the long cases")
-    parser.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"])
+    parser.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "emulated"])
     args = parser.parse_args(argv)
 
     from mxbai_triton.export.onnx_export import load_causal_lm
@@ -83,12 +105,20 @@ def main(argv: list[str] | None = None) -> int:
     grid = list(cases(spec, args.batch, [int(x) for x in args.lengths.split(",")], args.long_length))
     if args.runtime == "onnxruntime":
         outputs = {dtype: _onnx_outputs(checkpoint, dtype, grid) for dtype in ("fp32", args.dtype)}
+    elif args.runtime == "emulated":
+        if args.dtype != "fp16":
+            parser.error("--runtime emulated emulates fp16 only")
+        lm = load_causal_lm(str(checkpoint))
+        outputs = {"fp32": _torch_outputs(FoldedHeadScorer(lm, spec, "fp32"), args.device, grid)}
+        emulated = emulate_fp16(FoldedHeadScorer(copy.deepcopy(lm), spec, "fp32"))
+        outputs["fp16"] = _torch_outputs(emulated, args.device, grid)
     else:
         lm = load_causal_lm(str(checkpoint))
         outputs = {"fp32": _torch_outputs(FoldedHeadScorer(lm, spec, "fp32"), args.device, grid)}
         outputs[args.dtype] = _torch_outputs(FoldedHeadScorer(copy.deepcopy(lm), spec, args.dtype), args.device, grid)
     origin = f"{args.size} stand-in" if args.checkpoint is None else "given checkpoint"
-    print(f"{checkpoint} ({origin}), {args.dtype} vs fp32, {args.runtime} on {args.device if args.runtime == 'torch' else 'cpu'}")
+    device = "cpu" if args.runtime == "onnxruntime" else args.device
+    print(f"{checkpoint} ({origin}), {args.dtype} vs fp32, {args.runtime} on {device}")
     worst = 0.0
     for (label, _, _), (exact, seconds), (approx, low_seconds) in zip(grid, outputs["fp32"], outputs[args.dtype]):
         finite = bool(np.isfinite(approx).all())

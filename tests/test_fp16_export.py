@@ -59,3 +59,55 @@ def test_bf16_export_validates_through_the_traced_module(tiny_checkpoint, tmp_pa
     assert "no bf16 CPU kernels" in capfd.readouterr().err
     model = onnx.load(str(tmp_path / "bf16" / ONNX_FILENAME))
     assert any(t.data_type == onnx.TensorProto.BFLOAT16 for t in model.graph.initializer)
+
+
+def _scorers(tiny_checkpoint, scale: float = 1.0):
+    import copy
+
+    import torch
+
+    from mxbai_triton.export.onnx_export import load_causal_lm
+    from mxbai_triton.export.spec import resolve_spec
+    from mxbai_triton.perf.fp16_check import emulate_fp16
+
+    lm = load_causal_lm(str(tiny_checkpoint))
+    with torch.no_grad():  # scale > 1 pushes the first MLP's products past fp16's 65504
+        lm.model.layers[0].mlp.up_proj.weight.mul_(scale)
+    spec = resolve_spec(str(tiny_checkpoint))
+    from mxbai_triton.export.scorer import FoldedHeadScorer
+
+    return (
+        FoldedHeadScorer(lm, spec, "fp32").eval(),
+        FoldedHeadScorer(copy.deepcopy(lm), spec, "fp16").eval(),
+        emulate_fp16(FoldedHeadScorer(copy.deepcopy(lm), spec, "fp32").eval()),
+        spec,
+    )
+
+
+def _run(scorer, ids, mask):
+    import torch
+
+    with torch.inference_mode():
+        return scorer(torch.from_numpy(ids), torch.from_numpy(mask))[:, 0].float().numpy()
+
+
+def test_emulated_fp16_is_as_close_to_fp32_as_real_fp16(tiny_checkpoint):
+    from mxbai_triton.export.validate import grid_inputs
+
+    fp32, fp16, emulated, spec = _scorers(tiny_checkpoint)
+    ids, mask = grid_inputs(4, 256, spec)
+    exact = _run(fp32, ids, mask)
+    real_error = np.max(np.abs(_run(fp16, ids, mask) - exact))
+    emulated_error = np.max(np.abs(_run(emulated, ids, mask) - exact))
+    assert 0 < emulated_error and 0 < real_error
+    assert emulated_error / 4 <= real_error <= emulated_error * 4  # same order: fp16 rounding, fp32 sums
+
+
+def test_emulated_fp16_overflows_where_real_fp16_overflows(tiny_checkpoint):
+    from mxbai_triton.export.validate import grid_inputs
+
+    fp32, fp16, emulated, spec = _scorers(tiny_checkpoint, scale=3e5)
+    ids, mask = grid_inputs(2, 64, spec)
+    assert np.isfinite(_run(fp32, ids, mask)).all()
+    assert not np.isfinite(_run(fp16, ids, mask)).all()
+    assert not np.isfinite(_run(emulated, ids, mask)).all()
