@@ -19,7 +19,10 @@ from pathlib import Path
 import numpy as np
 
 
-def cases(spec, batch: int, lengths: list[int], long_length: int):
+LONG_CASES = ("padded", "single")
+
+
+def cases(spec, batch: int, lengths: list[int], long_length: int, long_cases=LONG_CASES):
     from mxbai_triton.export.validate import grid_inputs
 
     for length in lengths:
@@ -28,10 +31,12 @@ def cases(spec, batch: int, lengths: list[int], long_length: int):
         return
     # A long row next to a single-token row (all but one position padding), then one row of the
     # longest length alone: unfused attention holds heads x seq^2 fp32 scores per row.
-    ids, mask = grid_inputs(2, long_length // 2, spec)
-    mask[1, :-1], ids[1, :-1] = 0, spec.pad_token_id
-    yield f"2x{long_length // 2} (one row 1 token)", ids, mask
-    yield f"1x{long_length}", *grid_inputs(1, long_length, spec)
+    if "padded" in long_cases:
+        ids, mask = grid_inputs(2, long_length // 2, spec)
+        mask[1, :-1], ids[1, :-1] = 0, spec.pad_token_id
+        yield f"2x{long_length // 2} (one row 1 token)", ids, mask
+    if "single" in long_cases:
+        yield f"1x{long_length}", *grid_inputs(1, long_length, spec)
 
 
 def _torch_outputs(scorer, device, grid):
@@ -90,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lengths", default="512")
     parser.add_argument("--long-length", type=int, default=8272, help="0 skips the long cases")
+    parser.add_argument("--long-cases", default="padded,single",
+                        help="which long cases: padded (2 rows, one of 1 token), single (1 row of --long-length)")
     parser.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "emulated"])
     args = parser.parse_args(argv)
 
@@ -102,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (checkpoint / "model.safetensors").is_file():
         build_standin(checkpoint, size=args.size, seed=0)
     spec = resolve_spec(str(checkpoint))
-    grid = list(cases(spec, args.batch, [int(x) for x in args.lengths.split(",")], args.long_length))
+    lengths = [int(x) for x in args.lengths.split(",") if x]
+    long_cases = [c for c in args.long_cases.split(",") if c]
+    if set(long_cases) - set(LONG_CASES):
+        parser.error(f"--long-cases takes {', '.join(LONG_CASES)}")
+    grid = list(cases(spec, args.batch, lengths, args.long_length, long_cases))
     if args.runtime == "onnxruntime":
         outputs = {dtype: _onnx_outputs(checkpoint, dtype, grid) for dtype in ("fp32", args.dtype)}
     elif args.runtime == "emulated":
