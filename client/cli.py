@@ -8,7 +8,8 @@ import json
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("rank", help="rank documents for a query through a running Triton ensemble")
-    p.add_argument("--url", default="127.0.0.1:8001", help="host:port (gRPC 8001, HTTP 8000 by default)")
+    p.add_argument("--url", action="append", default=None,
+                   help="host:port (gRPC 8001, HTTP 8000 by default); repeat it for replicas (default 127.0.0.1:8001)")
     p.add_argument("--model", required=True, help="ensemble name")
     p.add_argument("--protocol", default="grpc", choices=["grpc", "http"])
     p.add_argument("--query", required=True)
@@ -24,7 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _rank(args) -> int:
     from .rerank import RerankClient
 
-    with RerankClient(args.url, model=args.model, protocol=args.protocol, timeout=args.timeout) as client:
+    with RerankClient(args.url or ["127.0.0.1:8001"], model=args.model, protocol=args.protocol, timeout=args.timeout) as client:
         results = client.rank(
             args.query, args.documents, top_k=args.top_k, instruction=args.instruction, normalize=args.normalize
         )

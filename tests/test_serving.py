@@ -161,3 +161,18 @@ def test_serve_command_reports_ready_binds_loopback_and_stops_on_sigterm(tiny_ex
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
+
+
+def test_rank_command_takes_several_urls_and_skips_a_dead_one(served):
+    import subprocess
+    import sys
+
+    from mxbai_triton.model_repository.server import free_port
+
+    run = subprocess.run(
+        [sys.executable, "-m", "mxbai_triton", "rank", "--url", f"127.0.0.1:{free_port()}", "--url", served.grpc_url,
+         "--model", "reranker", "--query", "who wrote it?", "Harper Lee wrote it.", "Stock markets fell."],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Harper Lee wrote it." in run.stdout and "Stock markets fell." in run.stdout
