@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-cases", default="padded,single",
                         help="which long cases: padded (2 rows, one of 1 token), single (1 row of --long-length)")
     parser.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "emulated"])
+    parser.add_argument("--atol", type=float, default=0.02,
+                        help="largest |fp16 - fp32| score difference accepted (exit 1 above it or on inf/NaN)")
     args = parser.parse_args(argv)
 
     from mxbai_triton.export.onnx_export import load_causal_lm
@@ -137,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(worst, diff)
         print(f"  {label:28s} finite={finite} max|diff|={diff:.4g} max|fp32|={np.max(np.abs(exact)):.4g} "
               f"(fp32 {seconds:.0f}s, {args.dtype} {low_seconds:.0f}s)", flush=True)
-    print(f"worst max|diff|: {worst:.4g}")
-    return 0
+    verdict = "within" if worst <= args.atol else "OUTSIDE"
+    print(f"worst max|diff|: {worst:.4g}, {verdict} the tolerance {args.atol:g}")
+    return 0 if worst <= args.atol else 1
 
 
 if __name__ == "__main__":
