@@ -43,20 +43,23 @@ def rank_results(
     ]
 
 
-def _chunks(documents: Sequence[str], size: int) -> list[Sequence[str]]:
+def _chunks(documents: Sequence[bytes], size: int) -> list[Sequence[bytes]]:
     return [documents[i:i + size] for i in range(0, len(documents), size)]
 
 
-def _utf8_problem(text: str) -> str | None:
+def _utf8(text: str, name: str) -> bytes:
     try:
-        text.encode("utf-8")
+        return text.encode("utf-8")
     except UnicodeEncodeError as error:
-        return f"has a lone surrogate at character {error.start} and cannot be sent as UTF-8"
-    return None
+        raise ValueError(
+            f"'{name}' has a lone surrogate at character {error.start} and cannot be sent as UTF-8"
+        ) from None
 
 
-def _check(query: str, documents: Sequence[str], instruction: str | None) -> None:
-    """Refuse what the server would refuse, before any request leaves, with the same wording."""
+def _encode_request(
+    query: str, documents: Sequence[str], instruction: str | None
+) -> tuple[bytes, list[bytes], bytes | None]:
+    """UTF-8 bytes of the request, each text encoded once; refuses what the server would refuse, before any request leaves."""
     if not isinstance(query, str):
         raise TypeError(f"'query' must be a str, got {type(query).__name__}")
     if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
@@ -66,16 +69,32 @@ def _check(query: str, documents: Sequence[str], instruction: str | None) -> Non
             raise TypeError(f"'documents[{i}]' must be a str, got {type(document).__name__}")
     if instruction is not None and not isinstance(instruction, str):
         raise TypeError(f"'instruction' must be a str or None, got {type(instruction).__name__}")
-    named = [("query", query), *((f"documents[{i}]", d) for i, d in enumerate(documents))]
-    if instruction is not None:
-        named.append(("instruction", instruction))
-    for name, text in named:
-        problem = _utf8_problem(text)
-        if problem:
-            raise ValueError(f"'{name}' {problem}")
+    return (
+        _utf8(query, "query"),
+        [_utf8(d, f"documents[{i}]") for i, d in enumerate(documents)],
+        None if instruction is None else _utf8(instruction, "instruction"),
+    )
 
 
-class RerankClient:
+class _ClientBase:
+    """What both clients hold: the endpoint pool over one transport per URL, and the server's limits."""
+
+    def __init__(self, url, model: str, protocol: str, timeout: float, retry: RetryPolicy, transport_type):
+        self.model = model
+        self._pool = EndpointPool({u: transport_type(u, model, protocol, timeout) for u in as_url_list(url)}, retry)
+        self._limits: ServerLimits | None = None
+
+    @property
+    def stats(self) -> CallStats:
+        """Requests, tries, retries and failovers so far."""
+        return self._pool.stats
+
+    @property
+    def _config_call(self) -> str:
+        return f"cannot read config of model {self.model!r}"
+
+
+class RerankClient(_ClientBase):
     """Synchronous client of one mxbai-triton ensemble.
 
     Args:
@@ -92,30 +111,26 @@ class RerankClient:
         self, url: str | Sequence[str], *, model: str, protocol: str = "grpc", timeout: float = 60.0,
         retry: RetryPolicy = RetryPolicy(),
     ):
-        self.model = model
-        self._pool = EndpointPool({u: Transport(u, model, protocol, timeout) for u in as_url_list(url)}, retry)
-        self._limits: ServerLimits | None = None
-
-    @property
-    def stats(self) -> CallStats:
-        """Requests, tries, retries and failovers so far."""
-        return self._pool.stats
+        super().__init__(url, model, protocol, timeout, retry, Transport)
 
     @property
     def limits(self) -> ServerLimits:
         if self._limits is None:
-            self._limits = self._pool.call(f"cannot read config of model {self.model!r}", lambda t: t.limits())
+            self._limits = self._pool.call(self._config_call, lambda t: t.limits())
         return self._limits
 
-    def _infer(self, query: str, documents: Sequence[str], instruction: str | None) -> np.ndarray:
+    def _infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> np.ndarray:
         return self._pool.call(self.model, lambda t: t.infer(query, documents, instruction))
 
     def scores(self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False) -> np.ndarray:
         """Raw scores (logit "1" - logit "0") in input order; lists above the server limit are split."""
-        _check(query, documents, instruction)
-        if not documents:
+        query_bytes, documents_bytes, instruction_bytes = _encode_request(query, documents, instruction)
+        if not documents_bytes:
             return np.zeros(0, dtype=np.float32)
-        parts = [self._infer(query, c, instruction) for c in _chunks(documents, self.limits.max_documents)]
+        parts = [
+            self._infer(query_bytes, chunk, instruction_bytes)
+            for chunk in _chunks(documents_bytes, self.limits.max_documents)
+        ]
         scores = np.concatenate(parts)
         return sigmoid_normalize(scores, self.limits.estimated_max) if normalize else scores
 
@@ -138,41 +153,33 @@ class RerankClient:
         self.close()
 
 
-class AsyncRerankClient:
+class AsyncRerankClient(_ClientBase):
     """asyncio twin of RerankClient; chunks of a long list are scored concurrently."""
 
     def __init__(
         self, url: str | Sequence[str], *, model: str, protocol: str = "grpc", timeout: float = 60.0,
         retry: RetryPolicy = RetryPolicy(),
     ):
-        self.model = model
-        self._pool = EndpointPool({u: AsyncTransport(u, model, protocol, timeout) for u in as_url_list(url)}, retry)
-        self._limits: ServerLimits | None = None
+        super().__init__(url, model, protocol, timeout, retry, AsyncTransport)
         self._limits_lock = asyncio.Lock()
-
-    @property
-    def stats(self) -> CallStats:
-        return self._pool.stats
 
     async def limits(self) -> ServerLimits:
         if self._limits is None:
             async with self._limits_lock:  # concurrent first calls read the config once
                 if self._limits is None:
-                    self._limits = await self._pool.acall(
-                        f"cannot read config of model {self.model!r}", lambda t: t.limits()
-                    )
+                    self._limits = await self._pool.acall(self._config_call, lambda t: t.limits())
         return self._limits
 
-    async def _infer(self, query: str, documents: Sequence[str], instruction: str | None) -> np.ndarray:
+    async def _infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> np.ndarray:
         return await self._pool.acall(self.model, lambda t: t.infer(query, documents, instruction))
 
     async def scores(self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False) -> np.ndarray:
-        _check(query, documents, instruction)
-        if not documents:
+        query_bytes, documents_bytes, instruction_bytes = _encode_request(query, documents, instruction)
+        if not documents_bytes:
             return np.zeros(0, dtype=np.float32)
         limits = await self.limits()
         parts = await asyncio.gather(*(
-            self._infer(query, c, instruction) for c in _chunks(documents, limits.max_documents)
+            self._infer(query_bytes, chunk, instruction_bytes) for chunk in _chunks(documents_bytes, limits.max_documents)
         ))
         scores = np.concatenate(parts)
         return sigmoid_normalize(scores, limits.estimated_max) if normalize else scores

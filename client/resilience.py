@@ -65,7 +65,7 @@ def is_retryable(error: BaseException) -> bool:
             return True
         # HTTP clients report a refused/reset connection without a status.
         return status == "None" and any(s in (error.message() or "") for s in ("onnect", "reset", "closed"))
-    if isinstance(error, (ConnectionError, TimeoutError, asyncio.TimeoutError, OSError)):
+    if isinstance(error, (OSError, asyncio.TimeoutError)):  # refused, reset, timed out
         return True
     try:
         import aiohttp

@@ -39,14 +39,15 @@ def _module(protocol: str, asynchronous: bool):
     return module
 
 
-def _text_tensor(module, name: str, values: Sequence[str]):
-    data = np.array([v.encode("utf-8") for v in values], dtype=np.object_)
+def _text_tensor(module, name: str, values: Sequence[bytes]):
+    data = np.array(values, dtype=np.object_)
     tensor = module.InferInput(name, [len(values)], "BYTES")
     tensor.set_data_from_numpy(data)
     return tensor
 
 
-def build_inputs(module, query: str, documents: Sequence[str], instruction: str | None):
+def build_inputs(module, query: bytes, documents: Sequence[bytes], instruction: bytes | None):
+    """BYTES tensors of UTF-8 text the caller has already encoded."""
     inputs = [_text_tensor(module, "query", [query]), _text_tensor(module, "documents", documents)]
     if instruction is not None:
         inputs.append(_text_tensor(module, "instruction", [instruction]))
@@ -83,7 +84,7 @@ class Transport:
             return limits_from_config(self.client.get_model_config(self.model, client_timeout=self.timeout))
         return limits_from_config(self.client.get_model_config(self.model))
 
-    def infer(self, query: str, documents: Sequence[str], instruction: str | None) -> np.ndarray:
+    def infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> np.ndarray:
         inputs = build_inputs(self.module, query, documents, instruction)
         extra = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
         return self.client.infer(self.model, inputs, **extra).as_numpy("scores").reshape(-1)
@@ -108,7 +109,7 @@ class AsyncTransport:
             return limits_from_config(await self.client.get_model_config(self.model, client_timeout=self.timeout))
         return limits_from_config(await self.client.get_model_config(self.model))
 
-    async def infer(self, query: str, documents: Sequence[str], instruction: str | None) -> np.ndarray:
+    async def infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> np.ndarray:
         inputs = build_inputs(self.module, query, documents, instruction)
         extra = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
         try:

@@ -9,6 +9,8 @@ from .progress import Progress
 from .spec import ModelSpec, resolve_spec
 
 ONNX_FILENAME = "model.onnx"
+# torch writes the weights beside the graph under this name when external data is on.
+ONNX_DATA_FILENAME = ONNX_FILENAME + ".data"
 # Protobuf's 2 GiB ceiling; below it a single file is simpler to move around.
 EXTERNAL_DATA_THRESHOLD_BYTES = 1 << 30
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -120,7 +122,7 @@ def export_onnx(
 
     path = out / ONNX_FILENAME
     with progress.step(f"writing {path}"):
-        for stale in (path, out / (ONNX_FILENAME + ".data")):
+        for stale in (path, out / ONNX_DATA_FILENAME):
             stale.unlink(missing_ok=True)
         weight_bytes = sum(p.numel() * p.element_size() for p in scorer.parameters())
         program.save(str(path), external_data=weight_bytes > EXTERNAL_DATA_THRESHOLD_BYTES)

@@ -7,12 +7,14 @@ import os
 import shutil
 from pathlib import Path
 
+from mxbai_triton.export.onnx_export import ONNX_DATA_FILENAME, ONNX_FILENAME
+from mxbai_triton.export.preprocess import TOKENIZER_FILENAME
 from mxbai_triton.export.spec import KNOWN_MODELS, SPEC_FILENAME, ModelSpec
+from mxbai_triton.export.tensorrt import PLAN_FILENAME
 
 from .configs import TARGETS, ensemble_config, model_names, scorer_config, to_pbtxt, tokenizer_config
 
-ONNX_FILES = ("model.onnx", "model.onnx.data")
-PLAN_FILENAME = "model.plan"
+ONNX_FILES = (ONNX_FILENAME, ONNX_DATA_FILENAME)
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 EXAMPLE_MODELS = ("base-v2", "large-v2")
 PADDINGS = ("buckets", "multiple")
@@ -98,7 +100,7 @@ def generate_repository(
         "model.py": _SHIM.format(model=names["tokenizer"], module="tokenizer_backend"), SPEC_FILENAME: spec_text,
     }
     if export:
-        tokenizer_files["tokenizer.json"] = export / "tokenizer.json"
+        tokenizer_files[TOKENIZER_FILENAME] = export / TOKENIZER_FILENAME
     _write_model(root, tokenizer_config(spec, name), tokenizer_files)
 
     scorer_files: dict[str, str | Path] = {}

@@ -5,12 +5,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mxbai_triton.export.onnx_export import ONNX_DATA_FILENAME, ONNX_FILENAME
+from mxbai_triton.export.preprocess import TOKENIZER_FILENAME
+from mxbai_triton.export.spec import SPEC_FILENAME
+from mxbai_triton.export.tensorrt import PLAN_FILENAME
+
 # What each of our python models reads at initialize(), by the backend module its model.py imports.
 _PYTHON_MODEL_FILES = {
-    "tokenizer_backend": ("spec.json", "tokenizer.json"),
-    "scorer_backend": ("spec.json", "model.onnx"),
+    "tokenizer_backend": (SPEC_FILENAME, TOKENIZER_FILENAME),
+    "scorer_backend": (SPEC_FILENAME, ONNX_FILENAME),
 }
-_PLATFORM_FILES = {"onnxruntime_onnx": ("model.onnx",), "tensorrt_plan": ("model.plan",)}
+_PLATFORM_FILES = {"onnxruntime_onnx": (ONNX_FILENAME,), "tensorrt_plan": (PLAN_FILENAME,)}
 
 
 def is_remote(repository: str) -> bool:
@@ -41,16 +46,16 @@ def _check_files(version_dir: Path, names: tuple[str, ...], problems: list[str])
 
 
 def _check_external_data(version_dir: Path, problems: list[str]) -> None:
-    onnx_path = version_dir / "model.onnx"
-    if onnx_path.is_file() and onnx_path.stat().st_size:
-        # The exporter writes weights above 1 GiB to model.onnx.data; the graph names that file.
-        head = onnx_path.read_bytes() if onnx_path.stat().st_size < (1 << 24) else b""  # a graph without weights
-        if b"model.onnx.data" in head and not (version_dir / "model.onnx.data").is_file():
-            problems.append(f"{version_dir / 'model.onnx.data'}: missing (model.onnx keeps its weights there)")
+    onnx_path = version_dir / ONNX_FILENAME
+    size = onnx_path.stat().st_size if onnx_path.is_file() else 0
+    # A graph whose weights live in the data file is small and names that file; a bigger one holds its weights.
+    if 0 < size < (1 << 24) and ONNX_DATA_FILENAME.encode() in onnx_path.read_bytes():
+        if not (version_dir / ONNX_DATA_FILENAME).is_file():
+            problems.append(f"{version_dir / ONNX_DATA_FILENAME}: missing ({ONNX_FILENAME} keeps its weights there)")
 
 
 def _check_tokenizer(version_dir: Path, problems: list[str]) -> None:
-    path = version_dir / "tokenizer.json"
+    path = version_dir / TOKENIZER_FILENAME
     if not path.is_file() or not path.stat().st_size:
         return
     from tokenizers import Tokenizer
@@ -64,11 +69,12 @@ def _check_tokenizer(version_dir: Path, problems: list[str]) -> None:
 def _check_spec(version_dir: Path, problems: list[str]) -> None:
     from mxbai_triton.export.spec import ModelSpec
 
-    if (version_dir / "spec.json").is_file() and (version_dir / "spec.json").stat().st_size:
+    path = version_dir / SPEC_FILENAME
+    if path.is_file() and path.stat().st_size:
         try:
             ModelSpec.load(version_dir)
         except (ValueError, TypeError, KeyError) as error:
-            problems.append(f"{version_dir / 'spec.json'}: not a valid model spec ({error})")
+            problems.append(f"{path}: not a valid model spec ({error})")
 
 
 def _check_model(model_dir: Path, names: set[str], problems: list[str]) -> None:

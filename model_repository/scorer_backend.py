@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mxbai_triton.export.onnx_export import ONNX_FILENAME
 from mxbai_triton.export.spec import ModelSpec
 
-ONNX_FILENAME = "model.onnx"
 # Unfused attention materialises rows x seq x seq scores per head: cap the rows of one run so an
 # 8k-token batch cannot take the host's memory.
 DEFAULT_MAX_SCORE_CELLS = 1 << 25

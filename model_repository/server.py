@@ -18,9 +18,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .preflight import check_repository, is_remote
-
-
 # Triton's administrative APIs: who holds the token may list/load models, map shared memory, change
 # logging and tracing. Inference, health, metadata, config and statistics stay open.
 RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
@@ -89,6 +86,10 @@ def _tee(source, log) -> None:
             log.flush()
 
 
+def _tail(log: str, lines: int = 40) -> str:
+    return "\n".join(log.splitlines()[-lines:]) if log else "(no log)"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -113,6 +114,12 @@ class TritonServer:
     extra_args: list[str] = field(default_factory=list)
     log_path: Path | None = None
     process: subprocess.Popen | None = None
+    log_thread: threading.Thread | None = field(default=None, repr=False)
+
+    @classmethod
+    def on_free_ports(cls, repository: str | Path, **options) -> "TritonServer":
+        """A server on three free loopback ports (tests, demos, benchmarks)."""
+        return cls(str(repository), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), **options)
 
     @property
     def http_url(self) -> str:
@@ -153,6 +160,8 @@ class TritonServer:
         Raises:
             ServerError: naming the missing or broken files, or the models tritonserver failed to load.
         """
+        from .preflight import check_repository, is_remote
+
         if not is_remote(self.repository):
             problems = check_repository(self.repository)
             if problems:
@@ -164,8 +173,10 @@ class TritonServer:
             self.command(), env={**server_environment(), **self.env}, stdout=subprocess.PIPE if stream_log else log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
+        self.log_thread = None
         if stream_log:  # the terminal sees the log live; the file keeps it for error reports
-            threading.Thread(target=_tee, args=(self.process.stdout, log), daemon=True).start()
+            self.log_thread = threading.Thread(target=_tee, args=(self.process.stdout, log), daemon=True)
+            self.log_thread.start()
         else:
             log.close()
         self.wait_ready(timeout)
@@ -189,24 +200,26 @@ class TritonServer:
         self.stop()
         raise ServerError(f"tritonserver not ready after {timeout:.0f}s:\n{self.log_tail()}")
 
-    def load_failures(self) -> str:
-        """The models that failed to load and why, from the log (else its last lines)."""
+    def _log_text(self) -> str:
+        if self.log_thread is not None and self.process is not None and self.process.poll() is not None:
+            self.log_thread.join(timeout=5)  # the process has exited: the copy ends at end of file
         if self.log_path is None or not self.log_path.is_file():
             return ""
-        time.sleep(0.2)  # let the tee thread write the last lines
-        log = self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace")
+
+    def load_failures(self) -> str:
+        """The models that failed to load and why, from the log (else its last lines)."""
+        log = self._log_text()
         failures = dict.fromkeys(
             f"model '{m.group(1)}' failed to load: {m.group(2).split(chr(92) + 'n')[0]}"
             for m in re.finditer(r"failed to load '([^']+)' version \d+: ([^\n\"]+)", log)
         )
         if not failures:
-            return f":\n{self.log_tail()}"
+            return f":\n{_tail(log)}"
         return ":\n  " + "\n  ".join(failures) + f"\n(full log: {self.log_path})"
 
     def log_tail(self, lines: int = 40) -> str:
-        if self.log_path is None or not self.log_path.is_file():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return _tail(self._log_text(), lines)
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (graceful: in-flight requests finish), then SIGKILL after `timeout`."""

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from mxbai_triton.client.example import EXAMPLE_DOCUMENTS, EXAMPLE_QUERY
     from mxbai_triton.export.spec import ModelSpec
     from mxbai_triton.model_repository.generate import generate_repository
-    from mxbai_triton.model_repository.server import TritonServer, free_port
+    from mxbai_triton.model_repository.server import TritonServer
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     repository = generate_repository(workdir / "repository", spec, target="portable", name="reranker", export_dir=export_dir)
     print(f"model repository: {repository} (ensemble 'reranker')", flush=True)
 
-    server = TritonServer(str(repository), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    server = TritonServer.on_free_ports(repository)
     print("starting tritonserver (the binary bundled in nvidia-pytriton) ...", flush=True)
     with server:
         print(f"ready: gRPC {server.grpc_url}, HTTP {server.http_url}", flush=True)

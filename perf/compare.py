@@ -69,12 +69,12 @@ def run_triton(export: Path, workload, concurrencies: list[int], workdir: Path, 
     from mxbai_triton.client import RerankClient
     from mxbai_triton.export.spec import ModelSpec
     from mxbai_triton.model_repository.generate import generate_repository
-    from mxbai_triton.model_repository.server import TritonServer, free_port
+    from mxbai_triton.model_repository.server import TritonServer
 
     repo = generate_repository(workdir / "compare-repository", ModelSpec.load(export), target="portable", name="reranker",
                                export_dir=export, padding=padding)
     results = {}
-    with TritonServer(str(repo), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port()) as server:
+    with TritonServer.on_free_ports(repo) as server:
         with RerankClient(server.grpc_url, model="reranker", timeout=600) as client:
             client.scores(*workload[0])  # warm-up: first execution initialises ONNX Runtime
             for concurrency in concurrencies:

@@ -35,6 +35,28 @@ def preprocessor(tiny_export):
     return RerankPreprocessor.from_dir(tiny_export)
 
 
+@pytest.fixture(scope="session")
+def tiny_repository(tiny_export, tmp_path_factory):
+    """The tiny export as a portable repository with ensemble 'rr', generated once; tests only read it."""
+    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.model_repository.generate import generate_repository
+
+    return generate_repository(tmp_path_factory.mktemp("tiny-repository"), ModelSpec.load(tiny_export),
+                               target="portable", name="rr", export_dir=tiny_export)
+
+
+def serve_command(repository, *extra: str) -> tuple[list[str], dict[str, int]]:
+    """`mxbai-triton serve REPOSITORY` on free loopback ports, and those ports."""
+    import sys
+
+    from mxbai_triton.model_repository.server import free_port
+
+    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+    command = [sys.executable, "-m", "mxbai_triton", "serve", str(repository), "--http-port", str(ports["http"]),
+               "--grpc-port", str(ports["grpc"]), "--metrics-port", str(ports["metrics"]), *extra]
+    return command, ports
+
+
 # Small enough that list splitting and merging are exercised with a handful of documents.
 SERVED_MAX_BATCH = 16
 
@@ -44,13 +66,13 @@ def served(tiny_export, tmp_path_factory):
     """A real tritonserver serving the tiny export as ensemble 'reranker' (portable target)."""
     from mxbai_triton.export.spec import ModelSpec
     from mxbai_triton.model_repository.generate import generate_repository
-    from mxbai_triton.model_repository.server import TritonServer, free_port
+    from mxbai_triton.model_repository.server import TritonServer
 
     spec = ModelSpec.load(tiny_export).with_overrides(max_batch_size=SERVED_MAX_BATCH, queue_delay_us=20000)
     repository = generate_repository(
         tmp_path_factory.mktemp("repository"), spec, target="portable", name="reranker", export_dir=tiny_export,
         padding="buckets",  # the GPU targets' padding, so that the batcher's merging is what is tested
     )
-    server = TritonServer(str(repository), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    server = TritonServer.on_free_ports(repository)
     with server:
         yield server

@@ -18,15 +18,10 @@ QUERIES = [f"question {i}: {'capital' if i % 2 else 'recipe'} number {i}" for i 
 
 
 @pytest.fixture
-def restartable(tiny_export, tmp_path):
-    from mxbai_triton.export.spec import ModelSpec
-    from mxbai_triton.model_repository.generate import generate_repository
-    from mxbai_triton.model_repository.server import TritonServer, free_port
+def restartable(tiny_repository):
+    from mxbai_triton.model_repository.server import TritonServer
 
-    repository = generate_repository(
-        tmp_path / "repo", ModelSpec.load(tiny_export), target="portable", name="reranker", export_dir=tiny_export
-    )
-    server = TritonServer(str(repository), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    server = TritonServer.on_free_ports(tiny_repository)
     with server:
         yield server
 
@@ -45,7 +40,7 @@ def test_async_client_answers_every_query_exactly_once_across_a_server_kill_and_
     policy = RetryPolicy(attempts=30, initial_backoff=0.1, max_backoff=1.0, deadline=120.0, cooldown=0.2)
 
     async def run():
-        async with AsyncRerankClient(url, model="reranker", protocol=protocol, timeout=30, retry=policy) as client:
+        async with AsyncRerankClient(url, model="rr", protocol=protocol, timeout=30, retry=policy) as client:
             limit = asyncio.Semaphore(4)
             killed = asyncio.Event()
 

@@ -36,16 +36,13 @@ def test_perf_command_sweeps_concurrency_and_writes_csv_plot_and_summary(served,
     assert "| concurrency | requests/s | documents/s |" in (tmp_path / "summary.md").read_text()
 
 
-def test_model_analyzer_config_launches_the_bundled_server_with_our_perf_analyzer(tiny_export, tmp_path):
+def test_model_analyzer_config_launches_the_bundled_server_with_our_perf_analyzer(tiny_repository, tmp_path):
     import yaml
 
-    from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import backend_directory
-    from mxbai_triton.export.spec import ModelSpec
     from mxbai_triton.perf.model_analyzer import write_config
 
-    repo = generate_repository(tmp_path / "repo", ModelSpec.load(tiny_export), target="portable", name="rr", export_dir=tiny_export)
-    path = write_config(repo, tmp_path / "ma", model="rr_scorer", seq=64, batch_sizes=[8], concurrency=[1, 2],
+    path = write_config(tiny_repository, tmp_path / "ma", model="rr_scorer", seq=64, batch_sizes=[8], concurrency=[1, 2],
                         queue_delays_us=[0, 2000], instance_counts=[1, 2])
     config = yaml.safe_load(path.read_text())
     assert config["triton_launch_mode"] == "local"

@@ -12,6 +12,8 @@ import urllib.request
 
 import pytest
 
+from tests.conftest import serve_command
+
 TOKEN = "test-admin-token-0123456789"
 
 
@@ -53,19 +55,11 @@ def test_export_never_runs_code_shipped_with_a_checkpoint(tiny_checkpoint, tmp_p
 
 
 @pytest.fixture(scope="module")
-def token_served(tiny_export, tmp_path_factory):
+def token_served(tiny_repository):
     """`mxbai-triton serve` with the admin token in the environment, as an operator runs it."""
-    from mxbai_triton.export.spec import ModelSpec
-    from mxbai_triton.model_repository.generate import generate_repository
-    from mxbai_triton.model_repository.server import free_port
-
-    repo = generate_repository(tmp_path_factory.mktemp("token-repo"), ModelSpec.load(tiny_export), target="portable",
-                               name="rr", export_dir=tiny_export)
-    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+    command, ports = serve_command(tiny_repository)
     process = subprocess.Popen(
-        [sys.executable, "-m", "mxbai_triton", "serve", str(repo), "--http-port", str(ports["http"]),
-         "--grpc-port", str(ports["grpc"]), "--metrics-port", str(ports["metrics"])],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "MXBAI_TRITON_ADMIN_TOKEN": TOKEN},
     )
     try:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mxbai_triton.client import AsyncRerankClient, RerankClient, RetryPolicy
+from tests.conftest import serve_command
 
 pytestmark = pytest.mark.triton
 
@@ -42,12 +43,8 @@ def s3_endpoint():
 
 
 @pytest.fixture(scope="module")
-def local_repository(tiny_export, tmp_path_factory):
-    from mxbai_triton.export.spec import ModelSpec
-    from mxbai_triton.model_repository.generate import generate_repository
-
-    return generate_repository(tmp_path_factory.mktemp("scale-out"), ModelSpec.load(tiny_export), target="portable",
-                               name="rr", export_dir=tiny_export)
+def local_repository(tiny_repository):
+    return tiny_repository
 
 
 @pytest.fixture(scope="module")
@@ -64,20 +61,15 @@ def published(local_repository, s3_endpoint):
 def replicas(published, s3_endpoint):
     """Replica A through `mxbai-triton serve s3://...`, replica B through TritonServer: both read the bucket."""
     from mxbai_triton.model_repository.publish import parse_s3_url
-    from mxbai_triton.model_repository.server import TritonServer, free_port
+    from mxbai_triton.model_repository.server import TritonServer
 
-    a_grpc = free_port()
-    a = subprocess.Popen(
-        [sys.executable, "-m", "mxbai_triton", "serve", URL, "--s3-endpoint", s3_endpoint, "--http-port",
-         str(free_port()), "--grpc-port", str(a_grpc), "--metrics-port", str(free_port())],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    b = TritonServer(parse_s3_url(URL).triton_url(s3_endpoint), http_port=free_port(), grpc_port=free_port(),
-                     metrics_port=free_port(), env=CREDENTIALS)
+    command, a_ports = serve_command(URL, "--s3-endpoint", s3_endpoint)
+    a = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    b = TritonServer.on_free_ports(parse_s3_url(URL).triton_url(s3_endpoint), env=CREDENTIALS)
     try:
         next(line for line in a.stdout if "models ready" in line)
         b.start()
-        yield {"a": f"127.0.0.1:{a_grpc}", "b": b}
+        yield {"a": f"127.0.0.1:{a_ports['grpc']}", "b": b}
     finally:
         b.stop()
         a.terminate()
@@ -86,9 +78,9 @@ def replicas(published, s3_endpoint):
 
 @pytest.fixture(scope="module")
 def local_scores(local_repository):
-    from mxbai_triton.model_repository.server import TritonServer, free_port
+    from mxbai_triton.model_repository.server import TritonServer
 
-    with TritonServer(str(local_repository), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port()) as server:
+    with TritonServer.on_free_ports(local_repository) as server:
         with RerankClient(server.grpc_url, model="rr") as client:
             return {q: client.scores(q, DOCUMENTS) for q in QUERIES}
 

@@ -9,7 +9,7 @@ import pytest
 
 from mxbai_triton.client import RerankClient
 from tests.cases import LONG_CASES, PARITY_CASES
-from tests.conftest import SERVED_MAX_BATCH
+from tests.conftest import SERVED_MAX_BATCH, serve_command
 
 pytestmark = pytest.mark.triton
 
@@ -136,23 +136,14 @@ def test_client_timeout_raises_a_clear_error_after_its_retries(served):
             client.rank("q", ["a document that takes longer than 0.1 ms"])
 
 
-def test_serve_command_reports_ready_binds_loopback_and_stops_on_sigterm(tiny_export, tmp_path):
+def test_serve_command_reports_ready_binds_loopback_and_stops_on_sigterm(tiny_repository):
     import signal
     import subprocess
-    import sys
     import urllib.request
 
-    from mxbai_triton.model_repository.generate import generate_repository
-    from mxbai_triton.model_repository.server import free_port
-    from mxbai_triton.export.spec import ModelSpec
-
-    repo = generate_repository(tmp_path / "repo", ModelSpec.load(tiny_export), target="portable", name="rr", export_dir=tiny_export)
-    http = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mxbai_triton", "serve", str(repo), "--http-port", str(http),
-         "--grpc-port", str(free_port()), "--metrics-port", str(free_port())],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
+    command, ports = serve_command(tiny_repository)
+    http = ports["http"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         ready = next(line for line in process.stdout if "models ready" in line)
         assert f"HTTP 127.0.0.1:{http}" in ready

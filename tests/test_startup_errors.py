@@ -5,18 +5,15 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 
+from tests.conftest import serve_command
+
 
 @pytest.fixture(scope="module")
-def good_repository(tiny_export, tmp_path_factory):
-    from mxbai_triton.export.spec import ModelSpec
-    from mxbai_triton.model_repository.generate import generate_repository
-
-    return generate_repository(tmp_path_factory.mktemp("good"), ModelSpec.load(tiny_export), target="portable",
-                               name="rr", export_dir=tiny_export)
+def good_repository(tiny_repository):
+    return tiny_repository
 
 
 def _remove(path):
@@ -46,13 +43,8 @@ BROKEN = {
 
 
 def _serve(repository) -> subprocess.CompletedProcess:
-    from mxbai_triton.model_repository.server import free_port
-
-    return subprocess.run(
-        [sys.executable, "-m", "mxbai_triton", "serve", str(repository), "--http-port", str(free_port()),
-         "--grpc-port", str(free_port()), "--metrics-port", str(free_port()), "--timeout", "120"],
-        capture_output=True, text=True, timeout=180,
-    )
+    command, _ = serve_command(repository, "--timeout", "120")
+    return subprocess.run(command, capture_output=True, text=True, timeout=180)
 
 
 @pytest.mark.parametrize("case", list(BROKEN))
