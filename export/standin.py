@@ -131,3 +131,12 @@ def build_standin(out_dir: str | Path, *, size: str = "tiny", seed: int = 0) -> 
         "Its scores are meaningless; it exists to test shapes, tokens and parity offline.\n"
     )
     return out
+
+
+def ensure_standin(out_dir: str | Path, *, size: str, seed: int = 0) -> Path:
+    """The stand-in at `out_dir`, built only when it is not there yet (demo and benchmarks reuse it)."""
+    out = Path(out_dir)
+    if not (out / "model.safetensors").is_file():
+        print(f"building the offline {size} stand-in in {out}", flush=True)
+        build_standin(out, size=size, seed=seed)
+    return out

@@ -17,15 +17,11 @@ def prepare(model: str | None, workdir: Path, size: str) -> tuple[Path, bool]:
     """Export dir for `model` (a hub id or local dir), or for a fresh stand-in when None."""
     from mxbai_triton.export.onnx_export import ONNX_FILENAME, export_onnx
     from mxbai_triton.export.spec import ModelSpec
-    from mxbai_triton.export.standin import build_standin
+    from mxbai_triton.export.standin import ensure_standin
 
     standin = model is None
     if standin:
-        checkpoint = workdir / f"standin-{size}"
-        if not (checkpoint / "model.safetensors").is_file():
-            print(f"building the offline {size} stand-in in {checkpoint}", flush=True)
-            build_standin(checkpoint, size=size, seed=0)
-        model = str(checkpoint.resolve())
+        model = str(ensure_standin(workdir / f"standin-{size}", size=size).resolve())
     export_dir = workdir / "export"
     reusable = (export_dir / ONNX_FILENAME).is_file() and (export_dir / "spec.json").is_file()
     if reusable and ModelSpec.load(export_dir).source in (model, str(Path(model).resolve())):

@@ -15,11 +15,9 @@ from .workload import synthetic_documents
 def prepare(size: str, workdir: Path) -> tuple[Path, Path]:
     """Seeded stand-in and its fp32 export under `workdir`, built once and reused."""
     from mxbai_triton.export.onnx_export import ONNX_FILENAME, export_onnx
-    from mxbai_triton.export.standin import build_standin
+    from mxbai_triton.export.standin import ensure_standin
 
-    checkpoint = workdir / f"standin-{size}"
-    if not (checkpoint / "model.safetensors").is_file():
-        build_standin(checkpoint, size=size, seed=0)
+    checkpoint = ensure_standin(workdir / f"standin-{size}", size=size)
     export = workdir / f"standin-{size}-export-fp32"
     if not (export / ONNX_FILENAME).is_file():
         export_onnx(str(checkpoint), export)

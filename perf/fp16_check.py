@@ -105,11 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     from mxbai_triton.export.onnx_export import load_causal_lm
     from mxbai_triton.export.scorer import FoldedHeadScorer
     from mxbai_triton.export.spec import resolve_spec
-    from mxbai_triton.export.standin import build_standin
+    from mxbai_triton.export.standin import ensure_standin
 
-    checkpoint = Path(args.checkpoint or f"artifacts/standin-{args.size}")
-    if not (checkpoint / "model.safetensors").is_file():
-        build_standin(checkpoint, size=args.size, seed=0)
+    checkpoint = ensure_standin(args.checkpoint or f"artifacts/standin-{args.size}", size=args.size)
     spec = resolve_spec(str(checkpoint))
     lengths = [int(x) for x in args.lengths.split(",") if x]
     long_cases = [c for c in args.long_cases.split(",") if c]
