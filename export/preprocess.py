@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bisect
+import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -65,10 +67,15 @@ class RerankPreprocessor:
     def encode_many(
         self, requests: Sequence[tuple[str, Sequence[str], str | None]]
     ) -> list[list[list[int]]]:
-        """`encode` for several (query, documents, instruction) requests with two tokenizer calls.
+        """`encode` for several (query, documents, instruction) requests: unpadded rows per request."""
+        return [[request.row(i) for i in range(request.rows)] for request in self.encode_arrays(requests)]
+
+    def encode_arrays(self, requests: Sequence[tuple[str, Sequence[str], str | None]]) -> list["EncodedRequest"]:
+        """Every request's prompts as arrays, from two tokenizer calls in all.
 
         All query prompts go through one batch call and all documents of all requests through
-        another, so the Rust tokenizer parallelises across everything at once.
+        another, so the Rust tokenizer parallelises across everything at once; truncation and the
+        template are applied with array arithmetic, never token by token in Python.
         """
         t = self.spec.template
         query_prompts = []
@@ -77,27 +84,37 @@ class RerankPreprocessor:
             if instruction:
                 prompt = t.instruction.format(instruction=instruction) + t.sep + prompt
             query_prompts.append(prompt)
-        query_encodings = self._tokenizer.encode_batch(query_prompts, add_special_tokens=False)
-        doc_encodings = iter(self._tokenizer.encode_batch(
+        query_encodings = self._tokenizer.encode_batch_fast(query_prompts, add_special_tokens=False)
+        doc_ids = [e.ids for e in self._tokenizer.encode_batch_fast(
             [t.document.format(document=d) for _, documents, _ in requests for d in documents],
             add_special_tokens=False,
-        ))
-        results = []
+        )]
+        doc_lengths = np.fromiter(map(len, doc_ids), dtype=np.int64, count=len(doc_ids))
+        flat = np.fromiter(itertools.chain.from_iterable(doc_ids), dtype=np.int64, count=int(doc_lengths.sum()))
+        doc_offsets = np.concatenate(([0], np.cumsum(doc_lengths)))
+        results, first = [], 0
         for (_, documents, _), query_encoding in zip(requests, query_encodings):
+            last = first + len(documents)
             query_ids = query_encoding.ids[: self.max_length * 3 // 4]
             doc_budget = min(self.spec.model_max_length - len(query_ids) - self.predefined_length, self.max_length)
-            head = self.prefix_ids + query_ids
+            lengths = doc_lengths[first:last]
+            # ids[:doc_budget] with Python's slice semantics (a negative budget drops from the end).
+            kept = np.clip(lengths + doc_budget if doc_budget < 0 else np.minimum(lengths, doc_budget), 0, None)
+            second = len(self.sep_ids) + kept
             pair_budget = self.max_length - len(query_ids)
-            rows = []
-            for _ in documents:
-                second = self.sep_ids + next(doc_encodings).ids[:doc_budget]
-                excess = len(second) - pair_budget
-                # Hugging Face's "only_second" truncation leaves the pair untouched when the second
-                # sequence is not longer than what must go (it only logs an error).
-                if 0 < excess < len(second):
-                    second = second[:-excess]
-                rows.append(head + second + self.tail_ids)
-            results.append(rows)
+            excess = second - pair_budget
+            # Hugging Face's "only_second" truncation leaves the pair untouched when the second
+            # sequence is not longer than what must go (it only logs an error).
+            second = np.where((excess > 0) & (excess < second), pair_budget, second)
+            results.append(EncodedRequest(
+                head=np.asarray(self.prefix_ids + query_ids, dtype=np.int64),
+                sep=np.asarray(self.sep_ids, dtype=np.int64),
+                tail=np.asarray(self.tail_ids, dtype=np.int64),
+                documents=flat[doc_offsets[first]:doc_offsets[last]],
+                document_starts=doc_offsets[first:last] - doc_offsets[first],
+                second_lengths=second,
+            ))
+            first = last
         return results
 
     def encode_batch(
@@ -130,3 +147,57 @@ def pad_left(sequences: Sequence[Sequence[int]], length: int, pad_id: int) -> tu
             input_ids[row, length - len(ids):] = ids
             attention_mask[row, length - len(ids):] = 1
     return input_ids, attention_mask
+
+
+@dataclass(frozen=True)
+class EncodedRequest:
+    """One request's prompts without padding: the shared head (template prefix + query), each row's
+    second part (separator + document, truncated) and the shared tail (template suffix).
+
+    Row i is head + (sep + document i)[:second_lengths[i]] + tail, exactly as the reference builds it.
+    """
+
+    head: np.ndarray
+    sep: np.ndarray
+    tail: np.ndarray
+    documents: np.ndarray  # every document's ids, concatenated untruncated
+    document_starts: np.ndarray  # where each row's document starts in `documents`
+    second_lengths: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return len(self.second_lengths)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Token count of each row's prompt."""
+        return len(self.head) + self.second_lengths + len(self.tail)
+
+    def row(self, i: int) -> list[int]:
+        """Row i's token ids as a list."""
+        return self.padded(np.array([i]), int(self.lengths[i]), pad_id=0)[0][0].tolist()
+
+    def padded(self, rows: np.ndarray, length: int, *, pad_id: int, side: str = "left") -> tuple[np.ndarray, np.ndarray]:
+        """int64 (input_ids, attention_mask) of `rows`, padded on `side` to `length` tokens.
+
+        One gather over [rows, length] from the concatenated pieces: no per-row or per-token Python.
+        """
+        n = self.lengths[rows]
+        if len(rows) and int(n.max()) > length:
+            raise ValueError(f"sequence of {int(n.max())} tokens does not fit padded length {length}")
+        head, sep, tail = len(self.head), len(self.sep), len(self.tail)
+        start = length - n if side == "left" else np.zeros_like(n)
+        position = np.arange(length)[None, :] - start[:, None]  # index within the row's prompt
+        valid = (position >= 0) & (position < n[:, None])
+        second = self.second_lengths[rows][:, None]
+        in_second = position - head
+        pool = np.concatenate((self.head, self.sep, self.tail, self.documents))
+        source = np.where(
+            position < head, position,
+            np.where(in_second < second,
+                     np.where(in_second < sep, head + in_second,
+                              head + sep + tail + self.document_starts[rows][:, None] + in_second - sep),
+                     head + sep + (in_second - second)),
+        )
+        ids = np.where(valid, pool[np.clip(source, 0, len(pool) - 1)], pad_id)
+        return ids.astype(np.int64, copy=False), valid.astype(np.int64)

@@ -61,9 +61,21 @@ class ModelSpec:
     input_ids: TensorSpec = TensorSpec("input_ids", "int64", (-1,))
     attention_mask: TensorSpec = TensorSpec("attention_mask", "int64", (-1,))
     scores: TensorSpec = TensorSpec("scores", "float32", (1,))
-    # Largest batch one scorer execution takes (documents of possibly several requests); also the
-    # per-request document limit (the client splits longer lists).
+    # Largest batch one scorer execution takes (rows of possibly several requests).
     max_batch_size: int = 64
+    # Documents one request may carry; the dispatch cuts them into sub-batches for the scorer.
+    # NIM's reranker takes 1000 passages per request too; the client splits longer lists.
+    max_documents_per_request: int = 1000
+    # Token budget of one sub-batch (rows x padded length); at least one longest sequence.
+    max_batch_tokens: int = 32768
+    # Attention cells (rows x padded length^2) of one sub-batch, 0 for no cap: the portable CPU
+    # scorer's unfused attention materialises them per head.
+    max_attention_cells: int = 0
+    # What one more sub-batch costs, in padded tokens: the dispatch merges neighbouring lengths
+    # when padding them costs less than an extra execution (BLS hop, kernel launches).
+    sub_batch_overhead_tokens: int = 256
+    # Where pads go: the exported graph masks them on either side; the reference pads left.
+    padding_side: str = "left"
     # Scorer dynamic batching: wait up to this long for same-bucket requests to merge. One GPU
     # execution of a full batch takes tens of ms, so 2 ms costs little and lets concurrent requests
     # share an execution; a bounded queue rejects overload instead of growing without limit.
@@ -79,6 +91,15 @@ class ModelSpec:
     # where the previous ends and covers batch 1..max_batch_size. Bounds are tokenizer buckets, the
     # last one is max_sequence_length.
     trt_profile_bounds: tuple[tuple[int, int], ...] = ((256, 256), (1024, 512), (-1, 2048))
+
+    def __post_init__(self):
+        if self.padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {self.padding_side!r}")
+        if self.max_batch_tokens < self.max_sequence_length:
+            raise ValueError(f"max_batch_tokens {self.max_batch_tokens} cannot hold one sequence of "
+                             f"{self.max_sequence_length} tokens")
+        if self.max_documents_per_request < 1 or self.max_batch_size < 1:
+            raise ValueError("max_documents_per_request and max_batch_size must be >= 1")
 
     @property
     def predefined_length_hint(self) -> int:
@@ -157,6 +178,7 @@ LARGE_V2 = ModelSpec(
     estimated_max=12.0,
     # Same work per row as base costs ~3x: smaller executions keep latency flat.
     max_batch_size=32,
+    max_batch_tokens=16384,
 )
 KNOWN_MODELS: dict[str, ModelSpec] = {
     "base-v2": BASE_V2,

@@ -40,7 +40,7 @@ def _build(raw: dict) -> mc.ModelConfig:
 
 def ensemble_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
     names = model_names(name)
-    ids, mask, scores = spec.input_ids.name, spec.attention_mask.name, spec.scores.name
+    scores = spec.scores.name
     return _build({
         "name": names["ensemble"],
         "platform": "ensemble",
@@ -49,37 +49,32 @@ def ensemble_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
         "output": [_tensor(scores, spec.scores.dtype, [-1, 1])],
         # Read by clients through the model-config API: no out-of-band copy of the spec needed.
         "parameters": {
-            "max_documents_per_request": {"string_value": str(spec.max_batch_size)},
+            "max_documents_per_request": {"string_value": str(spec.max_documents_per_request)},
             "estimated_max": {"string_value": repr(float(spec.estimated_max))},
         },
-        "ensemble_scheduling": {"step": [
-            {
-                "model_name": names["tokenizer"], "model_version": -1,
-                "input_map": {k: k for k in ENSEMBLE_INPUTS},
-                "output_map": {ids: f"_{ids}", mask: f"_{mask}"},
-            },
-            {
-                "model_name": names["scorer"], "model_version": -1,
-                "input_map": {ids: f"_{ids}", mask: f"_{mask}"},
-                "output_map": {scores: scores},
-            },
-        ]},
+        # One step: the tokenizer sends the scorer length-sorted sub-batches itself (BLS), so the
+        # token tensors never cross the ensemble; README "Length-aware dispatch" has the hop costs.
+        "ensemble_scheduling": {"step": [{
+            "model_name": names["tokenizer"], "model_version": -1,
+            "input_map": {k: k for k in ENSEMBLE_INPUTS},
+            "output_map": {scores: scores},
+        }]},
     })
 
 
 def tokenizer_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
     # Non-batching: its batch axis would be requests, while the scorer's is documents. Each
-    # request's documents are encoded in one batch call; instances give concurrency.
+    # execution encodes a request's documents in one call and awaits its sub-batches; instances
+    # give concurrency across requests.
+    names = model_names(name)
     return _build({
-        "name": model_names(name)["tokenizer"],
+        "name": names["tokenizer"],
         "backend": "python",
         "max_batch_size": 0,
         "input": _text_inputs(),
-        "output": [
-            _tensor(spec.input_ids.name, spec.input_ids.dtype, [-1, -1]),
-            _tensor(spec.attention_mask.name, spec.attention_mask.dtype, [-1, -1]),
-        ],
+        "output": [_tensor(spec.scores.name, spec.scores.dtype, [-1, 1])],
         "instance_group": [{"kind": "KIND_CPU", "count": spec.tokenizer_instances}],
+        "parameters": {"scorer_model": {"string_value": names["scorer"]}},
     })
 
 
@@ -111,6 +106,10 @@ def scorer_config(spec: ModelSpec, name: str, target: str, *, instance_kind: str
         raw["backend"] = "python"
         # One instance: ONNX Runtime already spreads one execution over every core.
         raw["instance_group"] = [{"kind": "KIND_CPU", "count": 1}]
+        # The python scorer takes each request's tensors as they are and runs equal lengths
+        # together, so the batcher may hand it every queued sub-batch, whatever its length.
+        for tensor in raw["input"]:
+            tensor["allow_ragged_batch"] = True
     return _build(raw)
 
 

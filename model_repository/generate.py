@@ -13,6 +13,7 @@ from mxbai_triton.export.spec import KNOWN_MODELS, SPEC_FILENAME, ModelSpec
 from mxbai_triton.export.tensorrt import PLAN_FILENAME
 
 from .configs import TARGETS, ensemble_config, model_names, scorer_config, to_pbtxt, tokenizer_config
+from .scorer_backend import DEFAULT_MAX_SCORE_CELLS as PORTABLE_ATTENTION_CELLS
 
 ONNX_FILES = (ONNX_FILENAME, ONNX_DATA_FILENAME)
 EXAMPLES_DIR = Path(__file__).parent / "examples"
@@ -84,6 +85,8 @@ def generate_repository(
         raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
     if padding == "multiple":
         spec = spec.with_overrides(bucket_bounds=())
+    if target == "portable" and not spec.max_attention_cells:
+        spec = spec.with_overrides(max_attention_cells=PORTABLE_ATTENTION_CELLS)
     if target == "trt" and engine_dir:
         spec = _spec_for_engine(spec, Path(engine_dir))
     name = name or spec.triton_name

@@ -12,14 +12,15 @@ from mxbai_triton.export.onnx_export import ONNX_FILENAME
 from mxbai_triton.export.spec import ModelSpec
 
 # Unfused attention materialises rows x seq x seq scores per head: cap the rows of one run so an
-# 8k-token batch cannot take the host's memory.
+# 8k-token batch cannot take the host's memory. The dispatch plans sub-batches within the same cap
+# (spec.max_attention_cells, set for this target by the repository generator).
 DEFAULT_MAX_SCORE_CELLS = 1 << 25
 
 
 class ScorerCore:
     """Runs merged requests as one ONNX Runtime batch (split only by the memory cap)."""
 
-    def __init__(self, model_dir: str | Path, *, threads: int = 0, max_score_cells: int = DEFAULT_MAX_SCORE_CELLS):
+    def __init__(self, model_dir: str | Path, *, threads: int = 0, max_score_cells: int | None = None):
         import onnxruntime as ort
 
         self.spec = ModelSpec.load(model_dir)
@@ -27,7 +28,7 @@ class ScorerCore:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(Path(model_dir) / ONNX_FILENAME), options, providers=["CPUExecutionProvider"])
-        self.max_score_cells = max_score_cells
+        self.max_score_cells = max_score_cells or self.spec.max_attention_cells or DEFAULT_MAX_SCORE_CELLS
 
     def score(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         seq = input_ids.shape[1]
@@ -67,7 +68,7 @@ class TritonPythonModel:
         self.core = ScorerCore(
             Path(args["model_repository"]) / args["model_version"],
             threads=int(params.get("intra_op_threads", os.environ.get("MXBAI_TRITON_ORT_THREADS", 0))),
-            max_score_cells=int(params.get("max_score_cells", DEFAULT_MAX_SCORE_CELLS)),
+            max_score_cells=int(params.get("max_score_cells", 0)) or None,
         )
         spec = self.core.spec
         self.names = (spec.input_ids.name, spec.attention_mask.name, spec.scores.name)

@@ -129,6 +129,11 @@ class TritonServer:
     def grpc_url(self) -> str:
         return f"{self.host}:{self.grpc_port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """Prometheus endpoint base (append /metrics)."""
+        return f"http://{self.host}:{self.metrics_port}"
+
     def command(self) -> list[str]:
         return [
             str(_pytriton_dir() / "bin" / "tritonserver"),

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .workload import QUERY, synthetic_documents
+from .workload import LENGTH_SIGMAS, QUERY, mixed_documents, synthetic_documents
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,16 @@ class SweepPoint:
         return self.requests_per_s * docs
 
 
-def write_input_data(path: Path, *, docs: int, doc_tokens: int, seed: int = 0) -> Path:
-    """perf_analyzer --input-data JSON: one request of a query and `docs` documents (BYTES)."""
-    documents = synthetic_documents(docs, doc_tokens, seed)
+def write_input_data(path: Path, *, docs: int, doc_tokens: int, lengths: str = "uniform", seed: int = 0) -> Path:
+    """perf_analyzer --input-data JSON: one request of a query and `docs` documents (BYTES).
+
+    `lengths` "uniform" gives every document `doc_tokens` tokens; a LENGTH_SIGMAS label draws mixed
+    lengths around that median, as retrieved chunks are.
+    """
+    if lengths == "uniform":
+        documents = synthetic_documents(docs, doc_tokens, seed)
+    else:
+        documents = mixed_documents(docs, LENGTH_SIGMAS[lengths], median=doc_tokens, seed=seed)
     payload = {"data": [{
         "query": {"content": [QUERY], "shape": [1]},
         "documents": {"content": documents, "shape": [len(documents)]},
@@ -61,11 +68,11 @@ def perf_analyzer_env() -> dict[str, str]:
 
 def run_sweep(
     url: str, model: str, out_dir: Path, *, docs: int, doc_tokens: int, concurrency: str,
-    protocol: str = "grpc", measurement_ms: int = 5000, stability: int = 20, max_trials: int = 10,
+    lengths: str = "uniform", protocol: str = "grpc", measurement_ms: int = 5000, stability: int = 20, max_trials: int = 10,
 ) -> Path:
     """Run perf_analyzer over `concurrency` ("start:end:step") and return its CSV path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = write_input_data(out_dir / "input_data.json", docs=docs, doc_tokens=doc_tokens)
+    data = write_input_data(out_dir / "input_data.json", docs=docs, doc_tokens=doc_tokens, lengths=lengths)
     csv_path = out_dir / "perf_analyzer.csv"
     command = [
         perf_analyzer_binary(), "-m", model, "-u", url, "-i", protocol,
@@ -114,12 +121,12 @@ def plot(points: list[SweepPoint], docs: int, path: Path, title: str) -> Path:
     return path
 
 
-def summary(points: list[SweepPoint], *, model: str, docs: int, doc_tokens: int) -> str:
+def summary(points: list[SweepPoint], *, model: str, docs: int, doc_tokens: int, lengths: str = "uniform") -> str:
     best = max(points, key=lambda p: p.requests_per_s)
     lines = [
         f"# perf_analyzer sweep: {model}",
         "",
-        f"Workload: 1 query + {docs} documents of ~{doc_tokens} tokens per request.",
+        f"Workload: 1 query + {docs} documents of ~{doc_tokens} tokens per request ({lengths} lengths).",
         "",
         "| concurrency | requests/s | documents/s | p50 ms | p95 ms | p99 ms |",
         "|---:|---:|---:|---:|---:|---:|",

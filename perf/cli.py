@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .workload import LENGTH_SIGMAS
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("perf", help="perf_analyzer sweep over concurrency: CSV, PNG plot, Markdown summary")
@@ -12,7 +14,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="ensemble name")
     p.add_argument("--protocol", default="grpc", choices=["grpc", "http"])
     p.add_argument("--docs", type=int, default=100, help="documents per request")
-    p.add_argument("--doc-tokens", type=int, default=256, help="tokens per document")
+    p.add_argument("--doc-tokens", type=int, default=256, help="tokens per document (the median for mixed lengths)")
+    p.add_argument("--lengths", default="uniform", choices=["uniform", *LENGTH_SIGMAS],
+                   help="document lengths: all equal, or lognormal around --doc-tokens like retrieved chunks")
     p.add_argument("--concurrency", default="1:16:2", help="perf_analyzer range start:end:step")
     p.add_argument("--measurement-ms", type=int, default=5000, help="measurement window per trial")
     p.add_argument("--stability", type=int, default=20, help="percent by which trials may differ (perf_analyzer)")
@@ -25,13 +29,14 @@ def _perf(args) -> int:
 
     out = Path(args.out)
     csv_path = run_sweep(
-        args.url, args.model, out, docs=args.docs, doc_tokens=args.doc_tokens,
+        args.url, args.model, out, docs=args.docs, doc_tokens=args.doc_tokens, lengths=args.lengths,
         concurrency=args.concurrency, protocol=args.protocol, measurement_ms=args.measurement_ms,
         stability=args.stability,
     )
     points = read_points(csv_path)
-    png = plot(points, args.docs, out / "latency_vs_throughput.png", f"{args.model}: {args.docs} docs x ~{args.doc_tokens} tokens")
-    text = summary(points, model=args.model, docs=args.docs, doc_tokens=args.doc_tokens)
+    png = plot(points, args.docs, out / "latency_vs_throughput.png",
+               f"{args.model}: {args.docs} docs x ~{args.doc_tokens} tokens ({args.lengths})")
+    text = summary(points, model=args.model, docs=args.docs, doc_tokens=args.doc_tokens, lengths=args.lengths)
     (out / "summary.md").write_text(text, encoding="utf-8")
     print(text)
     print(f"wrote {csv_path}, {png}, {out / 'summary.md'}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .workload import synthetic_documents
+from .workload import LENGTH_SIGMAS, mixed_documents, synthetic_documents
 
 
 def prepare(size: str, workdir: Path) -> tuple[Path, Path]:
@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"])
     parser.add_argument("--queries", type=int, default=8)
     parser.add_argument("--docs", type=int, default=32)
-    parser.add_argument("--doc-tokens", type=int, default=200)
+    parser.add_argument("--doc-tokens", type=int, default=200, help="tokens per document (the median for mixed lengths)")
+    parser.add_argument("--lengths", default="uniform", choices=["uniform", *LENGTH_SIGMAS],
+                        help="document lengths: all equal, or lognormal like retrieved chunks")
     parser.add_argument("--concurrency", default="1,4")
     parser.add_argument("--workdir", default="artifacts")
     parser.add_argument("--padding", default=None, choices=["buckets", "multiple"], help="tokenizer padding (default: the portable target's)")
@@ -94,18 +96,23 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(args.workdir)
     checkpoint, export = prepare(args.size, workdir)
-    workload = [(f"query {i}: which documents talk about search relevance?", synthetic_documents(args.docs, args.doc_tokens, seed=i))
-                for i in range(args.queries)]
+    def documents(seed: int) -> list[str]:
+        if args.lengths == "uniform":
+            return synthetic_documents(args.docs, args.doc_tokens, seed=seed)
+        return mixed_documents(args.docs, LENGTH_SIGMAS[args.lengths], median=args.doc_tokens, seed=seed)
+
+    workload = [(f"query {i}: which documents talk about search relevance?", documents(i)) for i in range(args.queries)]
     total = args.queries * args.docs
-    print(f"workload: {args.size} stand-in, {args.queries} queries x {args.docs} docs x ~{args.doc_tokens} tokens ({time.strftime('%Y-%m-%d')})", flush=True)
+    print(f"workload: {args.size} stand-in, {args.queries} queries x {args.docs} docs x ~{args.doc_tokens} tokens, "
+          f"{args.lengths} lengths ({time.strftime('%Y-%m-%d')})", flush=True)
 
     reference, reference_s = run_reference(checkpoint, workload)
     print(f"  reference rank()             {total / reference_s:8.1f} docs/s", flush=True)
     onnx, onnx_s = run_onnxruntime(export, workload)
-    print(f"  in-process ONNX Runtime     {total / onnx_s:8.1f} docs/s", flush=True)
+    print(f"  in-process ONNX Runtime (one batch per query) {total / onnx_s:8.1f} docs/s", flush=True)
     triton = run_triton(export, workload, [int(c) for c in args.concurrency.split(",")], workdir, args.padding)
 
-    rows = [("reference (MxbaiRerankV2.rank)", reference_s), ("in-process ONNX Runtime", onnx_s)]
+    rows = [("reference (MxbaiRerankV2.rank)", reference_s), ("in-process ONNX Runtime, one batch per query", onnx_s)]
     rows += [(f"Triton ensemble, concurrency {c}", seconds) for c, (_, seconds) in triton.items()]
     print()
     print("| path | docs/s | vs reference | vs in-process ORT |")

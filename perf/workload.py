@@ -1,4 +1,4 @@
-"""Synthetic reranking workloads: a query and documents of a chosen length in Qwen2.5 tokens."""
+"""Synthetic reranking workloads: a query and documents of chosen lengths in Qwen2.5 tokens."""
 
 from __future__ import annotations
 
@@ -10,9 +10,31 @@ WORDS = (
     "the search model document query score river history science novel author music "
     "city water light time world house school book paper data system"
 ).split()
+# Retrieved chunks: token lengths lognormal around a median (shared DESIGN.md, "Padding is the
+# largest cost"); sigma 0.6 is typical of chunked corpora, 1.0 of mixed chunks and whole pages.
+LENGTH_SIGMAS = {"near-uniform": 0.25, "lognormal-0.6": 0.6, "lognormal-1.0": 1.0}
+MEDIAN_TOKENS = 250
+LONGEST_DOCUMENT = 8192
 
 
 def synthetic_documents(count: int, tokens: int, seed: int = 0) -> list[str]:
     """`count` English-like documents of about `tokens` tokens each, reproducible from `seed`."""
     rng = np.random.default_rng(seed)
     return [" ".join(rng.choice(WORDS, size=tokens)) for _ in range(count)]
+
+
+def mixed_lengths(count: int, sigma: float, *, median: int = MEDIAN_TOKENS, seed: int = 0) -> np.ndarray:
+    """Token lengths of `count` retrieved chunks: lognormal(median, sigma), within 1..LONGEST_DOCUMENT."""
+    rng = np.random.default_rng(seed)
+    return np.clip(np.rint(rng.lognormal(np.log(median), sigma, size=count)), 1, LONGEST_DOCUMENT).astype(int)
+
+
+def mixed_documents(
+    count: int, sigma: float, *, median: int = MEDIAN_TOKENS, outliers: int = 0, seed: int = 0
+) -> list[str]:
+    """`count` documents of mixed lengths, `outliers` of them 8k tokens long at random positions;
+    reproducible from `seed`."""
+    rng = np.random.default_rng(seed + 1)
+    lengths = mixed_lengths(count, sigma, median=median, seed=seed)
+    lengths[rng.choice(count, size=min(outliers, count), replace=False)] = LONGEST_DOCUMENT
+    return [" ".join(rng.choice(WORDS, size=int(n))) for n in lengths]

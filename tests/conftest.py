@@ -57,8 +57,10 @@ def serve_command(repository, *extra: str) -> tuple[list[str], dict[str, int]]:
     return command, ports
 
 
-# Small enough that list splitting and merging are exercised with a handful of documents.
+# Small enough that the client's list splitting, the dispatch's row limit and the batcher's merging
+# are exercised with a handful of documents.
 SERVED_MAX_BATCH = 16
+SERVED_MAX_DOCUMENTS = 24
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +70,8 @@ def served(tiny_export, tmp_path_factory):
     from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer
 
-    spec = ModelSpec.load(tiny_export).with_overrides(max_batch_size=SERVED_MAX_BATCH, queue_delay_us=20000)
+    spec = ModelSpec.load(tiny_export).with_overrides(
+        max_batch_size=SERVED_MAX_BATCH, max_documents_per_request=SERVED_MAX_DOCUMENTS, queue_delay_us=20000)
     repository = generate_repository(
         tmp_path_factory.mktemp("repository"), spec, target="portable", name="reranker", export_dir=tiny_export,
         padding="buckets",  # the GPU targets' padding, so that the batcher's merging is what is tested

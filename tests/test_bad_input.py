@@ -11,38 +11,13 @@ import pytest
 
 from mxbai_triton.client import RerankClient
 from tests.cases import DOCUMENT_100K_CHARS, INSTRUCTION_50K_CHARS
-from tests.conftest import SERVED_MAX_BATCH
+from tests.conftest import SERVED_MAX_DOCUMENTS
 from tests.reference import reference_scores
+from tests.wire import raw_request, text
 
 pytestmark = pytest.mark.triton
 
 CONTROL = ("who wrote it?", ["Harper Lee wrote it.", "Stock markets fell."])
-
-
-def _text(*values: bytes) -> tuple[str, np.ndarray]:
-    return "BYTES", np.array(list(values), dtype=np.object_)
-
-
-def _raw(server, protocol: str, inputs: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
-    """One request built by hand, so that what the client would refuse reaches the server."""
-    if protocol == "grpc":
-        import tritonclient.grpc as module
-
-        url = server.grpc_url
-    else:
-        import tritonclient.http as module
-
-        url = server.http_url
-    tensors = []
-    for name, (datatype, array) in inputs.items():
-        tensor = module.InferInput(name, list(array.shape), datatype)
-        tensor.set_data_from_numpy(array)
-        tensors.append(tensor)
-    client = module.InferenceServerClient(url)
-    try:
-        return client.infer("reranker", tensors).as_numpy("scores").reshape(-1)
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="module")
@@ -56,30 +31,30 @@ def _still_serving(server, control_scores) -> None:
 
 
 REFUSED_ON_THE_WIRE = {
-    "missing_query": ({"documents": _text(b"doc")}, r"missing required input\(s\) \['query'\]"),
-    "empty_documents": ({"query": _text(b"q"), "documents": _text()}, "'documents' is empty"),
+    "missing_query": ({"documents": text(b"doc")}, r"missing required input\(s\) \['query'\]"),
+    "empty_documents": ({"query": text(b"q"), "documents": text()}, "'documents' is empty"),
     "invalid_utf8_document": (
-        {"query": _text(b"q"), "documents": _text(b"fine", b"\xff\xfe bad")}, r"'documents\[1\]' is not valid UTF-8"),
-    "invalid_utf8_query": ({"query": _text(b"\xc3\x28"), "documents": _text(b"doc")}, "'query' is not valid UTF-8"),
+        {"query": text(b"q"), "documents": text(b"fine", b"\xff\xfe bad")}, r"'documents\[1\]' is not valid UTF-8"),
+    "invalid_utf8_query": ({"query": text(b"\xc3\x28"), "documents": text(b"doc")}, "'query' is not valid UTF-8"),
     "invalid_utf8_instruction": (
-        {"query": _text(b"q"), "documents": _text(b"d"), "instruction": _text(b"\xed\xa0\x80")},
+        {"query": text(b"q"), "documents": text(b"d"), "instruction": text(b"\xed\xa0\x80")},
         "'instruction' is not valid UTF-8"),
     "more_documents_than_the_limit": (
-        {"query": _text(b"q"), "documents": _text(*[b"d"] * (SERVED_MAX_BATCH + 1))},
-        f"has {SERVED_MAX_BATCH + 1} items, more than the per-request limit of {SERVED_MAX_BATCH}"),
+        {"query": text(b"q"), "documents": text(*[b"d"] * (SERVED_MAX_DOCUMENTS + 1))},
+        f"has {SERVED_MAX_DOCUMENTS + 1} items, more than the per-request limit of {SERVED_MAX_DOCUMENTS}"),
     "query_as_int32": (
-        {"query": ("INT32", np.array([7], dtype=np.int32)), "documents": _text(b"d")},
+        {"query": ("INT32", np.array([7], dtype=np.int32)), "documents": text(b"d")},
         "input 'query' data-type is 'INT32', but model 'reranker' expects 'BYTES'"),
     "documents_as_fp32": (
-        {"query": _text(b"q"), "documents": ("FP32", np.ones(2, dtype=np.float32))},
+        {"query": text(b"q"), "documents": ("FP32", np.ones(2, dtype=np.float32))},
         "input 'documents' data-type is 'FP32', but model 'reranker' expects 'BYTES'"),
     "two_queries": (
-        {"query": _text(b"q", b"r"), "documents": _text(b"doc")}, r"input 'query'.*Expected \[1\], got \[2\]"),
+        {"query": text(b"q", b"r"), "documents": text(b"doc")}, r"input 'query'.*Expected \[1\], got \[2\]"),
     "documents_as_a_matrix": (
-        {"query": _text(b"q"), "documents": ("BYTES", np.array([[b"a"], [b"b"]], dtype=np.object_))},
+        {"query": text(b"q"), "documents": ("BYTES", np.array([[b"a"], [b"b"]], dtype=np.object_))},
         r"input 'documents'.*Expected \[-1\], got \[2,1\]"),
     "unknown_input": (
-        {"query": _text(b"q"), "documents": _text(b"d"), "bogus": _text(b"x")}, "unexpected inference input 'bogus'"),
+        {"query": text(b"q"), "documents": text(b"d"), "bogus": text(b"x")}, "unexpected inference input 'bogus'"),
 }
 
 
@@ -90,7 +65,7 @@ def test_wire_request_is_refused_with_an_error_naming_the_problem(served, contro
 
     inputs, message = REFUSED_ON_THE_WIRE[case]
     with pytest.raises(InferenceServerException, match=message) as info:
-        _raw(served, protocol, inputs)
+        raw_request(served, protocol, inputs)
     assert str(info.value.status()) in ("StatusCode.INVALID_ARGUMENT", "400")
     _still_serving(served, control_scores)
 
@@ -112,10 +87,10 @@ def test_odd_but_valid_text_scores_like_the_reference_on_the_wire_and_through_th
 ):
     query, documents, instruction = SCORED[case]
     expected = reference_scores(oracle, query, documents, instruction)
-    inputs = {"query": _text(query.encode()), "documents": _text(*(d.encode() for d in documents))}
+    inputs = {"query": text(query.encode()), "documents": text(*(d.encode() for d in documents))}
     if instruction is not None:
-        inputs["instruction"] = _text(instruction.encode())
-    np.testing.assert_allclose(_raw(served, "http", inputs), expected, atol=1e-4, rtol=0)
+        inputs["instruction"] = text(instruction.encode())
+    np.testing.assert_allclose(raw_request(served, "http", inputs), expected, atol=1e-4, rtol=0)
     with RerankClient(served.grpc_url, model="reranker") as client:
         np.testing.assert_allclose(client.scores(query, documents, instruction=instruction), expected, atol=1e-4, rtol=0)
     _still_serving(served, control_scores)
@@ -154,7 +129,7 @@ def test_client_returns_no_results_for_no_documents_without_a_request(served):
 
 
 def test_client_splits_a_list_over_the_limit_that_a_raw_request_may_not_send(served, oracle):
-    documents = [f"document {i}" for i in range(SERVED_MAX_BATCH + 1)]
+    documents = [f"document {i}" for i in range(SERVED_MAX_DOCUMENTS + 1)]
     with RerankClient(served.grpc_url, model="reranker") as client:
         scores = client.scores("q", documents)
         assert client.stats.requests == 3  # the config read, then two chunks

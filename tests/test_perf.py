@@ -54,3 +54,22 @@ def test_model_analyzer_config_launches_the_bundled_server_with_our_perf_analyze
     assert search["instance_group"] == [{"kind": "KIND_CPU", "count": [1, 2]}]
     data = json.loads(Path(config["perf_analyzer_flags"]["input-data"]).read_text())["data"][0]
     assert data["input_ids"]["shape"] == [64] and max(data["input_ids"]["content"]) < 151643
+
+
+def test_input_data_with_mixed_lengths_varies_around_the_median(tmp_path):
+    data = json.loads(write_input_data(tmp_path / "d.json", docs=50, doc_tokens=40, lengths="lognormal-1.0").read_text())
+    lengths = [len(d.split()) for d in data["data"][0]["documents"]["content"]]
+    assert min(lengths) < 40 < max(lengths) and max(lengths) / min(lengths) > 5
+
+
+def test_served_benchmark_reports_latency_and_little_padding_for_mixed_requests(tiny_export, tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "mxbai_triton.perf.served_bench", "--export", str(tiny_export), "--workdir", str(tmp_path),
+         "--queries", "2", "--docs", "30", "--latency-requests", "5", "--sigmas", "lognormal-1.0"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "3-document request, concurrency 1: p50" in run.stdout
+    row = next(line for line in run.stdout.splitlines() if line.startswith("| lognormal-1.0 |"))
+    computed_over_real = float(row.split("|")[3])
+    assert 1.0 <= computed_over_real <= 1.15

@@ -67,3 +67,20 @@ def test_padded_length_rejects_sequence_beyond_last_bucket():
 def test_max_length_below_one_is_rejected(tiny_export):
     with pytest.raises(ValueError, match="max_length must be >= 1"):
         RerankPreprocessor.from_dir(tiny_export, max_length=0)
+
+
+@pytest.mark.parametrize("case", DEFAULT_LENGTH_CASES, ids=[c[0] for c in DEFAULT_LENGTH_CASES])
+def test_array_padding_of_any_row_subset_equals_padding_the_reference_rows(case, preprocessor):
+    _, query, documents, instruction, _ = case
+    encoded, = preprocessor.encode_arrays([(query, documents, instruction)])
+    rows = np.arange(len(documents))[::-1][::2]  # a subset, out of order
+    sequences = [preprocessor.encode(query, documents, instruction=instruction)[i] for i in rows]
+    length = padded_length(max(map(len, sequences)))
+    expected_ids, expected_mask = pad_left(sequences, length, preprocessor.spec.pad_token_id)
+    ids, mask = encoded.padded(rows, length, pad_id=preprocessor.spec.pad_token_id, side="left")
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_array_equal(mask, expected_mask)
+    right_ids, right_mask = encoded.padded(rows, length, pad_id=preprocessor.spec.pad_token_id, side="right")
+    for row, ids_row, mask_row in zip(sequences, right_ids, right_mask):
+        assert ids_row[: len(row)].tolist() == row and mask_row.sum() == len(row) and mask_row[: len(row)].all()
+        assert (ids_row[len(row):] == preprocessor.spec.pad_token_id).all()

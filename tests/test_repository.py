@@ -10,7 +10,7 @@ import pytest
 from tritonclient.grpc import model_config_pb2
 
 from mxbai_triton.export.spec import BASE_V2
-from mxbai_triton.model_repository.configs import ensemble_config, scorer_config
+from mxbai_triton.model_repository.configs import ensemble_config, scorer_config, tokenizer_config
 from mxbai_triton.model_repository.generate import EXAMPLES_DIR, generate_examples
 
 
@@ -39,7 +39,14 @@ def test_scorer_batches_dynamically_with_the_spec_limits():
 
 def test_ensemble_publishes_document_limit_and_estimated_max():
     params = ensemble_config(BASE_V2, "m").parameters
-    assert (params["max_documents_per_request"].string_value, params["estimated_max"].string_value) == ("64", "9.0")
+    assert (params["max_documents_per_request"].string_value, params["estimated_max"].string_value) == ("1000", "9.0")
+
+
+def test_the_tokenizer_step_dispatches_to_the_scorer_and_returns_scores():
+    ensemble, tokenizer = ensemble_config(BASE_V2, "m"), tokenizer_config(BASE_V2, "m")
+    assert [step.model_name for step in ensemble.ensemble_scheduling.step] == ["m_tokenizer"]
+    assert tokenizer.parameters["scorer_model"].string_value == "m_scorer"
+    assert [(o.name, list(o.dims)) for o in tokenizer.output] == [("scores", [-1, 1])]
 
 
 def test_unknown_target_is_rejected():

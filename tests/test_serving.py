@@ -9,7 +9,7 @@ import pytest
 
 from mxbai_triton.client import RerankClient
 from tests.cases import LONG_CASES, PARITY_CASES
-from tests.conftest import SERVED_MAX_BATCH, serve_command
+from tests.conftest import SERVED_MAX_DOCUMENTS, serve_command
 
 pytestmark = pytest.mark.triton
 
@@ -71,9 +71,9 @@ def test_normalize_matches_reference_formula(served, oracle):
 
 
 def test_client_splits_lists_above_the_server_limit_and_keeps_order(served, oracle):
-    documents = [f"document number {i} about topic {i % 3}" for i in range(SERVED_MAX_BATCH * 2 + 3)]
+    documents = [f"document number {i} about topic {i % 3}" for i in range(SERVED_MAX_DOCUMENTS * 2 + 3)]
     with RerankClient(served.grpc_url, model="reranker") as client:
-        assert client.limits.max_documents == SERVED_MAX_BATCH
+        assert client.limits.max_documents == SERVED_MAX_DOCUMENTS
         ours = client.scores("topic 1", documents)
     expected = oracle.predict(["topic 1"] * len(documents), documents).numpy()
     np.testing.assert_allclose(ours, expected, atol=1e-4)
@@ -86,7 +86,7 @@ def test_async_client_ranks_like_the_sync_client(served, protocol):
     from mxbai_triton.client import AsyncRerankClient
 
     url = served.grpc_url if protocol == "grpc" else served.http_url
-    documents = DOCUMENTS * 3  # above the per-request limit: chunks go concurrently
+    documents = DOCUMENTS * 5  # above the per-request limit: chunks go concurrently
 
     async def run():
         async with AsyncRerankClient(url, model="reranker", protocol=protocol) as client:

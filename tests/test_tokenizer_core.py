@@ -1,4 +1,4 @@
-"""The tokenizer model's framework-free core: padding policy per request, text decoding errors."""
+"""The tokenizer model's framework-free core: sub-batches and their padding, request limits, text decoding errors."""
 
 from __future__ import annotations
 
@@ -21,18 +21,45 @@ def _request(query: str, documents: list[str]):
     return (np.array([query.encode()], dtype=object), np.array([d.encode() for d in documents], dtype=object), None)
 
 
-def test_each_request_is_padded_to_its_own_smallest_bucket(tiny_export, tmp_path):
-    core = _core(tiny_export, tmp_path)
-    short, long = core.tokenize([core.parse(*_request("q", ["a"])), core.parse(*_request("q", ["word " * 150]))])
-    assert short[0].shape == (1, 128) and long[0].shape == (1, 256)
-    assert short[1][0, -1] == 1 and short[1][0, 0] == 0  # left padding
+def test_each_sub_batch_is_padded_to_its_own_smallest_bucket(tiny_export, tmp_path):
+    core = _core(tiny_export, tmp_path, sub_batch_overhead_tokens=0)  # no reason to merge the two lengths
+    (short, long), = core.plan([core.parse(*_request("q", ["a", "word " * 150]))])
+    assert short.input_ids.shape == (1, 128) and long.input_ids.shape == (1, 256)
+    assert short.rows.tolist() == [0] and long.rows.tolist() == [1]
+    assert short.attention_mask[0, -1] == 1 and short.attention_mask[0, 0] == 0  # left padding
 
 
-def test_without_buckets_requests_are_padded_to_a_multiple_of_8(tiny_export, tmp_path):
+def test_without_buckets_sub_batches_are_padded_to_a_multiple_of_8(tiny_export, tmp_path):
     core = _core(tiny_export, tmp_path, bucket_bounds=())
-    (ids, mask), = core.tokenize([core.parse(*_request("q", ["a", "word " * 150]))])
-    longest = int(mask.sum(axis=1).max())
-    assert ids.shape[1] == -(-longest // 8) * 8
+    for batch in core.plan([core.parse(*_request("q", ["a", "word " * 150, "b c"]))])[0]:
+        longest = int(batch.attention_mask.sum(axis=1).max())
+        assert batch.input_ids.shape[1] == -(-longest // 8) * 8
+
+
+def test_sub_batches_hold_the_reference_rows_of_every_document_once(tiny_export, tmp_path, preprocessor):
+    core = _core(tiny_export, tmp_path, bucket_bounds=())
+    documents = ["short", "word " * 400, "a bit longer text here", "", "word " * 30]
+    plan, = core.plan([core.parse(*_request("who?", documents))])
+    expected = preprocessor.encode("who?", documents)
+    seen = []
+    for batch in plan:
+        for row, ids, mask in zip(batch.rows, batch.input_ids, batch.attention_mask):
+            assert ids[mask.astype(bool)].tolist() == expected[row]
+            seen.append(int(row))
+    assert sorted(seen) == list(range(len(documents)))
+
+
+def test_right_padding_puts_every_pad_after_the_real_tokens(tiny_export, tmp_path):
+    core = _core(tiny_export, tmp_path, bucket_bounds=(), padding_side="right")
+    (batch,), = core.plan([core.parse(*_request("q", ["a", "b c d"]))])
+    lengths = batch.attention_mask.sum(axis=1)
+    assert all(mask[:n].all() and not mask[n:].any() for mask, n in zip(batch.attention_mask, lengths))
+
+
+def test_more_documents_than_the_request_limit_are_refused_naming_the_limit(tiny_export, tmp_path):
+    core = _core(tiny_export, tmp_path, max_documents_per_request=3)
+    with pytest.raises(RequestError, match="'documents' has 4 items, more than the per-request limit of 3"):
+        core.parse(*_request("q", ["a", "b", "c", "d"]))
 
 
 def test_strings_arrive_decoded_in_order():

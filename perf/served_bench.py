@@ -1,0 +1,112 @@
+"""Served-path benchmark on what users send: mixed-length 100-document requests vs length-grouped ones,
+the small-request latency, and the tokens the engine computed per real token (dispatch counters)."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .compare import prepare
+from .workload import LENGTH_SIGMAS, QUERY, mixed_documents, synthetic_documents
+
+DISPATCH_COUNTERS = ("mxbai_dispatch_real_tokens", "mxbai_dispatch_padded_tokens", "mxbai_dispatch_sub_batches",
+                     "mxbai_dispatch_documents")
+
+
+def read_counters(metrics_url: str, names=DISPATCH_COUNTERS) -> dict[str, float]:
+    """Sum of each named counter over its labels, from Triton's Prometheus endpoint (0 when absent)."""
+    with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    totals = dict.fromkeys(names, 0.0)
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in totals:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def _timed_pool(concurrency: int, fn, items) -> float:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(fn, items))
+    return time.perf_counter() - start
+
+
+def small_request_latency(client, count: int) -> tuple[float, float]:
+    """p50 and p90 in ms of a 3-document request at concurrency 1."""
+    documents = synthetic_documents(3, 40, seed=7)
+    client.scores(QUERY, documents)
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        client.scores(QUERY, documents)
+        samples.append((time.perf_counter() - start) * 1e3)
+    deciles = statistics.quantiles(samples, n=10)
+    return statistics.median(samples), deciles[8]
+
+
+def grouped_requests(queries: list[tuple[str, list[str]]], pre, size: int = 10) -> list[tuple[str, list[str]]]:
+    """The same documents as requests of `size` length-neighbours (what a length-aware client would send)."""
+    grouped = []
+    for query, documents in queries:
+        order = np.argsort([len(ids) for ids in pre.encode(query, documents)], kind="stable")
+        grouped += [(query, [documents[i] for i in order[k:k + size]]) for k in range(0, len(order), size)]
+    return grouped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"])
+    parser.add_argument("--queries", type=int, default=4, help="100-document queries per distribution")
+    parser.add_argument("--docs", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--latency-requests", type=int, default=100)
+    parser.add_argument("--padding", default=None, choices=["buckets", "multiple"], help="default: the portable target's")
+    parser.add_argument("--sigmas", default=",".join(LENGTH_SIGMAS), help=f"of {', '.join(LENGTH_SIGMAS)}")
+    parser.add_argument("--workdir", default="artifacts")
+    parser.add_argument("--export", default=None, help="an existing export directory instead of the --size stand-in")
+    args = parser.parse_args(argv)
+
+    from mxbai_triton.client import RerankClient
+    from mxbai_triton.export.preprocess import RerankPreprocessor
+    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.model_repository.generate import generate_repository
+    from mxbai_triton.model_repository.server import TritonServer
+
+    workdir = Path(args.workdir)
+    export = Path(args.export) if args.export else prepare(args.size, workdir)[1]
+    pre = RerankPreprocessor.from_dir(export)
+    repository = generate_repository(workdir / "served-bench-repository", ModelSpec.load(export), target="portable",
+                                     name="reranker", export_dir=export, padding=args.padding)
+    print(f"served benchmark: {args.export or args.size + ' stand-in'}, portable target, padding {args.padding or 'default'}, "
+          f"{time.strftime('%Y-%m-%d')}", flush=True)
+    with TritonServer.on_free_ports(repository) as server, \
+            RerankClient(server.grpc_url, model="reranker", timeout=600) as client:
+        metrics_url = server.metrics_url
+        p50, p90 = small_request_latency(client, args.latency_requests)
+        print(f"3-document request, concurrency 1: p50 {p50:.2f} ms, p90 {p90:.2f} ms", flush=True)
+        print("\n| lengths | real tokens | computed / real | sub-batches | mixed s | grouped s | grouped / mixed |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for label in args.sigmas.split(","):
+            queries = [(f"query {q}: {QUERY}", mixed_documents(args.docs, LENGTH_SIGMAS[label], seed=100 + q))
+                       for q in range(args.queries)]
+            client.scores(*queries[0])  # warm-up: ONNX Runtime allocates for these shapes once
+            before = read_counters(metrics_url)
+            mixed_s = _timed_pool(args.concurrency, lambda w: client.scores(*w), queries)
+            after = read_counters(metrics_url)
+            grouped_s = _timed_pool(args.concurrency, lambda w: client.scores(*w), grouped_requests(queries, pre))
+            real, padded, subs = (after[n] - before[n] for n in DISPATCH_COUNTERS[:3])
+            ratio = f"{padded / real:.3f}" if real else "n/a (no dispatch counters)"
+            print(f"| {label} | {real:.0f} | {ratio} | {subs:.0f} | {mixed_s:.2f} | {grouped_s:.2f} | "
+                  f"{grouped_s / mixed_s:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

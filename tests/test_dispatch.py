@@ -1,0 +1,81 @@
+"""The dispatch planner: length-sorted sub-batches within the row, token and attention limits, little padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mxbai_triton.export.spec import BASE_V2
+from mxbai_triton.model_repository.dispatch import DispatchLimits, plan_sub_batches
+from mxbai_triton.perf.workload import LENGTH_SIGMAS, mixed_lengths
+
+TEMPLATE_AND_QUERY = 90
+
+
+def _limits(**changes) -> DispatchLimits:
+    base = dict(max_rows=64, max_tokens=32768, max_attention_cells=0, overhead_tokens=256, multiple_of=8, buckets=())
+    return DispatchLimits(**{**base, **changes})
+
+
+def _computed_over_real(lengths: np.ndarray, limits: DispatchLimits) -> float:
+    batches = plan_sub_batches(lengths, limits)
+    computed = sum(len(rows) * int(limits.padded(lengths[rows].max(keepdims=True))[0]) for rows in batches)
+    return computed / lengths.sum()
+
+
+def test_every_row_is_in_exactly_one_sub_batch():
+    lengths = mixed_lengths(1000, 1.0, seed=3) + TEMPLATE_AND_QUERY
+    batches = plan_sub_batches(lengths, _limits())
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+
+
+def test_sub_batches_hold_length_neighbours_shortest_first():
+    lengths = np.array([500, 20, 300, 21, 8000, 22])
+    batches = plan_sub_batches(lengths, _limits())
+    maxima = [int(lengths[rows].max()) for rows in batches]
+    assert maxima == sorted(maxima)
+    assert [rows.tolist() for rows in batches if 4 in rows] == [[4]]  # the 8k outlier alone
+
+
+def test_sub_batches_respect_rows_tokens_and_attention_cells():
+    lengths = mixed_lengths(500, 1.0, seed=5) + TEMPLATE_AND_QUERY
+    limits = _limits(max_rows=16, max_tokens=8272, max_attention_cells=1 << 22)
+    for rows in plan_sub_batches(lengths, limits):
+        width = int(limits.padded(lengths[rows].max(keepdims=True))[0])
+        assert len(rows) <= 16
+        assert len(rows) == 1 or (len(rows) * width <= 8272 and len(rows) * width * width <= 1 << 22)
+
+
+def test_a_row_longer_than_the_cell_cap_still_gets_a_sub_batch_of_its_own():
+    limits = _limits(max_attention_cells=1 << 20)
+    assert [b.tolist() for b in plan_sub_batches(np.array([5000, 10]), limits)] == [[1], [0]]
+
+
+def test_no_rows_give_no_sub_batches():
+    assert plan_sub_batches(np.array([], dtype=np.int64), _limits()) == []
+
+
+@pytest.mark.parametrize("label", list(LENGTH_SIGMAS))
+def test_multiple_of_8_padding_computes_at_most_1_15_times_the_real_tokens(label):
+    lengths = mixed_lengths(100, LENGTH_SIGMAS[label], seed=11) + TEMPLATE_AND_QUERY
+    assert _computed_over_real(lengths, _limits()) <= 1.15
+
+
+@pytest.mark.parametrize("label", list(LENGTH_SIGMAS))
+def test_gpu_buckets_compute_at_most_1_3_times_the_real_tokens(label):
+    lengths = mixed_lengths(100, LENGTH_SIGMAS[label], seed=11) + TEMPLATE_AND_QUERY
+    assert _computed_over_real(lengths, DispatchLimits.from_spec(BASE_V2)) <= 1.3
+
+
+def test_bucket_padding_uses_the_smallest_bucket_that_fits():
+    limits = _limits(buckets=(64, 128, 192))
+    assert limits.padded(np.array([1, 64, 65, 192])).tolist() == [64, 64, 128, 192]
+    with pytest.raises(ValueError, match="exceeds the largest bucket 192"):
+        limits.padded(np.array([193]))
+
+
+def test_extra_sub_batch_overhead_merges_more_rows():
+    lengths = mixed_lengths(200, 0.6, seed=2) + TEMPLATE_AND_QUERY
+    cheap = len(plan_sub_batches(lengths, _limits(overhead_tokens=0)))
+    dear = len(plan_sub_batches(lengths, _limits(overhead_tokens=4096)))
+    assert dear < cheap
