@@ -94,6 +94,9 @@ def _check_model(model_dir: Path, names: set[str], problems: list[str]) -> None:
                 problems.append(f"{model_dir.name}: its step model {step.model_name!r} is not in the repository")
         return
     if config.backend == "python":
+        scorer = config.parameters["scorer_model"].string_value if "scorer_model" in config.parameters else None
+        if scorer and scorer not in names:
+            problems.append(f"{model_dir.name}: the scorer model {scorer!r} it dispatches to is not in the repository")
         model_py = version_dir / "model.py"
         if not model_py.is_file():
             problems.append(f"{model_py}: missing")
