@@ -51,6 +51,28 @@ def small_request_latency(client, count: int) -> tuple[float, float]:
     return statistics.median(samples), deciles[8]
 
 
+def model_times(grpc_url: str, models: list[str]) -> dict[str, tuple[int, float, float]]:
+    """Per model: successful requests, total ns in the model (queue + compute), queue ns (Triton statistics)."""
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(grpc_url) as client:
+        out = {}
+        for model in models:
+            stats = client.get_inference_statistics(model).model_stats[0].inference_stats
+            out[model] = (stats.success.count, float(stats.success.ns), float(stats.queue.ns))
+        return out
+
+
+def hop_breakdown(before: dict, after: dict) -> str:
+    """Mean ms per request spent in each model between two `model_times` readings."""
+    lines = ["| model | requests | mean ms per request | of which queued |", "|---|---:|---:|---:|"]
+    for model in after:
+        count = after[model][0] - before[model][0]
+        total, queue = ((after[model][i] - before[model][i]) / max(count, 1) / 1e6 for i in (1, 2))
+        lines.append(f"| {model} | {count} | {total:.2f} | {queue:.2f} |")
+    return "\n".join(lines)
+
+
 def grouped_requests(queries: list[tuple[str, list[str]]], pre, size: int = 10) -> list[tuple[str, list[str]]]:
     """The same documents as requests of `size` length-neighbours (what a length-aware client would send)."""
     grouped = []
@@ -89,11 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     with TritonServer.on_free_ports(repository) as server, \
             RerankClient(server.grpc_url, model="reranker", timeout=600) as client:
         metrics_url = server.metrics_url
+        models = ["reranker", "reranker_tokenizer", "reranker_scorer"]
+        client.scores(QUERY, ["warm-up"])
+        before = model_times(server.grpc_url, models)
         p50, p90 = small_request_latency(client, args.latency_requests)
-        print(f"3-document request, concurrency 1: p50 {p50:.2f} ms, p90 {p90:.2f} ms", flush=True)
+        print(f"3-document request, concurrency 1: p50 {p50:.2f} ms, p90 {p90:.2f} ms (client side)", flush=True)
+        print(hop_breakdown(before, model_times(server.grpc_url, models)), flush=True)
         print("\n| lengths | real tokens | computed / real | sub-batches | mixed s | grouped s | grouped / mixed |")
         print("|---|---:|---:|---:|---:|---:|---:|")
-        for label in args.sigmas.split(","):
+        for label in [s for s in args.sigmas.split(",") if s]:
             queries = [(f"query {q}: {QUERY}", mixed_documents(args.docs, LENGTH_SIGMAS[label], seed=100 + q))
                        for q in range(args.queries)]
             client.scores(*queries[0])  # warm-up: ONNX Runtime allocates for these shapes once
