@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libb64-0d
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo analyze clean
+.PHONY: setup test demo analyze gpu-check clean
 
 setup: $(STAMP)
 
@@ -43,5 +43,16 @@ analyze: setup
 	$(BIN)/python -m mxbai_triton.perf.model_analyzer --repository $(REPO) --out artifacts/model-analyzer $(MA_ARGS)
 	cd artifacts/model-analyzer && ../../.venv-ma/bin/model-analyzer profile -f config.yaml
 
+# GPU check kit: on a machine with only torch (no install, no internet), one call of a few minutes.
+# The package is put on the path through a symlinked tree instead of pip. GPU_CHECK_ARGS=--dry-run on CPU.
+GPU_PYTHON ?= python3
+GPU_CHECK_ARGS ?=
+gpu-check:
+	mkdir -p build/gpu-kit/mxbai_triton
+	cp mxbai_triton/__init__.py build/gpu-kit/mxbai_triton/
+	ln -sfn $(CURDIR)/export build/gpu-kit/mxbai_triton/export
+	ln -sfn $(CURDIR)/perf build/gpu-kit/mxbai_triton/perf
+	PYTHONPATH=build/gpu-kit $(GPU_PYTHON) -m mxbai_triton.perf.gpu_check $(GPU_CHECK_ARGS)
+
 clean:
-	rm -rf $(VENV) .venv-ma artifacts .pytest_cache
+	rm -rf $(VENV) .venv-ma artifacts build .pytest_cache

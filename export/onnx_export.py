@@ -71,7 +71,7 @@ def export_onnx(
     *,
     dtype: str = "fp32",
     name: str | None = None,
-    opset: int = 18,
+    opset: int = 23,
     validate: bool = True,
 ) -> Path:
     """Export the folded-head scorer of `model` to `out_dir/model.onnx` and validate it.
@@ -81,7 +81,7 @@ def export_onnx(
         out_dir: Export directory (created): model.onnx[.data], tokenizer files, spec.json.
         dtype: Graph compute dtype, "fp32", "fp16" or "bf16" (sensitive ops stay fp32).
         name: Optional model name for the spec (defaults to the checkpoint's).
-        opset: ONNX opset.
+        opset: ONNX opset; 23 or later, where `scaled_dot_product_attention` becomes the fused `Attention` op.
         validate: Run ONNX Runtime against PyTorch afterwards; raises on failure.
 
     Returns:
@@ -95,7 +95,9 @@ def export_onnx(
         raise ValueError(f"dtype must be fp32, fp16 or bf16, got {dtype!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    spec = resolve_spec(model, name=name).with_overrides(dtype=dtype)
+    from .scorer import PADDING_SIDE
+
+    spec = resolve_spec(model, name=name).with_overrides(dtype=dtype, padding_side=PADDING_SIDE)
     progress = Progress(total=4 + int(validate))
 
     with progress.step(f"loading {spec.source}"):

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from .spec import ModelSpec
 
@@ -23,7 +22,7 @@ class RerankPreprocessor:
     Face tokenizer used by the reference does: parity over sanitising.
     """
 
-    def __init__(self, tokenizer: Tokenizer, spec: ModelSpec, *, max_length: int | None = None):
+    def __init__(self, tokenizer: "Tokenizer", spec: ModelSpec, *, max_length: int | None = None):
         self.spec = spec
         self._tokenizer = tokenizer
         self._tokenizer.no_truncation()
@@ -44,6 +43,8 @@ class RerankPreprocessor:
     @classmethod
     def from_dir(cls, directory: str | Path, spec: ModelSpec | None = None, **kwargs) -> "RerankPreprocessor":
         """Load `tokenizer.json` (and `spec.json` unless given) from an export or checkpoint dir."""
+        from tokenizers import Tokenizer
+
         directory = Path(directory)
         spec = spec or ModelSpec.load(directory)
         return cls(Tokenizer.from_file(str(directory / TOKENIZER_FILENAME)), spec, **kwargs)
@@ -136,17 +137,32 @@ def padded_length(longest: int, *, multiple_of: int = 8, buckets: Sequence[int] 
     return -(-longest // multiple_of) * multiple_of
 
 
-def pad_left(sequences: Sequence[Sequence[int]], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Left-pad to `length` as the reference does; returns int64 (input_ids, attention_mask)."""
+def pad_sequences(
+    sequences: Sequence[Sequence[int]], length: int, pad_id: int, side: str = "left"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pad to `length` on `side` ("left" as the reference does, "right" for the fused graph); int64 (input_ids, attention_mask)."""
     input_ids = np.full((len(sequences), length), pad_id, dtype=np.int64)
     attention_mask = np.zeros((len(sequences), length), dtype=np.int64)
     for row, ids in enumerate(sequences):
         if len(ids) > length:
             raise ValueError(f"sequence of {len(ids)} tokens does not fit padded length {length}")
         if ids:
-            input_ids[row, length - len(ids):] = ids
-            attention_mask[row, length - len(ids):] = 1
+            start = length - len(ids) if side == "left" else 0
+            input_ids[row, start:start + len(ids)] = ids
+            attention_mask[row, start:start + len(ids)] = 1
     return input_ids, attention_mask
+
+
+def pad_left(sequences: Sequence[Sequence[int]], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pad to `length` as the reference does; returns int64 (input_ids, attention_mask)."""
+    return pad_sequences(sequences, length, pad_id, "left")
+
+
+def repad(input_ids: np.ndarray, attention_mask: np.ndarray, pad_id: int, side: str) -> tuple[np.ndarray, np.ndarray]:
+    """The same rows with their real tokens moved to the other `side` (e.g. the reference's left-padded
+    batches for a right-padded graph)."""
+    rows = [ids[mask.astype(bool)].tolist() for ids, mask in zip(input_ids, attention_mask)]
+    return pad_sequences(rows, input_ids.shape[1], pad_id, side)
 
 
 @dataclass(frozen=True)

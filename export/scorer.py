@@ -9,8 +9,8 @@ from torch.nn import functional as F
 from .spec import ModelSpec
 
 COMPUTE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-# Finite, so a fully masked row (left padding) gives a uniform softmax instead of NaN.
-MASK_VALUE = torch.finfo(torch.float32).min
+# Pads come after every real token of a row: causal attention alone keeps real tokens from seeing them.
+PADDING_SIDE = "right"
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -24,16 +24,27 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x = x.float()
+    return x * cos + _rotate_half(x) * sin
+
+
 class FoldedHeadScorer(nn.Module):
-    """Scores left-padded [batch, seq] token ids with a Hugging Face Qwen2ForCausalLM's weights.
+    """Scores right-padded [batch, seq] token ids with a Hugging Face Qwen2ForCausalLM's weights.
 
-    Matches the reference forward: positions are 0..seq-1 for every row (transformers derives them
-    from cache_position, not from the mask), causal + padding mask. Tied embeddings make the head
-    logits[16] - logits[15] = norm(h_last) . (E[16] - E[15]), so no vocab-wide matmul is built.
+    Right padding: row r holds its tokens at positions 0..len_r-1 and pads after them, so causal
+    attention needs no mask tensor (no real token attends to a later position) and the attention is
+    `scaled_dot_product_attention(is_causal=True, enable_gqa=True)`, exported as ONNX `Attention`
+    (opset 23) that TensorRT and ONNX Runtime run as fused kernels: no tensor holds two sequence
+    axes. RoPE is relative, so the scores equal the reference's on its left-padded batches. Tied
+    embeddings make the head logits[16] - logits[15] = norm(h_last) . (E[16] - E[15]); the last
+    layer's MLP runs for each row's last real token only (its index from the mask's length).
 
-    Precision: weights and matmuls run in `compute_dtype`; the residual stream, RMSNorm, RoPE,
-    attention scores/softmax and the final dot stay fp32 (Qwen2 overflows fp16 there).
+    Precision: weights, matmuls and Q/K/V run in `compute_dtype` (RoPE is applied in fp32, then
+    cast); the residual stream, RMSNorm and the final dot stay fp32 (Qwen2 overflows fp16 there).
     """
+
+    padding_side = PADDING_SIDE
 
     def __init__(self, causal_lm: nn.Module, spec: ModelSpec, compute_dtype: str = "fp32"):
         super().__init__()
@@ -52,47 +63,39 @@ class FoldedHeadScorer(nn.Module):
         self.register_buffer("inv_freq", inv_freq)
         self.body.to(self.dtype_)
 
-    def _attention(self, layer, x, cos, sin, bias, last_only):
+    def _attention(self, layer, x, cos, sin):
         attn = layer.self_attn
         b, s, _ = x.shape
-        q_in = x[:, -1:] if last_only else x
-        q = attn.q_proj(q_in).view(b, q_in.shape[1], self.kv_heads, -1, self.head_dim).transpose(1, 2)
-        k = attn.k_proj(x).view(b, s, self.kv_heads, 1, self.head_dim).transpose(1, 2)
+        q = attn.q_proj(x).view(b, s, self.heads, self.head_dim).transpose(1, 2)
+        k = attn.k_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
         v = attn.v_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
-        q_cos, q_sin = (cos[-1:], sin[-1:]) if last_only else (cos, sin)
-        q = q.float() * q_cos + _rotate_half(q.float()) * q_sin
-        k = k.float() * cos + _rotate_half(k.float()) * sin
-        # Grouped-query attention by broadcasting [b, kv, group, s_q, d] against [b, kv, 1, s_k, d]:
-        # K/V are never repeated in memory.
-        q = q.permute(0, 1, 3, 2, 4)  # [b, kv, group, s_q, d]
-        k = k.permute(0, 1, 3, 2, 4)  # [b, kv, 1, s_k, d]
-        scores = torch.matmul(q * self.head_dim**-0.5, k.transpose(-1, -2)) + bias
-        probs = torch.softmax(scores, dim=-1).to(self.dtype_)
-        out = torch.matmul(probs, v[:, :, None])  # [b, kv, group, s_q, d]
-        out = out.permute(0, 3, 1, 2, 4).reshape(b, q_in.shape[1], self.heads * self.head_dim)
-        return attn.o_proj(out)
+        q, k = _rope(q, cos, sin).to(self.dtype_), _rope(k, cos, sin).to(self.dtype_)
+        # K/V keep their kv_heads: the op broadcasts query groups over them (GQA), never repeating K/V.
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        return attn.o_proj(out.transpose(1, 2).reshape(b, s, self.heads * self.head_dim))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         seq = input_ids.shape[1]
         positions = torch.arange(seq, device=input_ids.device, dtype=torch.float32)
         angles = positions[:, None] * self.inv_freq[None, :]
-        angles = torch.cat((angles, angles), dim=-1)  # [s, d]
-        cos, sin = angles.cos()[:, None], angles.sin()[:, None]  # [s, 1, d], broadcast over groups
-        idx = torch.arange(seq, device=input_ids.device)
-        allowed = (idx[None, :] <= idx[:, None])[None] & attention_mask.bool()[:, None, :]  # [b, s, s]
-        bias = torch.where(allowed, 0.0, MASK_VALUE)[:, None, None]  # [b, 1, 1, s, s]
+        angles = torch.cat((angles, angles), dim=-1)  # [s, d], broadcast over batch and heads
+        cos, sin = angles.cos(), angles.sin()
+        last = attention_mask.sum(dim=1) - 1  # each row's last real token
+        # where, not clamp: TensorRT's Clip takes float types only (export/trt_operators.md).
+        last = torch.where(last < 0, torch.zeros_like(last), last)
 
         hidden = self.body.embed_tokens(input_ids).float()  # residual stream: fp32
         layers = self.body.layers
         for i, layer in enumerate(layers):
-            last_only = i == len(layers) - 1
             normed = _rms_norm(hidden, layer.input_layernorm.weight, self.eps).to(self.dtype_)
-            layer_bias = bias[..., -1:, :] if last_only else bias
-            attn_out = self._attention(layer, normed, cos, sin, layer_bias, last_only)
-            # The last layer only feeds the last position into the head: skip the other rows.
-            hidden = (hidden[:, -1:] if last_only else hidden) + attn_out.float()
+            attn_out = self._attention(layer, normed, cos, sin)
+            if i == len(layers) - 1:
+                # Only the last real token feeds the head: the last MLP runs on one row per sequence.
+                index = last[:, None, None].expand(-1, 1, hidden.shape[-1])
+                hidden, attn_out = hidden.gather(1, index), attn_out.gather(1, index)
+            hidden = hidden + attn_out.float()
             normed = _rms_norm(hidden, layer.post_attention_layernorm.weight, self.eps).to(self.dtype_)
             mlp = layer.mlp
             hidden = hidden + mlp.down_proj(F.silu(mlp.gate_proj(normed)) * mlp.up_proj(normed)).float()
-        last = _rms_norm(hidden[:, -1], self.body.norm.weight, self.eps)
-        return (last @ self.direction)[:, None]
+        last_hidden = _rms_norm(hidden[:, 0], self.body.norm.weight, self.eps)
+        return (last_hidden @ self.direction)[:, None]

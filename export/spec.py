@@ -61,8 +61,11 @@ class ModelSpec:
     input_ids: TensorSpec = TensorSpec("input_ids", "int64", (-1,))
     attention_mask: TensorSpec = TensorSpec("attention_mask", "int64", (-1,))
     scores: TensorSpec = TensorSpec("scores", "float32", (1,))
-    # Largest batch one scorer execution takes (rows of possibly several requests).
-    max_batch_size: int = 64
+    # Largest batch one scorer execution takes (rows of possibly several requests). Every TensorRT
+    # profile covers it at its longest sequence: 48 x 8272 keeps base-v2's largest tensor (the MLP's
+    # rows x seq x 4864) under 2^31 elements and its activations within one instance's share of an
+    # 80 GB GPU (export/memory.py; tests/test_memory.py).
+    max_batch_size: int = 48
     # Documents one request may carry; the dispatch cuts them into sub-batches for the scorer.
     # NIM's reranker takes 1000 passages per request too; the client splits longer lists.
     max_documents_per_request: int = 1000
@@ -74,8 +77,9 @@ class ModelSpec:
     # What one more sub-batch costs, in padded tokens: the dispatch merges neighbouring lengths
     # when padding them costs less than an extra execution (BLS hop, kernel launches).
     sub_batch_overhead_tokens: int = 256
-    # Where pads go: the exported graph masks them on either side; the reference pads left.
-    padding_side: str = "left"
+    # Where the scorer graph wants pads: "right" for the fused-attention graph (export/scorer.py);
+    # exports written before it have no such field and a left-padded graph (see from_json).
+    padding_side: str = "right"
     # Scorer dynamic batching: wait up to this long for same-bucket requests to merge. One GPU
     # execution of a full batch takes tens of ms, so 2 ms costs little and lets concurrent requests
     # share an execution; a bounded queue rejects overload instead of growing without limit.
@@ -157,6 +161,7 @@ class ModelSpec:
             raw[key] = TensorSpec(t["name"], t["dtype"], tuple(t["dims"]))
         raw["bucket_bounds"] = tuple(raw["bucket_bounds"])
         raw["trt_profile_bounds"] = tuple(tuple(p) for p in raw["trt_profile_bounds"])
+        raw.setdefault("padding_side", "left")  # graphs exported before the field existed were left-padded
         return cls(**raw)
 
     def save(self, directory: str | Path) -> Path:
@@ -176,8 +181,8 @@ LARGE_V2 = ModelSpec(
     name="mxbai-rerank-large-v2",
     source="mixedbread-ai/mxbai-rerank-large-v2",
     estimated_max=12.0,
-    # Same work per row as base costs ~3x: smaller executions keep latency flat.
-    max_batch_size=32,
+    # Same work per row as base costs ~3x; 24 x 8272 x 8960 stays under 2^31 elements.
+    max_batch_size=24,
     max_batch_tokens=16384,
 )
 KNOWN_MODELS: dict[str, ModelSpec] = {

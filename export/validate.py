@@ -8,6 +8,7 @@ from typing import Iterable
 
 import numpy as np
 
+from .preprocess import pad_sequences, repad
 from .spec import ModelSpec
 
 # |onnx - torch| <= atol + rtol * |torch|, per graph dtype.
@@ -69,20 +70,19 @@ def check_signature(onnx_path: str | Path, spec: ModelSpec) -> None:
 
 
 def grid_inputs(batch: int, length: int, spec: ModelSpec, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Random regular tokens, left-padded so that row r keeps length - r*length//batch tokens (>= 1)."""
+    """Random regular tokens, padded on the spec's side so that row r keeps length - r*length//batch tokens (>= 1)."""
     rng = np.random.default_rng(seed + 1000 * batch + length)
     ids = rng.integers(0, spec.pad_token_id, size=(batch, length), dtype=np.int64)
-    mask = np.zeros((batch, length), dtype=np.int64)
-    for row in range(batch):
-        real = max(1, length - row * length // batch)
-        mask[row, length - real:] = 1
-        ids[row, : length - real] = spec.pad_token_id
-    return ids, mask
+    rows = [ids[row, : max(1, length - row * length // batch)].tolist() for row in range(batch)]
+    return pad_sequences(rows, length, spec.pad_token_id, spec.padding_side)
 
 
 def reference_scores(causal_lm, input_ids: np.ndarray, attention_mask: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """logits[:, -1, "1"] - logits[:, -1, "0"] from the full Hugging Face model, as the reference does."""
+    """logits[:, -1, "1"] - logits[:, -1, "0"] from the full Hugging Face model, as the reference does
+    (on the same rows left-padded, as the reference pads)."""
     import torch
+
+    input_ids, attention_mask = repad(input_ids, attention_mask, spec.pad_token_id, "left")
 
     with torch.inference_mode():
         logits = causal_lm(
@@ -149,7 +149,7 @@ def validate_export(
         causal_lm: The PyTorch model; loaded from spec.source when omitted.
         fallback: The traced module, for bf16 graphs (see `graph_runner`).
         batches: Batch sizes of the grid.
-        lengths: Sequence lengths of the grid (rows are left-padded progressively).
+        lengths: Sequence lengths of the grid (rows are padded progressively).
 
     Returns:
         One result per grid case.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from mxbai_triton.export.memory import INSTANCE_BUDGET_BYTES
 from mxbai_triton.export.spec import ModelSpec, TensorSpec
 
 TARGETS = ("portable", "onnx", "trt")
@@ -99,9 +100,21 @@ def scorer_config(spec: ModelSpec, name: str, target: str, *, instance_kind: str
         raw["instance_group"] = [{
             "kind": "KIND_GPU", "count": 1, "profile": [str(i) for i in range(len(spec.trt_profiles))],
         }]
+        # One execution context's memory at a time, sized for the profile in use (export/memory.py
+        # budgets the largest profile); the default STATIC sizes every context for the largest.
+        raw["parameters"] = {"execution_context_allocation_strategy": {"string_value": "ON_PROFILE_CHANGE"}}
+        raw["model_warmup"] = _warmup(spec)
     elif target == "onnx":
         raw["platform"] = "onnxruntime_onnx"
         raw["instance_group"] = [{"kind": "KIND_GPU" if instance_kind == "gpu" else "KIND_CPU", "count": 1}]
+        if instance_kind == "gpu":
+            # ONNX Runtime's CUDA arena grows by powers of two and never shrinks: allocate what is
+            # asked, within this instance's share of the GPU.
+            raw["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [{
+                "name": "cuda",
+                "parameters": {"arena_extend_strategy": "1", "gpu_mem_limit": str(INSTANCE_BUDGET_BYTES)},
+            }]}}
+            raw["model_warmup"] = _warmup(spec)
     else:
         raw["backend"] = "python"
         # One instance: ONNX Runtime already spreads one execution over every core.
@@ -111,6 +124,16 @@ def scorer_config(spec: ModelSpec, name: str, target: str, *, instance_kind: str
         for tensor in raw["input"]:
             tensor["allow_ragged_batch"] = True
     return _build(raw)
+
+
+def _warmup(spec: ModelSpec) -> list[dict]:
+    """One warm-up request per padded length the dispatch sends (every bucket, so every profile)."""
+    lengths = spec.seq_buckets or tuple(high for _, _, high in spec.trt_profiles)
+    return [{
+        "name": f"seq_{length}", "batch_size": 1,
+        "inputs": {t.name: {"data_type": TRITON_DTYPES[t.dtype], "dims": [length], "zero_data": True}
+                   for t in (spec.input_ids, spec.attention_mask)},
+    } for length in lengths]
 
 
 def to_pbtxt(config: mc.ModelConfig) -> str:

@@ -17,9 +17,13 @@ def prepare(size: str, workdir: Path) -> tuple[Path, Path]:
     from mxbai_triton.export.onnx_export import ONNX_FILENAME, export_onnx
     from mxbai_triton.export.standin import ensure_standin
 
+    from mxbai_triton.export.scorer import PADDING_SIDE
+    from mxbai_triton.export.spec import ModelSpec
+
     checkpoint = ensure_standin(workdir / f"standin-{size}", size=size)
     export = workdir / f"standin-{size}-export-fp32"
-    if not (export / ONNX_FILENAME).is_file():
+    # An export of an earlier graph (another padding side) is stale: export again.
+    if not (export / ONNX_FILENAME).is_file() or ModelSpec.load(export).padding_side != PADDING_SIDE:
         export_onnx(str(checkpoint), export)
     return checkpoint, export
 
@@ -48,7 +52,7 @@ def run_reference(checkpoint: Path, workload):
 
 def run_onnxruntime(export: Path, workload):
     from mxbai_triton.export.onnx_export import ONNX_FILENAME
-    from mxbai_triton.export.preprocess import RerankPreprocessor, pad_left, padded_length
+    from mxbai_triton.export.preprocess import RerankPreprocessor, pad_sequences, padded_length
     from mxbai_triton.export.validate import onnx_session
 
     pre = RerankPreprocessor.from_dir(export)
@@ -56,7 +60,8 @@ def run_onnxruntime(export: Path, workload):
 
     def score(query, documents):
         sequences = pre.encode(query, documents)
-        ids, mask = pad_left(sequences, padded_length(max(map(len, sequences))), pre.spec.pad_token_id)
+        spec = pre.spec
+        ids, mask = pad_sequences(sequences, padded_length(max(map(len, sequences))), spec.pad_token_id, spec.padding_side)
         return session.run(None, {"input_ids": ids, "attention_mask": mask})[0][:, 0]
 
     score(*workload[0])  # warm-up, as the server gets: the first run allocates ONNX Runtime's buffers

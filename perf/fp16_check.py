@@ -23,6 +23,7 @@ LONG_CASES = ("padded", "single")
 
 
 def cases(spec, batch: int, lengths: list[int], long_length: int, long_cases=LONG_CASES):
+    from mxbai_triton.export.preprocess import pad_sequences
     from mxbai_triton.export.validate import grid_inputs
 
     for length in lengths:
@@ -33,7 +34,8 @@ def cases(spec, batch: int, lengths: list[int], long_length: int, long_cases=LON
     # longest length alone: unfused attention holds heads x seq^2 fp32 scores per row.
     if "padded" in long_cases:
         ids, mask = grid_inputs(2, long_length // 2, spec)
-        mask[1, :-1], ids[1, :-1] = 0, spec.pad_token_id
+        one_token = [[int(ids[0][mask[0] == 1][0])]]
+        ids[1:], mask[1:] = pad_sequences(one_token, long_length // 2, spec.pad_token_id, spec.padding_side)
         yield f"2x{long_length // 2} (one row 1 token)", ids, mask
     if "single" in long_cases:
         yield f"1x{long_length}", *grid_inputs(1, long_length, spec)

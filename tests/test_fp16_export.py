@@ -26,14 +26,17 @@ def _value_types(model):
     return inferred.graph, types
 
 
-def test_fp16_graph_keeps_softmax_and_norm_reductions_in_fp32(fp16_export):
+def test_fp16_graph_keeps_norm_reductions_in_fp32_and_runs_fused_attention_in_fp16(fp16_export):
     import onnx
 
     graph, types = _value_types(onnx.load(str(fp16_export / ONNX_FILENAME)))
     float32, float16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
-    sensitive = [n for n in graph.node if n.op_type in ("Softmax", "ReduceMean", "Pow", "Sqrt", "Reciprocal")]
-    assert sensitive, "expected softmax and RMSNorm reductions in the graph"
-    assert all(types.get(n.input[0]) == float32 for n in sensitive)
+    reductions = [n for n in graph.node if n.op_type in ("RMSNormalization", "ReduceMean", "Pow", "Sqrt", "Reciprocal")]
+    assert reductions, "expected the RMSNorm reductions in the graph"
+    assert all(types.get(n.input[0]) == float32 for n in reductions)
+    attention = [n for n in graph.node if n.op_type == "Attention"]
+    assert attention and not any(n.op_type == "Softmax" for n in graph.node)
+    assert all(types.get(name) == float16 for n in attention for name in n.input[:3])  # Q, K, V
     assert any(t.data_type == float16 for t in graph.initializer), "weights should be fp16"
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mxbai_triton.export.onnx_export import ONNX_FILENAME
-from mxbai_triton.export.preprocess import RerankPreprocessor, pad_left, padded_length
+from mxbai_triton.export.preprocess import RerankPreprocessor, pad_sequences, padded_length
 from mxbai_triton.export.spec import ModelSpec
 from mxbai_triton.export.validate import ValidationError, check_signature, onnx_session, validate_export
 from tests.cases import LONG_DOCUMENT, PARITY_CASES
@@ -23,7 +23,8 @@ def _onnx_scores(export_dir, preprocessor, query, documents, instruction=None):
 
 
 def _run(export_dir, preprocessor, sequences):
-    ids, mask = pad_left(sequences, padded_length(max(map(len, sequences))), preprocessor.spec.pad_token_id)
+    spec = preprocessor.spec
+    ids, mask = pad_sequences(sequences, padded_length(max(map(len, sequences))), spec.pad_token_id, spec.padding_side)
     (scores,) = onnx_session(export_dir / ONNX_FILENAME).run(None, {"input_ids": ids, "attention_mask": mask})
     return scores[:, 0]
 

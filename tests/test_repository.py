@@ -33,7 +33,7 @@ def test_trt_scorer_serves_every_optimization_profile():
 def test_scorer_batches_dynamically_with_the_spec_limits():
     config = scorer_config(BASE_V2, "m", "onnx")
     assert config.max_batch_size == BASE_V2.max_batch_size
-    assert list(config.dynamic_batching.preferred_batch_size) == [32, 64]
+    assert list(config.dynamic_batching.preferred_batch_size) == [24, 48]
     assert config.dynamic_batching.max_queue_delay_microseconds == BASE_V2.queue_delay_us
 
 

@@ -26,7 +26,7 @@ def test_each_sub_batch_is_padded_to_its_own_smallest_bucket(tiny_export, tmp_pa
     (short, long), = core.plan([core.parse(*_request("q", ["a", "word " * 150]))])
     assert short.input_ids.shape == (1, 128) and long.input_ids.shape == (1, 256)
     assert short.rows.tolist() == [0] and long.rows.tolist() == [1]
-    assert short.attention_mask[0, -1] == 1 and short.attention_mask[0, 0] == 0  # left padding
+    assert short.attention_mask[0, 0] == 1 and short.attention_mask[0, -1] == 0  # right padding, as the graph wants
 
 
 def test_without_buckets_sub_batches_are_padded_to_a_multiple_of_8(tiny_export, tmp_path):
@@ -47,6 +47,13 @@ def test_sub_batches_hold_the_reference_rows_of_every_document_once(tiny_export,
             assert ids[mask.astype(bool)].tolist() == expected[row]
             seen.append(int(row))
     assert sorted(seen) == list(range(len(documents)))
+
+
+def test_left_padding_for_graphs_exported_before_right_padding(tiny_export, tmp_path):
+    core = _core(tiny_export, tmp_path, bucket_bounds=(), padding_side="left")
+    (batch,), = core.plan([core.parse(*_request("q", ["a", "b c d"]))])
+    lengths = batch.attention_mask.sum(axis=1)
+    assert all(mask[-n:].all() and not mask[:-n].any() for mask, n in zip(batch.attention_mask, lengths))
 
 
 def test_right_padding_puts_every_pad_after_the_real_tokens(tiny_export, tmp_path):

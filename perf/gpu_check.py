@@ -1,0 +1,196 @@
+"""GPU check kit: the fused-attention scorer on base and large shapes, with only torch installed.
+
+For each shape: fp16 and bf16 scores against fp32 (heavy right padding, 1-token rows, an 8k row),
+scorer tokens/s for 100 docs x ~300 tokens and for 4 x 8k, the fraction of the bf16 matmul peak
+measured on this GPU, and peak GPU memory against export/memory.py's model. Random weights (std
+0.02): valid for speed and memory, and for dtype agreement of the graph, not for trained accuracy.
+`--dry-run` runs the tiny shape on CPU with small lengths, so the kit is exercised by `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from types import SimpleNamespace
+
+import numpy as np
+
+# base-v2 and large-v2 (real shapes) and a tiny one for the dry run: hidden, layers, heads, kv heads, intermediate.
+SHAPES = {"base": (896, 24, 14, 2, 4864), "large": (1536, 28, 12, 2, 8960), "tiny": (64, 2, 4, 2, 128)}
+VOCAB = 151936
+
+
+def random_causal_lm(shape, seed: int = 0):
+    """A module tree with Qwen2ForCausalLM's attribute names and random weights, built with torch alone."""
+    import torch
+    from torch import nn
+
+    hidden, layers, heads, kv_heads, inter = shape
+    head_dim = hidden // heads
+    torch.manual_seed(seed)
+
+    def linear(i, o, bias=False):
+        layer = nn.Linear(i, o, bias=bias)
+        nn.init.normal_(layer.weight, std=0.02)
+        if bias:
+            nn.init.normal_(layer.bias, std=0.02)
+        return layer
+
+    blocks = nn.ModuleList()
+    for _ in range(layers):
+        block = nn.Module()
+        block.self_attn = nn.Module()
+        attn = block.self_attn
+        attn.q_proj, attn.k_proj = linear(hidden, heads * head_dim, True), linear(hidden, kv_heads * head_dim, True)
+        attn.v_proj, attn.o_proj = linear(hidden, kv_heads * head_dim, True), linear(heads * head_dim, hidden)
+        block.mlp = nn.Module()
+        block.mlp.gate_proj, block.mlp.up_proj = linear(hidden, inter), linear(hidden, inter)
+        block.mlp.down_proj = linear(inter, hidden)
+        block.input_layernorm, block.post_attention_layernorm = nn.Module(), nn.Module()
+        block.input_layernorm.weight = nn.Parameter(torch.ones(hidden))
+        block.post_attention_layernorm.weight = nn.Parameter(torch.ones(hidden))
+        blocks.append(block)
+    body = nn.Module()
+    body.embed_tokens = nn.Embedding(VOCAB, hidden)
+    nn.init.normal_(body.embed_tokens.weight, std=0.02)
+    body.layers = blocks
+    body.norm = nn.Module()
+    body.norm.weight = nn.Parameter(torch.ones(hidden))
+    lm = nn.Module()
+    lm.model = body
+    lm.config = SimpleNamespace(num_attention_heads=heads, num_key_value_heads=kv_heads, hidden_size=hidden,
+                                rms_norm_eps=1e-6, rope_theta=1e6, use_sliding_window=False)
+    lm.get_output_embeddings = lambda: body.embed_tokens  # tied
+    return lm.eval()
+
+
+def matmul_peak_tflops(device: str, size: int, repeats: int) -> float:
+    """bf16 dense matmul rate measured here (the roofline the scorer's rate is a fraction of)."""
+    import torch
+
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    a @ b
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e12
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def flops_per_row(shape, seq: int) -> float:
+    """Matmul FLOPs of one row: projections + MLP (2 per weight per token) + causal QK^T and PV."""
+    hidden, layers, heads, kv_heads, inter = shape
+    kv = kv_heads * hidden // heads
+    per_token = 2 * layers * (2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * inter)
+    return per_token * seq + 2 * layers * seq * seq * hidden  # causal: half of 4 * s^2 * h
+
+
+def agreement_cases(spec, long_length: int):
+    """(label, ids, mask): padded rows down to 1 token, and one long row beside a 1-token row."""
+    from mxbai_triton.export.preprocess import pad_sequences
+
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(0, 151643, n).tolist() for n in (300, 150, 20, 1)]
+    yield "4x304, rows 300/150/20/1 tokens", *pad_sequences(rows, 304, spec.pad_token_id, spec.padding_side)
+    long_rows = [rng.integers(0, 151643, long_length).tolist(), rows[-1]]
+    yield f"2x{long_length}, second row 1 token", *pad_sequences(long_rows, long_length, spec.pad_token_id, spec.padding_side)
+
+
+def check_shape(name: str, shape, device: str, args, peak: float) -> bool:
+    import copy
+
+    import torch
+
+    from mxbai_triton.export.memory import Architecture, activation_bytes_per_token, weight_bytes
+    from mxbai_triton.export.scorer import FoldedHeadScorer
+    from mxbai_triton.export.spec import ModelSpec
+
+    spec = ModelSpec(name=name, source="random")
+    lm = random_causal_lm(shape)
+    scorers = {d: FoldedHeadScorer(copy.deepcopy(lm), spec, d).eval().to(device) for d in ("fp32", "fp16", "bf16")}
+    ok = True
+    print(f"\n== {name}: hidden {shape[0]}, {shape[1]} layers, heads {shape[2]}/{shape[3]} ({device})", flush=True)
+    with torch.inference_mode():
+        for label, ids, mask in agreement_cases(spec, args.long_length):
+            t_ids, t_mask = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+            exact = scorers["fp32"](t_ids, t_mask)[:, 0].float().cpu().numpy()
+            for dtype in ("fp16", "bf16"):
+                got = scorers[dtype](t_ids, t_mask)[:, 0].float().cpu().numpy()
+                finite = bool(np.isfinite(got).all())
+                diff = float(np.max(np.abs(got - exact))) if finite else float("inf")
+                passed = finite and diff <= args.atol[dtype]
+                ok &= passed
+                print(f"  {label:34s} {dtype} vs fp32: max|diff| {diff:.4g} (tolerance {args.atol[dtype]}) "
+                      f"{'ok' if passed else 'FAIL'}", flush=True)
+        del scorers["fp32"]
+        arch = Architecture(*shape)
+        for rows, seq in ((args.docs, args.doc_tokens), (4, args.long_length)):
+            for dtype in ("fp16", "bf16"):
+                scorer = scorers[dtype]
+                ids = torch.randint(0, 151643, (rows, seq), device=device)
+                mask = torch.ones_like(ids)
+                scorer(ids[:1, :16], mask[:1, :16])
+                if device.startswith("cuda"):
+                    torch.cuda.reset_peak_memory_stats()
+                    base = torch.cuda.memory_allocated()
+                _sync(device)
+                start = time.perf_counter()
+                for _ in range(args.repeats):
+                    scorer(ids, mask)
+                _sync(device)
+                seconds = (time.perf_counter() - start) / args.repeats
+                tflops = flops_per_row(shape, seq) * rows / seconds / 1e12
+                line = (f"  {rows} x {seq} {dtype}: {rows * seq / seconds:12,.0f} tokens/s, {tflops:7.1f} TFLOP/s = "
+                        f"{tflops / peak:6.1%} of the measured bf16 peak")
+                if device.startswith("cuda"):
+                    used = torch.cuda.max_memory_allocated() - base
+                    modelled = rows * seq * activation_bytes_per_token(arch, dtype)
+                    line += (f"; peak activations {used / 2**30:.2f} GiB vs modelled {modelled / 2**30:.2f} GiB "
+                             f"(weights {weight_bytes(arch, dtype) / 2**30:.2f} GiB)")
+                print(line, flush=True)
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dry-run", action="store_true", help="tiny shape on CPU, short lengths (what make test runs)")
+    parser.add_argument("--shapes", default="base,large")
+    parser.add_argument("--docs", type=int, default=100)
+    parser.add_argument("--doc-tokens", type=int, default=304, help="padded tokens per document (~300)")
+    parser.add_argument("--long-length", type=int, default=8272)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--atol-fp16", type=float, default=0.02)
+    parser.add_argument("--atol-bf16", type=float, default=0.1)
+    args = parser.parse_args(argv)
+    args.atol = {"fp16": args.atol_fp16, "bf16": args.atol_bf16}
+
+    import torch
+
+    if args.dry_run:
+        device, shapes = "cpu", ["tiny"]
+        args.docs, args.doc_tokens, args.long_length, args.repeats = 4, 32, 128, 1
+        peak = matmul_peak_tflops("cpu", 256, 2)
+    else:
+        if not torch.cuda.is_available():
+            print("gpu-check: no CUDA device (use --dry-run on CPU)")
+            return 3
+        device, shapes = "cuda", args.shapes.split(",")
+        peak = matmul_peak_tflops("cuda", 8192, 20)
+        print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  CUDA {torch.version.cuda}")
+    print(f"measured bf16 matmul peak: {peak:.3g} TFLOP/s ({device})")
+    ok = all([check_shape(name, SHAPES[name], device, args, peak) for name in shapes])
+    print("\ngpu-check: " + ("every dtype within tolerance" if ok else "FAILED: a dtype outside tolerance or non-finite"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

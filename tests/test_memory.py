@@ -1,0 +1,62 @@
+"""The GPU memory model: every TensorRT profile of every known model fits one instance's budget, no tensor reaches 2^31."""
+
+from __future__ import annotations
+
+import pytest
+
+from mxbai_triton.export.memory import (
+    ARCHITECTURES, INSTANCE_BUDGET_BYTES, MAX_TENSOR_ELEMENTS, Architecture, activation_bytes_per_token,
+    dispatch_bytes, engine_bytes, memory_table, profile_memory, weight_bytes,
+)
+from mxbai_triton.export.spec import BASE_V2, LARGE_V2
+
+KNOWN = [BASE_V2, LARGE_V2]
+
+
+@pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_the_largest_profile_and_the_weights_fit_one_instance_of_two_on_an_80_gb_gpu(spec, dtype):
+    assert engine_bytes(spec, ARCHITECTURES[spec.name], dtype) <= INSTANCE_BUDGET_BYTES
+
+
+@pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)
+def test_no_tensor_reaches_two_to_the_31_elements_at_any_profile_max_shape(spec):
+    for profile in profile_memory(spec, ARCHITECTURES[spec.name], "fp16"):
+        assert profile.largest_tensor_elements < MAX_TENSOR_ELEMENTS, profile
+
+
+@pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)
+def test_profiles_cover_every_padded_length_at_the_full_batch(spec):
+    profiles = profile_memory(spec, ARCHITECTURES[spec.name], "fp16")
+    assert profiles[0].seq_min == 1 and profiles[-1].seq_max == spec.max_sequence_length
+    assert all(a.seq_max + 1 == b.seq_min for a, b in zip(profiles, profiles[1:]))
+    assert all(p.rows == spec.max_batch_size for p in profiles)
+
+
+@pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)
+def test_a_dispatched_sub_batch_needs_no_more_than_the_largest_profile(spec):
+    arch = ARCHITECTURES[spec.name]
+    assert spec.max_batch_tokens >= spec.max_sequence_length
+    assert dispatch_bytes(spec, arch, "fp16") <= max(p.activation_bytes for p in profile_memory(spec, arch, "fp16"))
+
+
+def test_parameter_counts_are_the_published_model_sizes():
+    assert round(ARCHITECTURES["mxbai-rerank-base-v2"].parameters / 1e6) == 494
+    assert round(ARCHITECTURES["mxbai-rerank-large-v2"].parameters / 1e8) == 15
+
+
+def test_activation_bytes_per_token_add_up_every_intermediate_of_a_layer():
+    arch = Architecture(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab=1000)
+    # residual 3*4*64, norms 2*(4*64+2*64), qkv 2*(64+64)+4*(64+32)+2*(64+32), attention 2*64+8*4+2*64, mlp 3*2*128+2*64
+    assert activation_bytes_per_token(arch, "fp16") == 768 + 768 + 832 + 288 + 896
+    assert weight_bytes(arch, "fp32") == 2 * weight_bytes(arch, "fp16")
+
+
+def test_architecture_reads_a_checkpoint_config(tiny_checkpoint):
+    arch = Architecture.from_checkpoint(tiny_checkpoint)
+    assert (arch.hidden, arch.layers, arch.heads, arch.kv_heads) == (64, 2, 4, 2)
+
+
+def test_memory_table_lists_every_profile():
+    table = memory_table(BASE_V2, ARCHITECTURES[BASE_V2.name], "fp16")
+    assert table.count("\n| ") == len(BASE_V2.trt_profiles) + 1
