@@ -38,7 +38,8 @@ class FoldedHeadScorer(nn.Module):
     (opset 23) that TensorRT and ONNX Runtime run as fused kernels: no tensor holds two sequence
     axes. RoPE is relative, so the scores equal the reference's on its left-padded batches. Tied
     embeddings make the head logits[16] - logits[15] = norm(h_last) . (E[16] - E[15]); the last
-    layer's MLP runs for each row's last real token only (its index from the mask's length).
+    layer runs for each row's last real token only (its index from the mask's length): one query
+    attending keys 0..last through a [b, 1, 1, s] mask, then the MLP on that row.
 
     Precision: weights, matmuls and Q/K/V run in `compute_dtype` (RoPE is applied in fp32, then
     cast); the residual stream, RMSNorm and the final dot stay fp32 (Qwen2 overflows fp16 there).
@@ -63,15 +64,30 @@ class FoldedHeadScorer(nn.Module):
         self.register_buffer("inv_freq", inv_freq)
         self.body.to(self.dtype_)
 
-    def _attention(self, layer, x, cos, sin):
+    def _attention(self, layer, x, cos, sin, last=None):
+        """Causal self-attention of every position, or, given `last` [b], of each row's last real token only."""
         attn = layer.self_attn
         b, s, _ = x.shape
-        q = attn.q_proj(x).view(b, s, self.heads, self.head_dim).transpose(1, 2)
         k = attn.k_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
         v = attn.v_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = _rope(q, cos, sin).to(self.dtype_), _rope(k, cos, sin).to(self.dtype_)
-        # K/V keep their kv_heads: the op broadcasts query groups over them (GQA), never repeating K/V.
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        k = _rope(k, cos, sin).to(self.dtype_)
+        if last is None:
+            q = attn.q_proj(x).view(b, s, self.heads, self.head_dim).transpose(1, 2)
+            q = _rope(q, cos, sin).to(self.dtype_)
+            # K/V keep their kv_heads: the op broadcasts query groups over them (GQA), never repeating K/V.
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        else:
+            # One query per row, at position `last`: it may see keys 0..last, a [b, 1, 1, s] mask
+            # (one sequence axis), instead of every position's causal attention.
+            x_last = x.gather(1, last[:, None, None].expand(-1, 1, x.shape[-1]))
+            q = attn.q_proj(x_last).view(b, 1, self.heads, self.head_dim).transpose(1, 2)
+            q = _rope(q, cos[last][:, None, None], sin[last][:, None, None]).to(self.dtype_)
+            visible = torch.arange(s, device=x.device)[None, :] <= last[:, None]
+            # Additive, in the compute dtype (TensorRT lists float types for Attention's inputs);
+            # key 0 is always visible, so no row is fully masked.
+            bias = torch.where(visible, 0.0, torch.finfo(self.dtype_).min).to(self.dtype_)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None, None, :], enable_gqa=True)
+            s = 1
         return attn.o_proj(out.transpose(1, 2).reshape(b, s, self.heads * self.head_dim))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -88,11 +104,12 @@ class FoldedHeadScorer(nn.Module):
         layers = self.body.layers
         for i, layer in enumerate(layers):
             normed = _rms_norm(hidden, layer.input_layernorm.weight, self.eps).to(self.dtype_)
-            attn_out = self._attention(layer, normed, cos, sin)
             if i == len(layers) - 1:
-                # Only the last real token feeds the head: the last MLP runs on one row per sequence.
-                index = last[:, None, None].expand(-1, 1, hidden.shape[-1])
-                hidden, attn_out = hidden.gather(1, index), attn_out.gather(1, index)
+                # Only the last real token feeds the head: the last layer runs for one row per sequence.
+                hidden = hidden.gather(1, last[:, None, None].expand(-1, 1, hidden.shape[-1]))
+                attn_out = self._attention(layer, normed, cos, sin, last)
+            else:
+                attn_out = self._attention(layer, normed, cos, sin)
             hidden = hidden + attn_out.float()
             normed = _rms_norm(hidden, layer.post_attention_layernorm.weight, self.eps).to(self.dtype_)
             mlp = layer.mlp
