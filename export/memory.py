@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .spec import ModelSpec
+from .standin import SIZES
 
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 GIB = 1 << 30
@@ -50,8 +51,8 @@ class Architecture:
 
 
 ARCHITECTURES = {
-    "mxbai-rerank-base-v2": Architecture(896, 24, 14, 2, 4864),
-    "mxbai-rerank-large-v2": Architecture(1536, 28, 12, 2, 8960),
+    "mxbai-rerank-base-v2": Architecture(*SIZES["base"]),
+    "mxbai-rerank-large-v2": Architecture(*SIZES["large"]),
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,14 +126,21 @@ class RerankPreprocessor:
         return [rows[0] for rows in self.encode_many([(q, [d], instruction) for q, d in zip(queries, documents)])]
 
 
+def padded_lengths(lengths, *, multiple_of: int = 8, buckets: Sequence[int] | None = None) -> np.ndarray:
+    """Length to pad a batch whose longest row has each of `lengths` tokens to: the next multiple of
+    `multiple_of`, or the smallest bucket that fits."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if not buckets:
+        return -(-lengths // multiple_of) * multiple_of
+    index = np.searchsorted(buckets, lengths, side="left")
+    if len(lengths) and int(index.max()) == len(buckets):
+        raise ValueError(f"sequence of {int(lengths.max())} tokens exceeds the largest bucket {buckets[-1]}")
+    return np.asarray(buckets, dtype=np.int64)[index]
+
+
 def padded_length(longest: int, *, multiple_of: int = 8, buckets: Sequence[int] | None = None) -> int:
-    """Length to left-pad a batch to: the next multiple of `multiple_of`, or the smallest bucket."""
-    if buckets:
-        index = bisect.bisect_left(buckets, longest)
-        if index == len(buckets):
-            raise ValueError(f"sequence of {longest} tokens exceeds the largest bucket {buckets[-1]}")
-        return buckets[index]
-    return -(-longest // multiple_of) * multiple_of
+    """`padded_lengths` of one batch."""
+    return int(padded_lengths([longest], multiple_of=multiple_of, buckets=buckets)[0])
 
 
 def pad_sequences(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mxbai_triton.export.preprocess import padded_lengths
 from mxbai_triton.export.spec import ModelSpec
 
 
@@ -30,13 +31,7 @@ class DispatchLimits:
 
     def padded(self, lengths: np.ndarray) -> np.ndarray:
         """Padded length of a sub-batch whose longest row has each of `lengths` tokens."""
-        lengths = np.asarray(lengths, dtype=np.int64)
-        if not self.buckets:
-            return -(-lengths // self.multiple_of) * self.multiple_of
-        index = np.searchsorted(self.buckets, lengths, side="left")
-        if len(lengths) and int(index.max()) == len(self.buckets):
-            raise ValueError(f"sequence of {int(lengths.max())} tokens exceeds the largest bucket {self.buckets[-1]}")
-        return np.asarray(self.buckets, dtype=np.int64)[index]
+        return padded_lengths(lengths, multiple_of=self.multiple_of, buckets=self.buckets)
 
     def rows_at(self, padded_length: int) -> int:
         """Most rows one sub-batch of `padded_length` may hold (at least one)."""

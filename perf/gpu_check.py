@@ -15,9 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-# base-v2 and large-v2 (real shapes) and a tiny one for the dry run: hidden, layers, heads, kv heads, intermediate.
-SHAPES = {"base": (896, 24, 14, 2, 4864), "large": (1536, 28, 12, 2, 8960), "tiny": (64, 2, 4, 2, 128)}
-VOCAB = 151936
+from mxbai_triton.export.standin import SIZES as SHAPES, VOCAB_SIZE as VOCAB  # base/large: the real shapes
 
 
 def random_causal_lm(shape, seed: int = 0):
