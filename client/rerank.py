@@ -9,10 +9,10 @@ from typing import Sequence
 import numpy as np
 
 from .resilience import NO_RETRY, CallStats, EndpointPool, RetryPolicy, as_url_list
-from .transport import AsyncTransport, RerankError, ServerLimits, Transport
+from .transport import AsyncTransport, RerankError, Scored, ServerLimits, Transport
 
 __all__ = [
-    "AsyncRerankClient", "NO_RETRY", "RankResult", "RerankClient", "RerankError", "RetryPolicy",
+    "AsyncRerankClient", "NO_RETRY", "RankResult", "RerankClient", "RerankError", "RetryPolicy", "Scored",
     "rank_results", "sigmoid_normalize",
 ]
 
@@ -41,6 +41,9 @@ def rank_results(
     return [
         RankResult(int(i), float(scores[i]), documents[i] if return_documents else None) for i in order
     ]
+
+
+_NOTHING_SCORED = Scored(np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64))
 
 
 def _chunks(documents: Sequence[bytes], size: int) -> list[Sequence[bytes]]:
@@ -119,20 +122,23 @@ class RerankClient(_ClientBase):
             self._limits = self._pool.call(self._config_call, lambda t: t.limits())
         return self._limits
 
-    def _infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> np.ndarray:
+    def _infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
         return self._pool.call(self.model, lambda t: t.infer(query, documents, instruction))
+
+    def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None) -> Scored:
+        """Raw scores and prompt token counts in input order; lists above the server limit are split."""
+        query_bytes, documents_bytes, instruction_bytes = _encode_request(query, documents, instruction)
+        if not documents_bytes:
+            return _NOTHING_SCORED
+        return Scored.concatenate([
+            self._infer(query_bytes, chunk, instruction_bytes)
+            for chunk in _chunks(documents_bytes, self.limits.max_documents)
+        ])
 
     def scores(self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False) -> np.ndarray:
         """Raw scores (logit "1" - logit "0") in input order; lists above the server limit are split."""
-        query_bytes, documents_bytes, instruction_bytes = _encode_request(query, documents, instruction)
-        if not documents_bytes:
-            return np.zeros(0, dtype=np.float32)
-        parts = [
-            self._infer(query_bytes, chunk, instruction_bytes)
-            for chunk in _chunks(documents_bytes, self.limits.max_documents)
-        ]
-        scores = np.concatenate(parts)
-        return sigmoid_normalize(scores, self.limits.estimated_max) if normalize else scores
+        scores = self.scored(query, documents, instruction=instruction).scores
+        return sigmoid_normalize(scores, self.limits.estimated_max) if normalize and len(scores) else scores
 
     def rank(
         self, query: str, documents: Sequence[str], *, top_k: int | None = None, instruction: str | None = None,
@@ -170,19 +176,21 @@ class AsyncRerankClient(_ClientBase):
                     self._limits = await self._pool.acall(self._config_call, lambda t: t.limits())
         return self._limits
 
-    async def _infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> np.ndarray:
+    async def _infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
         return await self._pool.acall(self.model, lambda t: t.infer(query, documents, instruction))
 
-    async def scores(self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False) -> np.ndarray:
+    async def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None) -> Scored:
         query_bytes, documents_bytes, instruction_bytes = _encode_request(query, documents, instruction)
         if not documents_bytes:
-            return np.zeros(0, dtype=np.float32)
+            return _NOTHING_SCORED
         limits = await self.limits()
-        parts = await asyncio.gather(*(
+        return Scored.concatenate(await asyncio.gather(*(
             self._infer(query_bytes, chunk, instruction_bytes) for chunk in _chunks(documents_bytes, limits.max_documents)
-        ))
-        scores = np.concatenate(parts)
-        return sigmoid_normalize(scores, limits.estimated_max) if normalize else scores
+        )))
+
+    async def scores(self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False) -> np.ndarray:
+        scores = (await self.scored(query, documents, instruction=instruction)).scores
+        return sigmoid_normalize(scores, (await self.limits()).estimated_max) if normalize and len(scores) else scores
 
     async def rank(
         self, query: str, documents: Sequence[str], *, top_k: int | None = None, instruction: str | None = None,

@@ -78,6 +78,15 @@ def is_retryable(error: BaseException) -> bool:
     return type(error).__module__.startswith("geventhttpclient")
 
 
+def status_of(error: BaseException) -> str | None:
+    """The status Triton (or the transport) gave `error`, as text; None when it had none."""
+    from tritonclient.utils import InferenceServerException
+
+    if isinstance(error, InferenceServerException) and error.status() is not None:
+        return str(error.status())
+    return None
+
+
 def describe(error: BaseException) -> str:
     from tritonclient.utils import InferenceServerException
 
@@ -148,11 +157,12 @@ class EndpointPool(Generic[T]):
     def _fail(self, what: str, tries: int, started: float, error: BaseException) -> RerankError:
         with self._lock:
             self.stats.failures += 1
-        if tries == 1 and not is_retryable(error):
-            return RerankError(f"{what}: {describe(error)}")
+        unavailable, status = is_retryable(error), status_of(error)
+        if tries == 1 and not unavailable:
+            return RerankError(f"{what}: {describe(error)}", status=status)
         return RerankError(
             f"{what}: failed after {tries} tries in {time.monotonic() - started:.1f}s over "
-            f"{', '.join(self.urls)}; last error: {describe(error)}"
+            f"{', '.join(self.urls)}; last error: {describe(error)}", unavailable=unavailable, status=status,
         )
 
     def _after_failure(self, url: str, retry: int, started: float, error: BaseException) -> float | None:

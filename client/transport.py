@@ -12,7 +12,39 @@ PROTOCOLS = ("grpc", "http")
 
 
 class RerankError(RuntimeError):
-    """A failed request, with the server's message (or the transport's) in it."""
+    """A failed request, with the server's message (or the transport's) in it.
+
+    `unavailable` is True when no server could take it (connection or server failures through every
+    try), False when a server answered with an error about the request; `status` is the last
+    error's status ("StatusCode.INVALID_ARGUMENT", "400", ...) when it had one.
+    """
+
+    def __init__(self, message: str, *, unavailable: bool = False, status: str | None = None):
+        super().__init__(message)
+        self.unavailable = unavailable
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One call's answer: raw scores in input order, and each document's prompt tokens when the server reports them."""
+
+    scores: np.ndarray
+    token_counts: np.ndarray | None = None
+
+    @staticmethod
+    def from_result(result) -> "Scored":
+        scores = result.as_numpy("scores").reshape(-1)
+        counts = result.as_numpy("token_counts")  # None from servers older than this output
+        return Scored(scores, None if counts is None else counts.reshape(-1).astype(np.int64))
+
+    @staticmethod
+    def concatenate(parts: Sequence["Scored"]) -> "Scored":
+        counts = [p.token_counts for p in parts]
+        return Scored(
+            np.concatenate([p.scores for p in parts]),
+            None if any(c is None for c in counts) else np.concatenate(counts),
+        )
 
 
 @dataclass(frozen=True)
@@ -84,10 +116,10 @@ class Transport:
             return limits_from_config(self.client.get_model_config(self.model, client_timeout=self.timeout))
         return limits_from_config(self.client.get_model_config(self.model))
 
-    def infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> np.ndarray:
+    def infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
         inputs = build_inputs(self.module, query, documents, instruction)
         extra = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
-        return self.client.infer(self.model, inputs, **extra).as_numpy("scores").reshape(-1)
+        return Scored.from_result(self.client.infer(self.model, inputs, **extra))
 
     def close(self) -> None:
         self.client.close()
@@ -109,14 +141,14 @@ class AsyncTransport:
             return limits_from_config(await self.client.get_model_config(self.model, client_timeout=self.timeout))
         return limits_from_config(await self.client.get_model_config(self.model))
 
-    async def infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> np.ndarray:
+    async def infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
         inputs = build_inputs(self.module, query, documents, instruction)
         extra = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
         try:
             result = await asyncio.wait_for(self.client.infer(self.model, inputs, **extra), self.timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(f"no answer from {self.url} within {self.timeout:g}s") from None
-        return result.as_numpy("scores").reshape(-1)
+        return Scored.from_result(result)
 
     async def close(self) -> None:
         await self.client.close()

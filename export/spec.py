@@ -40,6 +40,10 @@ class TensorSpec:
     dims: tuple[int, ...]
 
 
+# Second output of the ensemble: each document's prompt tokens after truncation (usage reporting).
+TOKEN_COUNTS = TensorSpec("token_counts", "int32", (1,))
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything about one reranker that is not weights."""

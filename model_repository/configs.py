@@ -6,7 +6,7 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from mxbai_triton.export.memory import INSTANCE_BUDGET_BYTES
-from mxbai_triton.export.spec import ModelSpec, TensorSpec
+from mxbai_triton.export.spec import TOKEN_COUNTS, ModelSpec, TensorSpec
 
 TARGETS = ("portable", "onnx", "trt")
 TRITON_DTYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32", "float32": "TYPE_FP32", "object": "TYPE_STRING"}
@@ -34,6 +34,10 @@ def _text_inputs() -> list[dict]:
     ]
 
 
+def _text_outputs(spec: ModelSpec) -> list[dict]:
+    return [_tensor(spec.scores.name, spec.scores.dtype, [-1, 1]), _tensor(TOKEN_COUNTS.name, TOKEN_COUNTS.dtype, [-1, 1])]
+
+
 def _build(raw: dict) -> mc.ModelConfig:
     # ParseDict rejects unknown fields and wrong enum names: the protobuf schema checks every config.
     return json_format.ParseDict(raw, mc.ModelConfig())
@@ -41,13 +45,12 @@ def _build(raw: dict) -> mc.ModelConfig:
 
 def ensemble_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
     names = model_names(name)
-    scores = spec.scores.name
     return _build({
         "name": names["ensemble"],
         "platform": "ensemble",
         "max_batch_size": 0,
         "input": _text_inputs(),
-        "output": [_tensor(scores, spec.scores.dtype, [-1, 1])],
+        "output": _text_outputs(spec),
         # Read by clients through the model-config API: no out-of-band copy of the spec needed.
         "parameters": {
             "max_documents_per_request": {"string_value": str(spec.max_documents_per_request)},
@@ -58,7 +61,7 @@ def ensemble_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
         "ensemble_scheduling": {"step": [{
             "model_name": names["tokenizer"], "model_version": -1,
             "input_map": {k: k for k in ENSEMBLE_INPUTS},
-            "output_map": {scores: scores},
+            "output_map": {t["name"]: t["name"] for t in _text_outputs(spec)},
         }]},
     })
 
@@ -73,7 +76,7 @@ def tokenizer_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
         "backend": "python",
         "max_batch_size": 0,
         "input": _text_inputs(),
-        "output": [_tensor(spec.scores.name, spec.scores.dtype, [-1, 1])],
+        "output": _text_outputs(spec),
         "instance_group": [{"kind": "KIND_CPU", "count": spec.tokenizer_instances}],
         "parameters": {"scorer_model": {"string_value": names["scorer"]}},
     })

@@ -1,4 +1,4 @@
-"""Triton python model: (query, documents, instruction) -> scores, via length-sorted sub-batches sent to the scorer."""
+"""Triton python model: (query, documents, instruction) -> scores and token counts, via length-sorted sub-batches sent to the scorer."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mxbai_triton.export.preprocess import RerankPreprocessor
-from mxbai_triton.export.spec import ModelSpec
+from mxbai_triton.export.spec import TOKEN_COUNTS, ModelSpec
 
 from .dispatch import DispatchLimits, plan_sub_batches
 
@@ -57,6 +57,11 @@ class SubBatch:
     @property
     def real_tokens(self) -> int:
         return int(self.attention_mask.sum())
+
+    @property
+    def token_counts(self) -> np.ndarray:
+        """Prompt tokens of each row (what the reference scores after truncation)."""
+        return self.attention_mask.sum(axis=1)
 
 
 class TokenizerCore:
@@ -156,21 +161,23 @@ class TritonPythonModel:
                 responses.append(pb.InferenceResponse(output_tensors=[], error=errors[i]))
                 continue
             plan = next(plans)
-            scores, error = self._gather(plan, [next(answers) for _ in plan])
-            responses.append(pb.InferenceResponse(
-                output_tensors=[] if error else [pb.Tensor(self.scores_name, scores)], error=error))
+            outputs, error = self._gather(plan, [next(answers) for _ in plan])
+            responses.append(pb.InferenceResponse(output_tensors=[] if error else outputs, error=error))
         return responses
 
-    def _gather(self, plan: list[SubBatch], answers) -> tuple[np.ndarray, object]:
-        """Scores in input order, or the first scorer error (never a default score)."""
-        scores = np.empty((sum(len(b.rows) for b in plan), 1), dtype=np.float32)
+    def _gather(self, plan: list[SubBatch], answers) -> tuple[list, object]:
+        """Scores and token counts in input order, or the first scorer error (never a default score)."""
+        rows = sum(len(b.rows) for b in plan)
+        scores = np.empty((rows, 1), dtype=np.float32)
+        counts = np.empty((rows, 1), dtype=np.dtype(TOKEN_COUNTS.dtype))
         for batch, answer in zip(plan, answers):
             if answer.has_error():
                 cause = answer.error()
                 code = cause.code() if hasattr(cause, "code") else None
-                return scores, _error(self.pb, f"scorer '{self.scorer}' failed: {cause.message()}", code)
+                return [], _error(self.pb, f"scorer '{self.scorer}' failed: {cause.message()}", code)
             scores[batch.rows] = self.pb.get_output_tensor_by_name(answer, self.scores_name).as_numpy().reshape(-1, 1)
-        return scores, None
+            counts[batch.rows, 0] = batch.token_counts
+        return [self.pb.Tensor(self.scores_name, scores), self.pb.Tensor(TOKEN_COUNTS.name, counts)], None
 
 
 def _error(pb, message: str, code):

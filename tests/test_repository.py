@@ -42,11 +42,14 @@ def test_ensemble_publishes_document_limit_and_estimated_max():
     assert (params["max_documents_per_request"].string_value, params["estimated_max"].string_value) == ("1000", "9.0")
 
 
-def test_the_tokenizer_step_dispatches_to_the_scorer_and_returns_scores():
+def test_the_tokenizer_step_dispatches_to_the_scorer_and_returns_scores_and_token_counts():
     ensemble, tokenizer = ensemble_config(BASE_V2, "m"), tokenizer_config(BASE_V2, "m")
     assert [step.model_name for step in ensemble.ensemble_scheduling.step] == ["m_tokenizer"]
     assert tokenizer.parameters["scorer_model"].string_value == "m_scorer"
-    assert [(o.name, list(o.dims)) for o in tokenizer.output] == [("scores", [-1, 1])]
+    outputs = [("scores", [-1, 1], "TYPE_FP32"), ("token_counts", [-1, 1], "TYPE_INT32")]
+    for config in (ensemble, tokenizer):
+        assert [(o.name, list(o.dims), model_config_pb2.DataType.Name(o.data_type)) for o in config.output] == outputs
+    assert dict(ensemble.ensemble_scheduling.step[0].output_map) == {"scores": "scores", "token_counts": "token_counts"}
 
 
 def test_unknown_target_is_rejected():
