@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
+
+from mxbai_triton.gateway import cli as gateway_cli
 
 from .server import ADMIN_HEADER, GRPC_ADMIN_HEADER, RESTRICTED_APIS, TOKEN_ENV
 
@@ -44,6 +47,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help=f"file holding a token (>= 16 chars); the {', '.join(RESTRICTED_APIS)} APIs then answer only "
                         f"requests carrying it (HTTP header '{ADMIN_HEADER}', gRPC metadata '{GRPC_ADMIN_HEADER}'). "
                         f"Default: ${TOKEN_ENV} if set")
+    p.add_argument("--api-port", type=int, default=None,
+                   help="also serve the rerank HTTP APIs (Cohere v2, Jina/vLLM, TEI) on this port, bound to --host")
+    p.add_argument("--api-model", default=None,
+                   help="ensemble name(s) for the API, comma-separated (default: the ensembles in a local repository)")
+    gateway_cli.add_server_flags(p, port_default=None)
     p.set_defaults(handler=_serve)
 
 
@@ -116,13 +124,34 @@ def _serve(args) -> int:
         metrics_port=args.metrics_port, host=args.host, admin_token=token,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    gateway = None
     try:
         server.start(timeout=args.timeout, stream_log=True)
         print(
             f"models ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {args.host}:{args.metrics_port} "
             "(Ctrl-C stops)", flush=True,
         )
+        if args.api_port is not None:
+            gateway = _start_gateway(args, server.grpc_url)
         server.process.wait()
         return server.process.returncode or 0
     finally:
+        if gateway is not None:
+            gateway.terminate()
+            gateway.wait(timeout=10)
         server.stop()
+
+
+def _start_gateway(args, grpc_url: str) -> subprocess.Popen:
+    """`mxbai-triton api` in front of this server, as a child process (its own event loop and logs)."""
+    from .generate import ensemble_names
+
+    models = args.api_model or ",".join(ensemble_names(args.repository))
+    command = [sys.executable, "-m", "mxbai_triton", "api", "--triton", grpc_url, "--model", models,
+               "--host", args.host, "--port", str(args.api_port), "--api-timeout", str(args.api_timeout),
+               "--api-retry-for", str(args.api_retry_for)]
+    if args.api_key_file:
+        command += ["--api-key-file", args.api_key_file]
+    if args.access_log:
+        command.append("--access-log")
+    return subprocess.Popen(command)

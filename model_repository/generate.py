@@ -133,6 +133,24 @@ def _spec_for_engine(spec: ModelSpec, engine_dir: Path) -> ModelSpec:
     })
 
 
+def ensemble_names(repository: str | Path) -> list[str]:
+    """The mxbai-triton ensembles of a local repository (what the rerank API serves), sorted."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    root = Path(repository)
+    if not root.is_dir():
+        raise ValueError(f"{repository}: not a local repository; name the ensembles with --api-model")
+    names = []
+    for path in sorted(root.glob("*/config.pbtxt")):
+        config = text_format.Parse(path.read_text(), mc.ModelConfig())
+        if config.platform == "ensemble" and "estimated_max" in config.parameters:
+            names.append(config.name or path.parent.name)
+    if not names:
+        raise ValueError(f"{repository}: no mxbai-triton ensemble in it")
+    return names
+
+
 def generate_examples(root: str | Path = EXAMPLES_DIR) -> list[Path]:
     """The committed example repositories: every known model x target, configs only."""
     written = []

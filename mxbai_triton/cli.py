@@ -7,6 +7,7 @@ import sys
 
 from mxbai_triton.client import cli as client_cli
 from mxbai_triton.export import cli as export_cli
+from mxbai_triton.gateway import cli as gateway_cli
 from mxbai_triton.model_repository import cli as repository_cli
 from mxbai_triton.perf import cli as perf_cli
 
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _stage_clis():
     # Each stage's cli module imports nothing heavy at module level: `tokenize` must not load torch.
-    return (export_cli, repository_cli, client_cli, perf_cli)
+    return (export_cli, repository_cli, client_cli, gateway_cli, perf_cli)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Gateway stage: the rerank HTTP APIs RAG stacks call (Cohere v2, Jina/vLLM, TEI) in front of Triton."""

@@ -1,0 +1,121 @@
+"""The gateway's view of Triton: one async gRPC client per served ensemble, readiness, and Triton's errors as HTTP statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+from mxbai_triton.client.rerank import AsyncRerankClient, RerankError, RetryPolicy, Scored
+from mxbai_triton.client.transport import ServerLimits
+
+from .errors import APIError
+
+log = logging.getLogger(__name__)
+
+# Triton's statuses for "the request is wrong" (the tokenizer's RequestError is INVALID_ARG).
+_BAD_REQUEST_STATUSES = frozenset({"StatusCode.INVALID_ARGUMENT", "400"})
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """Where Triton is and how long a request may take.
+
+    Args:
+        urls: gRPC "host:port" of each Triton replica serving the same repository.
+        models: Ensemble names the gateway serves; the first is the default.
+        timeout: Seconds a request may take in all, retries included (then 504).
+        retry_for: Seconds of retries while no Triton endpoint answers (then 503).
+    """
+
+    urls: tuple[str, ...]
+    models: tuple[str, ...]
+    timeout: float = 60.0
+    retry_for: float = 10.0
+
+    def __post_init__(self):
+        if not self.urls or not all(self.urls):
+            raise ValueError("--triton needs at least one host:port")
+        if not self.models or not all(self.models):
+            raise ValueError("--model needs at least one ensemble name")
+        if self.timeout <= 0 or self.retry_for < 0:
+            raise ValueError("--timeout must be > 0 and --retry-for >= 0")
+
+
+class TritonBackend:
+    """Scores requests on Triton's ensembles over gRPC (one channel per endpoint, reused by every request)."""
+
+    def __init__(self, settings: BackendSettings):
+        self.settings = settings
+        retry = RetryPolicy(attempts=1000, initial_backoff=0.1, max_backoff=1.0, deadline=settings.retry_for, cooldown=1.0)
+        self.clients = {
+            model: AsyncRerankClient(list(settings.urls), model=model, protocol="grpc", timeout=settings.timeout, retry=retry)
+            for model in settings.models
+        }
+        import tritonclient.grpc.aio as grpc_aio
+
+        self._probes = {url: grpc_aio.InferenceServerClient(url) for url in settings.urls}
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return self.settings.models
+
+    def resolve(self, name: str | None) -> str:
+        """The ensemble a request names (the default one when it names none)."""
+        if name is None or name == "":
+            return self.models[0]
+        if name not in self.clients:
+            raise APIError(404, f"model {name!r} is not served here; served: {', '.join(self.models)}", "model")
+        return name
+
+    async def limits(self, model: str) -> ServerLimits:
+        return await self._call(self.clients[model].limits())
+
+    async def score(
+        self, model: str, query: str, documents: Sequence[str], instruction: str | None, *, field: str = "documents",
+    ) -> tuple[Scored, ServerLimits]:
+        """Raw scores and token counts in input order; APIError with the status the failure deserves.
+
+        `field` is what the caller's API calls the document list, for the error message.
+        """
+        limits = await self.limits(model)
+        if len(documents) > limits.max_documents:
+            raise APIError(
+                413, f"'{field}' has {len(documents)} items, more than the limit of {limits.max_documents} "
+                     "per request; split the list", field)
+        return await self._call(self.clients[model].scored(query, documents, instruction=instruction)), limits
+
+    async def _call(self, awaitable):
+        try:
+            return await asyncio.wait_for(awaitable, self.settings.timeout)
+        except asyncio.TimeoutError:
+            raise APIError(504, f"no answer from Triton within {self.settings.timeout:g}s") from None
+        except (TypeError, ValueError) as error:  # what the client refuses before sending (e.g. lone surrogates)
+            raise APIError(400, str(error)) from None
+        except RerankError as error:
+            if error.unavailable:
+                raise APIError(503, f"no Triton endpoint could take the request: {error}") from None
+            if error.status in _BAD_REQUEST_STATUSES:
+                raise APIError(400, str(error)) from None
+            log.warning("Triton failed a request: %s", error)
+            raise APIError(502, f"Triton failed the request: {error}") from None
+
+    async def ready(self) -> dict[str, bool]:
+        """Per endpoint: whether it answers and every served ensemble is ready on it."""
+        async def probe(client) -> bool:
+            try:
+                ready = await asyncio.wait_for(
+                    asyncio.gather(*(client.is_model_ready(m) for m in self.models)), timeout=2.0)
+                return all(ready)
+            except Exception:  # noqa: BLE001 - any failure means "not ready"
+                return False
+
+        answers = await asyncio.gather(*(probe(c) for c in self._probes.values()))
+        return dict(zip(self._probes, answers))
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.close()
+        for probe in self._probes.values():
+            await probe.close()

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the gateway: requests by API and status, latency, documents and tokens per request."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest,
+)
+
+# The *_created series double the output and no dashboard reads them.
+disable_created_metrics()
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_DOCUMENT_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000)
+
+
+class GatewayMetrics:
+    """One registry per gateway (not the process-global one), rendered at /metrics."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("mxbai_gateway_requests", "rerank requests answered, by API and HTTP status",
+                                ["api", "code"], registry=r)
+        self.errors = Counter("mxbai_gateway_errors", "rerank requests answered with an error, by API and HTTP status",
+                              ["api", "code"], registry=r)
+        self.latency = Histogram("mxbai_gateway_request_duration_seconds", "time from request to response",
+                                 ["api"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.documents = Histogram("mxbai_gateway_documents_per_request", "documents in each scored request",
+                                   ["api"], buckets=_DOCUMENT_BUCKETS, registry=r)
+        self.tokens = Counter("mxbai_gateway_prompt_tokens", "prompt tokens scored (after truncation)", ["api"], registry=r)
+        self.in_flight = Gauge("mxbai_gateway_requests_in_flight", "rerank requests being answered", registry=r)
+
+    def answered(self, api: str, status: int, seconds: float) -> None:
+        self.requests.labels(api, str(status)).inc()
+        if status >= 400:
+            self.errors.labels(api, str(status)).inc()
+        self.latency.labels(api).observe(seconds)
+
+    def scored(self, api: str, documents: int, tokens: int | None) -> None:
+        self.documents.labels(api).observe(documents)
+        if tokens is not None:
+            self.tokens.labels(api).inc(tokens)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,54 @@
+"""Run `mxbai-triton api` as a child process on a free port: start, wait until it answers, stop (tests, benchmarks)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+class GatewayProcess:
+    """The gateway in front of Triton gRPC `triton` (host:port, comma-separated for replicas), serving `models`."""
+
+    def __init__(self, triton: str, models: str, *extra: str, port: int | None = None, log: Path | None = None):
+        from mxbai_triton.model_repository.server import free_port
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.command = [sys.executable, "-m", "mxbai_triton", "api", "--triton", triton, "--model", models,
+                        "--port", str(self.port), *extra]
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> "GatewayProcess":
+        out = open(self.log, "ab") if self.log else subprocess.DEVNULL
+        self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the gateway exited with status {self.process.returncode}: {' '.join(self.command)}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/live", timeout=1.0):
+                    return self
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the gateway did not answer on {self.url} within {timeout:g}s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> "GatewayProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,184 @@
+"""The rerank HTTP APIs on a real tritonserver: the official Cohere SDK, and httpx for the Jina/vLLM and TEI shapes."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+from mxbai_triton.gateway.process import GatewayProcess
+from tests.conftest import SERVED_MAX_DOCUMENTS
+from tests.reference import reference_scores
+
+pytestmark = pytest.mark.triton
+cohere = pytest.importorskip("cohere", reason="the official Cohere SDK is the client under test")
+
+QUERY = "Who wrote 'To Kill a Mockingbird'?"
+DOCUMENTS = ["Harper Lee wrote it in 1960.", "Boil water, add salt.", "", "Goethe schrieb Faust.",
+             "To Kill a Mockingbird is a novel by Harper Lee. " * 20, "Paris is the capital."]
+
+
+@pytest.fixture(scope="module")
+def gateway(served):
+    with GatewayProcess(served.grpc_url, "reranker", "--api-retry-for", "2") as process:
+        yield process
+
+
+def _expected(oracle, query=QUERY, documents=DOCUMENTS, instruction=None):
+    raw = reference_scores(oracle, query, documents, instruction)
+    relevance = oracle.normalize_scores(raw)
+    order = sorted(range(len(raw)), key=lambda i: (-raw[i], i))
+    return raw, np.asarray(relevance, dtype=np.float64), order
+
+
+def _prompt_tokens(oracle, query=QUERY, documents=DOCUMENTS, instruction=None) -> int:
+    inputs = oracle.prepare_inputs([query] * len(documents), documents, instruction=instruction)
+    return int(inputs["attention_mask"].sum())
+
+
+def test_cohere_sdk_rerank_returns_reference_relevance_sorted_with_top_n(gateway, oracle):
+    raw, relevance, order = _expected(oracle)
+    client = cohere.ClientV2(api_key="unused", base_url=gateway.url)
+    response = client.rerank(model="reranker", query=QUERY, documents=DOCUMENTS, top_n=4)
+    assert [r.index for r in response.results] == order[:4]
+    np.testing.assert_allclose([r.relevance_score for r in response.results], relevance[order[:4]], atol=1e-4, rtol=0)
+    assert response.meta.tokens.input_tokens == _prompt_tokens(oracle)
+
+
+def test_cohere_sdk_sees_bad_input_as_bad_request_naming_the_field(gateway):
+    client = cohere.ClientV2(api_key="unused", base_url=gateway.url)
+    with pytest.raises(cohere.errors.BadRequestError) as raised:
+        client.rerank(model="reranker", query=QUERY, documents=DOCUMENTS, top_n=0)
+    assert raised.value.body == {"message": "'top_n': Input should be greater than or equal to 1"}
+
+
+def test_cohere_sdk_sees_an_unknown_model_as_not_found(gateway):
+    client = cohere.ClientV2(api_key="unused", base_url=gateway.url)
+    with pytest.raises(cohere.errors.NotFoundError, match="model 'rerank-v3.5' is not served here; served: reranker"):
+        client.rerank(model="rerank-v3.5", query=QUERY, documents=DOCUMENTS)
+
+
+def test_jina_shape_takes_strings_and_text_objects_and_returns_documents_and_usage(gateway, oracle):
+    raw, relevance, order = _expected(oracle)
+    documents = [d if i % 2 else {"text": d} for i, d in enumerate(DOCUMENTS)]
+    body = httpx.post(f"{gateway.url}/v1/rerank", json={"model": "reranker", "query": QUERY, "documents": documents,
+                                                         "top_n": 3}).json()
+    assert body["model"] == "reranker"
+    assert [r["index"] for r in body["results"]] == order[:3]
+    assert [r["document"]["text"] for r in body["results"]] == [DOCUMENTS[i] for i in order[:3]]
+    np.testing.assert_allclose([r["relevance_score"] for r in body["results"]], relevance[order[:3]], atol=1e-4, rtol=0)
+    assert body["usage"]["total_tokens"] == _prompt_tokens(oracle)
+
+
+def test_jina_shape_without_model_or_documents_in_the_answer(gateway):
+    body = httpx.post(f"{gateway.url}/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS,
+                                                         "return_documents": False}).json()
+    assert sorted(r["index"] for r in body["results"]) == list(range(len(DOCUMENTS)))
+    assert all("document" not in r for r in body["results"])
+
+
+def test_tei_shape_returns_raw_or_normalised_scores_sorted(gateway, oracle):
+    raw, relevance, order = _expected(oracle)
+    for raw_scores, expected in ((True, raw), (False, relevance)):
+        body = httpx.post(f"{gateway.url}/rerank", json={"query": QUERY, "texts": DOCUMENTS, "raw_scores": raw_scores,
+                                                          "return_text": True}).json()
+        assert [r["index"] for r in body] == order
+        assert [r["text"] for r in body] == [DOCUMENTS[i] for i in order]
+        np.testing.assert_allclose([r["score"] for r in body], np.asarray(expected)[order], atol=1e-4, rtol=0)
+
+
+def test_instruction_extension_scores_like_the_reference_instruction(gateway, oracle):
+    instruction = "Find the author of the book"
+    _, relevance, order = _expected(oracle, instruction=instruction)
+    body = httpx.post(f"{gateway.url}/v2/rerank", json={"model": "reranker", "query": QUERY, "documents": DOCUMENTS,
+                                                         "instruction": instruction}).json()
+    assert [r["index"] for r in body["results"]] == order
+    np.testing.assert_allclose([r["relevance_score"] for r in body["results"]], relevance[order], atol=1e-4, rtol=0)
+
+
+def test_an_empty_document_list_is_an_empty_ranking(gateway):
+    body = httpx.post(f"{gateway.url}/v2/rerank", json={"model": "reranker", "query": QUERY, "documents": []}).json()
+    assert body["results"] == []
+
+
+TOO_MANY = ["doc"] * (SERVED_MAX_DOCUMENTS + 1)
+BAD_REQUESTS = [
+    # (path, body, status, the error as that API shapes it)
+    ("/v2/rerank", {"model": "reranker", "query": QUERY}, 400, {"message": "'documents': Field required"}),
+    ("/v2/rerank", {"model": "reranker", "query": 3, "documents": ["a"]}, 400,
+     {"message": "'query': Input should be a valid string"}),
+    ("/v2/rerank", {"model": "reranker", "query": QUERY, "documents": TOO_MANY}, 413,
+     {"message": f"'documents' has {len(TOO_MANY)} items, more than the limit of {SERVED_MAX_DOCUMENTS} per request; "
+                 "split the list"}),
+    ("/v1/rerank", {"query": QUERY, "documents": ["a", 7]}, 400,
+     {"error": {"message": "'documents[1]': Input should be a string or an object with a string 'text'",
+                "type": "BadRequestError", "param": "documents[1]", "code": 400}}),
+    ("/v1/rerank", {"query": QUERY, "documents": ["a"], "top_n": -1}, 400,
+     {"error": {"message": "'top_n': Input should be greater than or equal to 1", "type": "BadRequestError",
+                "param": "top_n", "code": 400}}),
+    ("/v1/rerank", {"model": "other", "query": QUERY, "documents": ["a"]}, 404,
+     {"error": {"message": "model 'other' is not served here; served: reranker", "type": "NotFoundError",
+                "param": "model", "code": 404}}),
+    ("/rerank", {"query": QUERY}, 422, {"error": "'texts': Field required", "error_type": "Validation"}),
+    ("/rerank", {"query": QUERY, "texts": TOO_MANY}, 413,
+     {"error": f"'texts' has {len(TOO_MANY)} items, more than the limit of {SERVED_MAX_DOCUMENTS} per request; "
+               "split the list", "error_type": "Validation"}),
+    ("/rerank", [QUERY], 422, {"error": "the body must be a JSON object, got list", "error_type": "Validation"}),
+]
+
+
+@pytest.mark.parametrize("path, body, status, error", BAD_REQUESTS)
+def test_bad_input_gets_the_api_own_error_shape_and_status(gateway, path, body, status, error):
+    response = httpx.post(f"{gateway.url}{path}", json=body)
+    assert (response.status_code, response.json()) == (status, error)
+
+
+def test_a_body_that_is_not_json_is_a_bad_request(gateway):
+    response = httpx.post(f"{gateway.url}/v2/rerank", content=b"{not json")
+    assert response.status_code == 400 and response.json()["message"].startswith("the body is not valid JSON")
+
+
+def test_models_health_and_metrics_describe_the_gateway(gateway):
+    assert httpx.get(f"{gateway.url}/v1/models").json()["data"][0]["id"] == "reranker"
+    health = httpx.get(f"{gateway.url}/health")
+    assert (health.status_code, health.json()["status"]) == (200, "ok")
+    httpx.post(f"{gateway.url}/rerank", json={"query": QUERY, "texts": DOCUMENTS[:3]}).raise_for_status()
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert 'mxbai_gateway_requests_total{api="tei",code="200"}' in metrics
+    assert 'mxbai_gateway_documents_per_request_bucket{api="tei",le="5.0"}' in metrics
+    assert "mxbai_gateway_request_duration_seconds_bucket" in metrics
+
+
+def test_requests_get_a_clear_503_in_each_shape_when_no_triton_answers():
+    from mxbai_triton.model_repository.server import free_port
+
+    dead = f"127.0.0.1:{free_port()}"
+    with GatewayProcess(dead, "reranker", "--api-retry-for", "0.5") as process:
+        assert httpx.get(f"{process.url}/health").status_code == 503
+        cohere_answer = httpx.post(f"{process.url}/v2/rerank", json={"model": "reranker", "query": "q", "documents": ["a"]})
+        tei_answer = httpx.post(f"{process.url}/rerank", json={"query": "q", "texts": ["a"]})
+    assert cohere_answer.status_code == 503 and "no Triton endpoint could take the request" in cohere_answer.json()["message"]
+    assert tei_answer.status_code == 503 and tei_answer.json()["error_type"] == "Unhealthy"
+
+
+def test_a_request_past_the_deadline_gets_504(served):
+    with GatewayProcess(served.grpc_url, "reranker", "--api-timeout", "0.001") as process:
+        response = httpx.post(f"{process.url}/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS})
+    assert response.status_code == 504
+    assert response.json()["error"]["message"] == "no answer from Triton within 0.001s"
+
+
+def test_api_keys_guard_the_rerank_routes_not_the_probes(served, tmp_path):
+    keys = tmp_path / "keys"
+    keys.write_text("# one key per line\nsecret-key-1\n")
+    with GatewayProcess(served.grpc_url, "reranker", "--api-key-file", str(keys)) as process:
+        refused = httpx.post(f"{process.url}/v2/rerank", json={"model": "reranker", "query": "q", "documents": ["a"]})
+        wrong = cohere.ClientV2(api_key="wrong", base_url=process.url)
+        with pytest.raises(cohere.errors.UnauthorizedError):
+            wrong.rerank(model="reranker", query="q", documents=["a"])
+        right = cohere.ClientV2(api_key="secret-key-1", base_url=process.url)
+        assert len(right.rerank(model="reranker", query="q", documents=["a", "b"]).results) == 2
+        assert httpx.get(f"{process.url}/v1/models").status_code == 401
+        assert httpx.get(f"{process.url}/health").status_code == 200
+    assert refused.status_code == 401
+    assert refused.json() == {"message": "missing or invalid API key: send 'Authorization: Bearer <key>'"}
