@@ -182,3 +182,34 @@ def test_api_keys_guard_the_rerank_routes_not_the_probes(served, tmp_path):
         assert httpx.get(f"{process.url}/health").status_code == 200
     assert refused.status_code == 401
     assert refused.json() == {"message": "missing or invalid API key: send 'Authorization: Bearer <key>'"}
+
+
+def test_serve_with_api_port_runs_triton_and_the_gateway_for_the_repository_ensembles(tiny_repository):
+    import subprocess
+    import time
+
+    from mxbai_triton.model_repository.server import free_port
+    from tests.conftest import serve_command
+
+    api_port = free_port()
+    command, _ = serve_command(tiny_repository, "--api-port", str(api_port))
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, health = time.monotonic() + 120, None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{api_port}/health")
+                if health.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        assert health is not None and health.status_code == 200
+        models = httpx.get(f"http://127.0.0.1:{api_port}/v1/models").json()
+        ranked = httpx.post(f"http://127.0.0.1:{api_port}/rerank", json={"query": "q", "texts": ["a", "b"]}).json()
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    assert [m["id"] for m in models["data"]] == ["rr"]
+    assert sorted(r["index"] for r in ranked) == [0, 1]
+    assert process.returncode == 0

@@ -10,18 +10,13 @@ import pytest
 
 from mxbai_triton.client import NO_RETRY, AsyncRerankClient
 from tests.reference import reference_scores
+from tests.wire import varied_request
 
 pytestmark = pytest.mark.triton
 
 CONCURRENCY = 16
 SECONDS = 30.0
 CONTROL = ("Who wrote 'To Kill a Mockingbird'?", ["Harper Lee wrote it in 1960.", "Moby-Dick is by Melville.", ""])
-
-
-def _workload(stream: int, n: int) -> tuple[str, list[str]]:
-    """Requests of different lengths, so the batcher meets different padded shapes."""
-    words = " ".join(f"w{stream}-{n}-{k}" for k in range(4 + (stream * 7 + n) % 40))
-    return f"query {stream}/{n}", [f"{words} doc {d}" for d in range(1 + (stream + n) % 8)]
 
 
 def _server_counts(server) -> tuple[int, int]:
@@ -44,7 +39,7 @@ def test_sixteen_concurrent_streams_for_thirty_seconds_fail_nothing_and_keep_con
                 if n % 5 == 0:
                     control_runs.append(await client.scores(*CONTROL))
                 else:
-                    query, documents = _workload(index, n)
+                    query, documents = varied_request(index, n)
                     assert len(await client.scores(query, documents)) == len(documents)
                 done[0] += 1
             except Exception as error:  # noqa: BLE001 - every failure is counted and reported

@@ -1,8 +1,14 @@
-"""Requests built by hand over raw gRPC or HTTP, so that what RerankClient would refuse or split reaches the server."""
+"""Requests built by hand: raw gRPC or HTTP (what RerankClient would refuse or split reaches the server), and load workloads."""
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def varied_request(stream: int, n: int) -> tuple[str, list[str]]:
+    """Request `n` of load stream `stream`: 1-8 documents of 4-43 words, so the batcher meets different shapes."""
+    words = " ".join(f"w{stream}-{n}-{k}" for k in range(4 + (stream * 7 + n) % 40))
+    return f"query {stream}/{n}", [f"{words} doc {d}" for d in range(1 + (stream + n) % 8)]
 
 
 def text(*values: bytes) -> tuple[str, np.ndarray]:
