@@ -22,8 +22,9 @@ def _objects() -> dict[tuple[str, str], dict]:
     return {(d["kind"], d["metadata"]["name"]): d for p in MANIFESTS for d in _documents(p)}
 
 
-def _container() -> dict:
-    (container,) = _objects()[("Deployment", "mxbai-rerank")]["spec"]["template"]["spec"]["containers"]
+def _container(name: str = "tritonserver") -> dict:
+    containers = _objects()[("Deployment", "mxbai-rerank")]["spec"]["template"]["spec"]["containers"]
+    (container,) = [c for c in containers if c["name"] == name]
     return container
 
 
@@ -102,3 +103,28 @@ def test_selectors_match_the_deployments_pods(kind, name):
     spec = _objects()[(kind, name)]["spec"]
     selector = spec["selector"].get("matchLabels", spec["selector"])
     assert selector.items() <= labels.items()
+
+
+def test_the_rerank_api_sidecar_runs_the_gateway_from_the_same_image_against_local_triton():
+    from mxbai_triton.gateway.cli import ENV_PREFIX
+    from mxbai_triton.model_repository.server import TritonServer
+
+    api, triton = _container("rerank-api"), _container()
+    env = {e["name"]: e.get("value") for e in api["env"]}
+    assert api["image"] == triton["image"] and api["command"] == ["mxbai-triton", "api"]
+    assert env[f"{ENV_PREFIX}TRITON"] == f"127.0.0.1:{TritonServer('repo').grpc_port}"
+    assert env[f"{ENV_PREFIX}HOST"] == "0.0.0.0"
+    assert {p["name"]: p["containerPort"] for p in api["ports"]} == {"api": int(env[f"{ENV_PREFIX}PORT"])}
+    assert api["readinessProbe"]["httpGet"] == {"path": "/health", "port": "api"}
+    assert api["livenessProbe"]["httpGet"] == {"path": "/live", "port": "api"}
+    (keys,) = [m for m in api["volumeMounts"] if env[f"{ENV_PREFIX}KEY_FILE"].startswith(m["mountPath"] + "/")]
+    volumes = {v["name"]: v for v in _objects()[("Deployment", "mxbai-rerank")]["spec"]["template"]["spec"]["volumes"]}
+    secret = _objects()[("Secret", volumes[keys["name"]]["secret"]["secretName"])]
+    assert env[f"{ENV_PREFIX}KEY_FILE"].rsplit("/", 1)[1] in secret["stringData"]
+    service_ports = {p["name"]: p["targetPort"] for p in _objects()[("Service", "mxbai-rerank")]["spec"]["ports"]}
+    assert service_ports["api"] == "api"
+
+
+def test_the_image_installs_the_gateway_it_runs():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "COPY gateway /src/gateway" in dockerfile and "'/src[api]'" in dockerfile
