@@ -1,9 +1,12 @@
-"""`make demo`: stand-in (or real) model -> ONNX export -> model repository -> real Triton -> ranking."""
+"""`make demo`: stand-in (or real) model -> ONNX export -> model repository -> real Triton -> ranking, and one curl to the HTTP API."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
+import urllib.request
 from pathlib import Path
 
 STANDIN_WARNING = (
@@ -31,6 +34,17 @@ def prepare(model: str | None, workdir: Path, size: str) -> tuple[Path, bool]:
     return export_dir, standin
 
 
+def curl_example(gateway_url: str, query: str, documents: list[str]) -> None:
+    """Print a Cohere-style curl to the gateway, send that same request, print the answer."""
+    body = json.dumps({"model": "reranker", "query": query, "documents": documents, "top_n": 2}, ensure_ascii=False)
+    print(f"\none request to the rerank HTTP API (Cohere v2 shape; /v1/rerank and /rerank take the Jina/vLLM and TEI shapes):\n"
+          f"  curl -s {gateway_url}/v2/rerank -H 'Content-Type: application/json' -d {shlex.quote(body)}")
+    request = urllib.request.Request(f"{gateway_url}/v2/rerank", data=body.encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        print("  -> " + json.dumps(json.loads(response.read())["results"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=None, help="hub id or checkpoint dir (default: offline stand-in)")
@@ -43,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from mxbai_triton.client.cli import print_ranking
     from mxbai_triton.client.example import EXAMPLE_DOCUMENTS, EXAMPLE_QUERY
     from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.gateway.process import GatewayProcess
     from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer
 
@@ -60,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         url = server.grpc_url if args.protocol == "grpc" else server.http_url
         with RerankClient(url, model="reranker", protocol=args.protocol) as client:
             results = client.rank(EXAMPLE_QUERY, list(EXAMPLE_DOCUMENTS))
-    print()
-    print_ranking(EXAMPLE_QUERY, results)
+        print()
+        print_ranking(EXAMPLE_QUERY, results)
+        with GatewayProcess(server.grpc_url, "reranker") as gateway:
+            curl_example(gateway.url, "Who wrote Moby-Dick?",
+                         ["Herman Melville wrote Moby-Dick.", "Harper Lee wrote To Kill a Mockingbird."])
     print("\nserver stopped.")
     if standin:
         print("\n" + STANDIN_WARNING)
