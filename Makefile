@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libb64-0d
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo analyze gpu-check clean
+.PHONY: setup test test-fast lint demo analyze gpu-check clean
 
 setup: $(STAMP)
 
@@ -24,13 +24,20 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip check
 	touch $(STAMP)
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# No server, nothing slow (no ONNX export, no real shapes): pure functions and tokenizer parity, < 1 min.
+test-fast: setup lint
+	$(BIN)/python -m pytest -m "not triton and not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
 
 # MODEL=mixedbread-ai/mxbai-rerank-base-v2 uses the real model (needs the Hugging Face hub).
 MODEL ?=
 demo: setup
-	$(BIN)/python -m mxbai_triton.demo $(if $(MODEL),--model $(MODEL))
+	$(BIN)/mxbai-triton demo $(if $(MODEL),--model $(MODEL))
 
 # Model Analyzer on the demo's repository (or REPO=...), local launch of the bundled tritonserver.
 # It needs numpy 2 and a newer tritonclient than ours: its own venv, our perf_analyzer.
@@ -40,7 +47,7 @@ MA_ARGS ?= --seq 64 --batch-sizes 8 --concurrency 1,2 --queue-delays-us 0,2000 -
 analyze: setup
 	[ -d $(REPO) ] || $(MAKE) demo
 	[ -x .venv-ma/bin/model-analyzer ] || ($(PYTHON) -m venv .venv-ma && .venv-ma/bin/pip install -q triton-model-analyzer==1.58.0)
-	$(BIN)/python -m mxbai_triton.perf.model_analyzer --repository $(REPO) --out artifacts/model-analyzer $(MA_ARGS)
+	$(BIN)/mxbai-triton perf analyze --repository $(REPO) --out artifacts/model-analyzer $(MA_ARGS)
 	cd artifacts/model-analyzer && ../../.venv-ma/bin/model-analyzer profile -f config.yaml
 
 # GPU check kit: on a machine with only torch (no install, no internet), one call of a few minutes.

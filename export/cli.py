@@ -1,4 +1,4 @@
-"""CLI of the export stage: tiny-model, tokenize, export, build-engine, validate."""
+"""CLI of the export stage: standin (alias tiny-model), tokenize, export, build-engine, validate."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import sys
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("tiny-model", help="write an offline random-weight stand-in checkpoint")
+    p = commands.add_parser("standin", aliases=["tiny-model"],
+                            help="write an offline random-weight stand-in checkpoint (alias: tiny-model)")
     p.add_argument("out", help="output directory")
     p.add_argument("--size", default="tiny", choices=["tiny", "small", "base", "large"])
     p.add_argument("--seed", type=int, default=0)
@@ -80,13 +81,9 @@ def _export(args) -> int:
 
 
 def _build_engine(args) -> int:
-    from .tensorrt import TensorRTMissing, build_engine, import_tensorrt, parse_profiles
+    from .tensorrt import build_engine, import_tensorrt, parse_profiles
 
-    try:
-        import_tensorrt()  # before anything else: without TensorRT, do nothing
-    except TensorRTMissing as error:
-        print(f"mxbai-triton build-engine: error: {error}", file=sys.stderr)
-        return 3
+    import_tensorrt()  # before anything else: without TensorRT (TensorRTMissing, exit 3), do nothing
     profiles = parse_profiles(args.profiles) if args.profiles else None
     plan = build_engine(
         args.export_dir, args.out, precision=args.precision, profiles=profiles,
@@ -107,7 +104,7 @@ def _validate(args) -> int:
         )
     except ValidationError as error:
         print(f"validation FAILED: {error}", file=sys.stderr)
-        return 2
+        return 1
     for r in results:
         print(f"batch {r.batch:3d} x {r.length:5d}: max |diff| {r.max_abs_diff:.3g}  ok")
     return 0

@@ -48,13 +48,14 @@ def _observed_shapes(onnx_path: str | Path, names: list[str], batch: int, seq: i
         return {}
     import numpy as np
     import onnx
-    import onnxruntime as ort
+
+    from .runtime import onnx_session
 
     model = onnx.load(str(onnx_path))  # with external data: the run needs the weights
     graph_inputs = [v.name for v in model.graph.input]
     for name in names:
         model.graph.output.append(onnx.ValueInfoProto(name=name))
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = onnx_session(model.SerializeToString(), optimize=False)
     feed = {name: np.ones((batch, seq), dtype=np.int64) for name in graph_inputs}
     outputs = session.run(names, feed)
     return {name: list(array.shape) for name, array in zip(names, outputs)}

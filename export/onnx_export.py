@@ -2,53 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
+import logging
 from pathlib import Path
 
+from .checkpoint import copy_tokenizer, load_causal_lm
 from .progress import Progress
-from .spec import ModelSpec, resolve_spec
+from .spec import ONNX_DATA_FILENAME, ONNX_FILENAME, SPEC_FILENAME, ModelSpec, resolve_spec
+from .validate import check_signature, validate_export
 
-ONNX_FILENAME = "model.onnx"
-# torch writes the weights beside the graph under this name when external data is on.
-ONNX_DATA_FILENAME = ONNX_FILENAME + ".data"
+__all__ = ["ONNX_DATA_FILENAME", "ONNX_FILENAME", "ensure_export", "export_onnx", "load_causal_lm"]
+
+log = logging.getLogger(__name__)
 # Protobuf's 2 GiB ceiling; below it a single file is simpler to move around.
 EXTERNAL_DATA_THRESHOLD_BYTES = 1 << 30
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-
-
-def load_causal_lm(source: str):
-    """Qwen2ForCausalLM in fp32 from safetensors only, never running remote code."""
-    import torch
-    from transformers import AutoConfig, Qwen2ForCausalLM
-
-    local = Path(source)
-    if local.is_dir() and not any(local.glob("*.safetensors")):
-        pickles = sorted(p.name for p in local.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-        raise ValueError(
-            f"{source}: no *.safetensors weights" + (f" (only {', '.join(pickles)})" if pickles else "")
-            + "; export loads safetensors only, because pickle checkpoints can run code when loaded"
-        )
-    config = AutoConfig.from_pretrained(source, trust_remote_code=False)
-    if config.model_type != "qwen2":
-        raise ValueError(f"{source}: model_type {config.model_type!r}, expected 'qwen2' (mxbai-rerank-v2)")
-    try:
-        return Qwen2ForCausalLM.from_pretrained(
-            source, dtype=torch.float32, use_safetensors=True, trust_remote_code=False
-        ).eval()
-    except OSError as error:
-        raise ValueError(f"{source}: cannot load safetensors weights ({error})") from None
-
-
-def _copy_tokenizer(source: str, out_dir: Path) -> None:
-    local = Path(source)
-    if local.is_dir() and (local / "tokenizer.json").is_file():
-        for name in TOKENIZER_FILES:
-            if (local / name).is_file():
-                shutil.copy2(local / name, out_dir / name)
-        return
-    from transformers import AutoTokenizer
-
-    AutoTokenizer.from_pretrained(source, trust_remote_code=False).save_pretrained(out_dir)
 
 
 def _check_token_ids(out_dir: Path, spec: ModelSpec) -> None:
@@ -89,20 +55,18 @@ def export_onnx(
     """
     import torch
 
-    from .scorer import FoldedHeadScorer
+    from .scorer import PADDING_SIDE, FoldedHeadScorer
 
     if dtype not in ("fp32", "fp16", "bf16"):
         raise ValueError(f"dtype must be fp32, fp16 or bf16, got {dtype!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from .scorer import PADDING_SIDE
-
     spec = resolve_spec(model, name=name).with_overrides(dtype=dtype, padding_side=PADDING_SIDE)
     progress = Progress(total=4 + int(validate))
 
     with progress.step(f"loading {spec.source}"):
         causal_lm = load_causal_lm(spec.source)
-        _copy_tokenizer(spec.source, out)
+        copy_tokenizer(spec.source, out)
         _check_token_ids(out, spec)
         spec.save(out)
 
@@ -130,15 +94,33 @@ def export_onnx(
         program.save(str(path), external_data=weight_bytes > EXTERNAL_DATA_THRESHOLD_BYTES)
 
     with progress.step("checking the graph's names and dynamic axes"):
-        from .validate import check_signature
-
         check_signature(path, spec)
 
     if validate:
         with progress.step("validating ONNX Runtime against PyTorch"):
-            from .validate import validate_export
-
             # The scorer cast the model's weights in place: compare against a fresh fp32 copy.
             reference = causal_lm if dtype == "fp32" else load_causal_lm(spec.source)
             validate_export(out, causal_lm=reference, fallback=scorer)
     return path
+
+
+def ensure_export(model: str, out_dir: str | Path, *, dtype: str = "fp32", validate: bool = True) -> Path:
+    """The export of `model` in `out_dir`, made only when the one there is missing or stale.
+
+    Stale (the one rule for the demo, the benchmarks and the checks): no model.onnx or spec.json, or
+    a spec.json naming another source, another dtype, or another padding side than the current graph's.
+
+    Returns:
+        The export directory.
+    """
+    from .scorer import PADDING_SIDE
+
+    out = Path(out_dir)
+    source = resolve_spec(model).source
+    if (out / ONNX_FILENAME).is_file() and (out / SPEC_FILENAME).is_file():
+        spec = ModelSpec.load(out)
+        if (spec.source, spec.dtype, spec.padding_side) == (source, dtype, PADDING_SIDE):
+            log.info("reusing the export in %s", out)
+            return out
+    export_onnx(model, out, dtype=dtype, validate=validate)
+    return out

@@ -1,28 +1,29 @@
-"""Stage-by-stage progress lines with elapsed time, on stderr, for the long export steps."""
+"""Stage-by-stage progress lines with elapsed time, logged (INFO) for the long export steps."""
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from contextlib import contextmanager
 
+log = logging.getLogger(__name__)
+
 
 class Progress:
-    """Prints `[i/n] what ... done in Xs` for each step; a failing step says so before re-raising."""
+    """Logs `[i/n] what ... done in Xs` for each step; a failing step says so before re-raising."""
 
-    def __init__(self, total: int, stream=None):
+    def __init__(self, total: int):
         self.total = total
         self.done = 0
-        self.stream = stream or sys.stderr
 
     @contextmanager
     def step(self, what: str):
         self.done += 1
-        print(f"[{self.done}/{self.total}] {what} ...", file=self.stream, flush=True)
+        log.info("[%d/%d] %s ...", self.done, self.total, what)
         start = time.perf_counter()
         try:
             yield
         except BaseException:
-            print(f"[{self.done}/{self.total}] {what}: FAILED after {time.perf_counter() - start:.1f}s", file=self.stream, flush=True)
+            log.error("[%d/%d] %s: FAILED after %.1fs", self.done, self.total, what, time.perf_counter() - start)
             raise
-        print(f"[{self.done}/{self.total}] {what}: done in {time.perf_counter() - start:.1f}s", file=self.stream, flush=True)
+        log.info("[%d/%d] %s: done in %.1fs", self.done, self.total, what, time.perf_counter() - start)

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SPEC_FILENAME = "spec.json"
+ONNX_FILENAME = "model.onnx"
+# torch writes the weights beside the graph under this name when external data is on.
+ONNX_DATA_FILENAME = ONNX_FILENAME + ".data"
 
 
 @dataclass(frozen=True)

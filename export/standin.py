@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 # Qwen2/2.5 pre-tokenizer split: single digits (\p{N}), unlike tiktoken's cl100k {1,3}.
 QWEN2_SPLIT_PATTERN = (
@@ -31,6 +34,7 @@ SIZES: dict[str, tuple[int, int, int, int, int]] = {
     "base": (896, 24, 14, 2, 4864),
     "large": (1536, 28, 12, 2, 8960),
 }
+
 
 
 def build_qwen25_tokenizer():
@@ -137,6 +141,6 @@ def ensure_standin(out_dir: str | Path, *, size: str, seed: int = 0) -> Path:
     """The stand-in at `out_dir`, built only when it is not there yet (demo and benchmarks reuse it)."""
     out = Path(out_dir)
     if not (out / "model.safetensors").is_file():
-        print(f"building the offline {size} stand-in in {out}", flush=True)
+        log.info("building the offline %s stand-in in %s", size, out)
         build_standin(out, size=size, seed=seed)
     return out

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import subprocess
 import time
 from pathlib import Path
 
-from .onnx_export import ONNX_FILENAME
-from .spec import ModelSpec
+from .spec import ONNX_FILENAME, ModelSpec
+
+log = logging.getLogger(__name__)
 
 PLAN_FILENAME = "model.plan"
 METADATA_FILENAME = "engine.json"
@@ -25,7 +27,7 @@ TENSORRT_MISSING = (
 PRECISION_GRAPH_DTYPE = {"fp16": "fp16", "fp32": "fp32", "bf16": "bf16"}
 
 
-class TensorRTMissing(RuntimeError):
+class TensorRTMissing(ImportError):
     """TensorRT cannot be imported here."""
 
 
@@ -60,8 +62,8 @@ def _gpu_name() -> str:
 
 
 def _progress_monitor(trt):
-    class PrintingMonitor(trt.IProgressMonitor):
-        """Prints TensorRT's build phases; a plain line per phase keeps CI logs readable."""
+    class LoggingMonitor(trt.IProgressMonitor):
+        """Logs TensorRT's build phases; a plain line per phase keeps CI logs readable."""
 
         def __init__(self):
             trt.IProgressMonitor.__init__(self)
@@ -69,15 +71,15 @@ def _progress_monitor(trt):
 
         def phase_start(self, phase_name, parent_phase, num_steps):
             self._start[phase_name] = time.perf_counter()
-            print(f"  tensorrt: {phase_name} ({num_steps} steps) ...", flush=True)
+            log.info("tensorrt: %s (%d steps) ...", phase_name, num_steps)
 
         def step_complete(self, phase_name, step):
             return True  # never cancel
 
         def phase_finish(self, phase_name):
-            print(f"  tensorrt: {phase_name} done in {time.perf_counter() - self._start.get(phase_name, time.perf_counter()):.1f}s", flush=True)
+            log.info("tensorrt: %s done in %.1fs", phase_name, time.perf_counter() - self._start.get(phase_name, time.perf_counter()))
 
-    return PrintingMonitor()
+    return LoggingMonitor()
 
 
 def build_engine(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 from .preprocess import pad_sequences, repad
-from .spec import ModelSpec
+from .runtime import onnx_session
+from .spec import ONNX_FILENAME, ModelSpec
+
+log = logging.getLogger(__name__)
 
 # |onnx - torch| <= atol + rtol * |torch|, per graph dtype.
 TOLERANCES = {"fp32": (1e-4, 1e-4), "fp16": (5e-2, 2e-2), "bf16": (2e-1, 5e-2)}
@@ -91,15 +95,6 @@ def reference_scores(causal_lm, input_ids: np.ndarray, attention_mask: np.ndarra
     return (logits[:, spec.yes_token_id] - logits[:, spec.no_token_id]).numpy()
 
 
-def onnx_session(onnx_path: str | Path, threads: int = 0):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-
-
 def graph_runner(onnx_path: str | Path, spec: ModelSpec, fallback=None):
     """(ids, mask) -> scores with ONNX Runtime; for bf16, which it cannot run on CPU, the traced module.
 
@@ -114,16 +109,14 @@ def graph_runner(onnx_path: str | Path, spec: ModelSpec, fallback=None):
     except Exception as error:  # onnxruntime raises its own NotImplemented type
         if spec.dtype != "bf16" or "NOT_IMPLEMENTED" not in str(error):
             raise
-        import sys
-
         import torch
 
         if fallback is None:
-            from .onnx_export import load_causal_lm
+            from .checkpoint import load_causal_lm
             from .scorer import FoldedHeadScorer
 
             fallback = FoldedHeadScorer(load_causal_lm(spec.source), spec, "bf16").eval()
-        print("  note: ONNX Runtime has no bf16 CPU kernels; validating the traced bf16 PyTorch module", file=sys.stderr)
+        log.warning("note: ONNX Runtime has no bf16 CPU kernels; validating the traced bf16 PyTorch module")
 
         def run_module(ids, mask):
             with torch.inference_mode():
@@ -154,7 +147,7 @@ def validate_export(
     Returns:
         One result per grid case.
     """
-    from .onnx_export import ONNX_FILENAME, load_causal_lm
+    from .checkpoint import load_causal_lm
 
     export_dir = Path(export_dir)
     spec = ModelSpec.load(export_dir)

@@ -8,8 +8,8 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Awaitable, Callable
 
 import numpy as np
 from fastapi import FastAPI, Request

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from mxbai_triton.client.rerank import AsyncRerankClient, RerankError, RetryPolicy, Scored
 from mxbai_triton.client.transport import ServerLimits

@@ -9,8 +9,20 @@ from pathlib import Path
 ENV_PREFIX = "MXBAI_API_"
 
 
-def _env(name: str, default=None):
-    return os.environ.get(ENV_PREFIX + name, default)
+class EnvDefaults:
+    """Flag defaults from PREFIX<NAME> environment variables (argparse applies `type` to string defaults)."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def has(self, name: str) -> bool:
+        return bool(os.environ.get(self.prefix + name))
+
+    def get(self, name: str, default=None):
+        return os.environ.get(self.prefix + name) or default
+
+
+_env = EnvDefaults(ENV_PREFIX).get
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -30,10 +42,10 @@ def add_server_flags(p: argparse.ArgumentParser, *, port_default: int | None) ->
     """The gateway's HTTP flags, shared by `api` and `serve --api-port`."""
     if port_default is not None:
         p.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="address to bind (default: loopback only)")
-        p.add_argument("--port", type=int, default=int(_env("PORT", port_default)), help=f"HTTP port (default {port_default})")
-    p.add_argument("--api-timeout", type=float, default=float(_env("TIMEOUT", 60.0)),
+        p.add_argument("--port", type=int, default=_env("PORT", port_default), help=f"HTTP port (default {port_default})")
+    p.add_argument("--api-timeout", type=float, default=_env("TIMEOUT", 60.0),
                    help="seconds a rerank request may take in all before a 504 (default 60)")
-    p.add_argument("--api-retry-for", type=float, default=float(_env("RETRY_FOR", 10.0)),
+    p.add_argument("--api-retry-for", type=float, default=_env("RETRY_FOR", 10.0),
                    help="seconds of retries over the Triton endpoints while none answers, before a 503 (default 10)")
     p.add_argument("--api-key-file", default=_env("KEY_FILE"),
                    help="file of accepted API keys, one per line: requests then need 'Authorization: Bearer <key>'")

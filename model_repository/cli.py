@@ -10,14 +10,20 @@ import sys
 from pathlib import Path
 
 from mxbai_triton.gateway import cli as gateway_cli
+from mxbai_triton.gateway.cli import EnvDefaults
 
 from .server import ADMIN_HEADER, GRPC_ADMIN_HEADER, RESTRICTED_APIS, TOKEN_ENV
+
+SERVE_ENV = "MXBAI_TRITON_"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("repo", help="generate a Triton model repository from an export (or a known model's configs)")
-    p.add_argument("source", help="export directory (model.onnx, tokenizer.json, spec.json), or base-v2/large-v2 for configs only")
-    p.add_argument("--out", required=True, help="model repository root")
+    p.add_argument("source", nargs="?",
+                   help="export directory (model.onnx, tokenizer.json, spec.json), or base-v2/large-v2 for configs only")
+    p.add_argument("--out", default=None, help="model repository root")
+    p.add_argument("--examples", action="store_true",
+                   help="regenerate the committed example repositories (model_repository/examples/, or --out)")
     p.add_argument("--target", default="portable", choices=["portable", "onnx", "trt"])
     p.add_argument("--name", default=None, help="ensemble name (default: from the spec)")
     p.add_argument("--engine", default=None, help="directory with model.plan (trt target)")
@@ -34,22 +40,27 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--delete-extra", action="store_true", help="delete objects under PREFIX the repository lacks")
     p.set_defaults(handler=_publish)
 
-    p = commands.add_parser("serve", help="run the bundled tritonserver on a model repository, in the foreground")
-    p.add_argument("repository", help="model repository: a local path, s3://BUCKET/PREFIX, gs://, as://")
-    p.add_argument("--s3-endpoint", default=None,
+    p = commands.add_parser(
+        "serve", help="run the bundled tritonserver on a model repository, in the foreground",
+        description=f"Flags can also come from the environment: {SERVE_ENV}REPOSITORY, _S3_ENDPOINT, _HOST, _HTTP_PORT, "
+                    f"_GRPC_PORT, _METRICS_PORT, _TIMEOUT, _API_PORT, _API_MODEL (and the API's {gateway_cli.ENV_PREFIX}*).")
+    env = EnvDefaults(SERVE_ENV)
+    p.add_argument("repository", nargs="?" if env.has("REPOSITORY") else None, default=env.get("REPOSITORY"),
+                   help="model repository: a local path, s3://BUCKET/PREFIX, gs://, as://")
+    p.add_argument("--s3-endpoint", default=env.get("S3_ENDPOINT"),
                    help="S3-compatible endpoint URL for an s3:// repository (credentials: AWS_* variables)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    p.add_argument("--http-port", type=int, default=8000)
-    p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--metrics-port", type=int, default=8002)
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the models to be ready")
+    p.add_argument("--host", default=env.get("HOST", "127.0.0.1"), help="address to bind (default: loopback only)")
+    p.add_argument("--http-port", type=int, default=env.get("HTTP_PORT", 8000))
+    p.add_argument("--grpc-port", type=int, default=env.get("GRPC_PORT", 8001))
+    p.add_argument("--metrics-port", type=int, default=env.get("METRICS_PORT", 8002))
+    p.add_argument("--timeout", type=float, default=env.get("TIMEOUT", 300.0), help="seconds to wait for the models to be ready")
     p.add_argument("--admin-token-file", default=None,
                    help=f"file holding a token (>= 16 chars); the {', '.join(RESTRICTED_APIS)} APIs then answer only "
                         f"requests carrying it (HTTP header '{ADMIN_HEADER}', gRPC metadata '{GRPC_ADMIN_HEADER}'). "
                         f"Default: ${TOKEN_ENV} if set")
-    p.add_argument("--api-port", type=int, default=None,
+    p.add_argument("--api-port", type=int, default=env.get("API_PORT"),
                    help="also serve the rerank HTTP APIs (Cohere v2, Jina/vLLM, TEI) on this port, bound to --host")
-    p.add_argument("--api-model", default=None,
+    p.add_argument("--api-model", default=env.get("API_MODEL"),
                    help="ensemble name(s) for the API, comma-separated (default: the ensembles in a local repository)")
     gateway_cli.add_server_flags(p, port_default=None)
     p.set_defaults(handler=_serve)
@@ -58,8 +69,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _repo(args) -> int:
     from mxbai_triton.export.spec import KNOWN_MODELS, SPEC_FILENAME, ModelSpec
 
-    from .generate import generate_repository
+    from .generate import generate_examples, generate_repository
 
+    if args.examples:
+        if args.source:
+            raise ValueError("--examples takes no SOURCE: it writes every known model x target")
+        for path in generate_examples(*([args.out] if args.out else [])):
+            print(path)
+        return 0
+    if not args.source or not args.out:
+        raise ValueError("repo needs SOURCE and --out (or --examples)")
     source = Path(args.source)
     if (source / SPEC_FILENAME).is_file():
         spec, export_dir = ModelSpec.load(source), source

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mxbai_triton.export.onnx_export import ONNX_DATA_FILENAME, ONNX_FILENAME
 from mxbai_triton.export.preprocess import TOKENIZER_FILENAME
-from mxbai_triton.export.spec import SPEC_FILENAME
+from mxbai_triton.export.spec import ONNX_DATA_FILENAME, ONNX_FILENAME, SPEC_FILENAME
 from mxbai_triton.export.tensorrt import PLAN_FILENAME
 
 # What each of our python models reads at initialize(), by the backend module its model.py imports.
@@ -25,7 +24,6 @@ def is_remote(repository: str) -> bool:
 
 def _load_config(config_path: Path, problems: list[str]):
     from google.protobuf import text_format
-
     from tritonclient.grpc import model_config_pb2
 
     try:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mxbai_triton.export.onnx_export import ONNX_FILENAME
-from mxbai_triton.export.spec import ModelSpec
+from mxbai_triton.export.runtime import onnx_session
+from mxbai_triton.export.spec import ONNX_FILENAME, ModelSpec
 
 # Unfused attention materialises rows x seq x seq scores per head: cap the rows of one run so an
 # 8k-token batch cannot take the host's memory. The dispatch plans sub-batches within the same cap
@@ -21,13 +21,8 @@ class ScorerCore:
     """Runs merged requests as one ONNX Runtime batch (split only by the memory cap)."""
 
     def __init__(self, model_dir: str | Path, *, threads: int = 0, max_score_cells: int | None = None):
-        import onnxruntime as ort
-
         self.spec = ModelSpec.load(model_dir)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(Path(model_dir) / ONNX_FILENAME), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(Path(model_dir) / ONNX_FILENAME, threads=threads)
         self.max_score_cells = max_score_cells or self.spec.max_attention_cells or DEFAULT_MAX_SCORE_CELLS
 
     def score(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

@@ -27,6 +27,23 @@ TOKEN_ENV = "MXBAI_TRITON_ADMIN_TOKEN"
 _TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9._~+/-]{16,}$")
 
 
+# Counters the tokenizer step publishes on Triton's metrics port (model_repository/tokenizer_backend.py).
+DISPATCH_COUNTERS = ("mxbai_dispatch_real_tokens", "mxbai_dispatch_padded_tokens", "mxbai_dispatch_sub_batches",
+                     "mxbai_dispatch_documents")
+
+
+def read_counters(metrics_url: str, names=DISPATCH_COUNTERS) -> dict[str, float]:
+    """Sum of each named counter over its labels, from a Prometheus endpoint ("http://host:port"; 0 when absent)."""
+    with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    totals = dict.fromkeys(names, 0.0)
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in totals:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals
+
+
 class ServerError(RuntimeError):
     """The server could not start, or died; the message carries the end of its log."""
 

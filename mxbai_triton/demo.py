@@ -18,20 +18,13 @@ STANDIN_WARNING = (
 
 def prepare(model: str | None, workdir: Path, size: str) -> tuple[Path, bool]:
     """Export dir for `model` (a hub id or local dir), or for a fresh stand-in when None."""
-    from mxbai_triton.export.onnx_export import ONNX_FILENAME, export_onnx
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.export.onnx_export import ensure_export
     from mxbai_triton.export.standin import ensure_standin
 
     standin = model is None
     if standin:
         model = str(ensure_standin(workdir / f"standin-{size}", size=size).resolve())
-    export_dir = workdir / "export"
-    reusable = (export_dir / ONNX_FILENAME).is_file() and (export_dir / "spec.json").is_file()
-    if reusable and ModelSpec.load(export_dir).source in (model, str(Path(model).resolve())):
-        print(f"reusing the export in {export_dir}", flush=True)
-    else:
-        export_onnx(model, export_dir)
-    return export_dir, standin
+    return ensure_export(model, workdir / "export"), standin
 
 
 def curl_example(gateway_url: str, query: str, documents: list[str]) -> None:
@@ -45,13 +38,21 @@ def curl_example(gateway_url: str, query: str, documents: list[str]) -> None:
         print("  -> " + json.dumps(json.loads(response.read())["results"]))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("demo", help="stand-in (or real) model -> export -> repository -> Triton -> ranking, and one curl",
+                            description=__doc__)
+    add_arguments(p)
+    p.set_defaults(handler=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="hub id or checkpoint dir (default: offline stand-in)")
     parser.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"], help="stand-in size")
     parser.add_argument("--workdir", default="artifacts/demo")
     parser.add_argument("--protocol", default="grpc", choices=["grpc", "http"])
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
 
     from mxbai_triton.client import RerankClient
     from mxbai_triton.client.cli import print_ranking
@@ -84,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     if standin:
         print("\n" + STANDIN_WARNING)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m mxbai_triton.demo` (before `mxbai-triton demo` existed) runs the same command."""
+    from mxbai_triton.cli import main as cli_main
+
+    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,15 +1,50 @@
-"""CLI of the perf stage: `perf` runs a perf_analyzer sweep and writes CSV, plot and summary."""
+"""CLI of the perf stage: `perf sweep` (perf_analyzer) and every benchmark and check of perf/ as `perf NAME`."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 
 from .workload import LENGTH_SIGMAS
 
+# `perf NAME` -> module of perf/ with add_arguments(parser) and run(args); each also runs as
+# `python -m mxbai_triton.perf.MODULE` (the GPU kit runs gpu_check that way, without an install).
+BENCHMARKS = {
+    "compare": ("compare", "reference rank() vs in-process ONNX Runtime vs the Triton ensemble, one run"),
+    "served": ("served_bench", "served path on mixed lengths: computed/real tokens, mixed vs grouped, latency"),
+    "tokenizer": ("tokenizer_bench", "the tokenizer stage vs a bare batched tokenizers encode"),
+    "gateway": ("gateway_bench", "what the HTTP rerank gateway adds over the gRPC client"),
+    "fp16": ("fp16_check", "fp16/bf16 vs fp32 scores on the real shapes (torch, ONNX Runtime or emulated)"),
+    "gpu": ("gpu_check", "the GPU check kit: dtype agreement, tokens/s vs the matmul peak, peak memory"),
+    "gpu-throughput": ("gpu_throughput", "tokens/s of the PyTorch scorer on a GPU vs its matmul roofline"),
+    "onnx-vs-reference": ("onnx_vs_reference", "ONNX Runtime vs the reference package on one checkpoint"),
+    "analyze": ("model_analyzer", "write a Triton Model Analyzer config for the scorer (`make analyze` runs it)"),
+}
+SUBCOMMANDS = ("sweep", *BENCHMARKS)
+
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("perf", help="perf_analyzer sweep over concurrency: CSV, PNG plot, Markdown summary")
+    perf = commands.add_parser("perf", help="benchmarks and checks: perf_analyzer sweep, compare, fp16, gpu, analyze, ...",
+                               description=__doc__)
+    group = perf.add_subparsers(dest="perf_command", required=True, metavar="NAME")
+    _register_sweep(group)
+    for name, (module_name, text) in BENCHMARKS.items():
+        module = importlib.import_module(f"{__package__}.{module_name}")
+        p = group.add_parser(name, help=text, description=module.__doc__)
+        module.add_arguments(p)
+        p.set_defaults(handler=module.run)
+
+
+def legacy_argv(argv: list[str]) -> list[str]:
+    """`perf --model M ...` (before `perf sweep` existed) still means the sweep."""
+    if argv[:1] == ["perf"] and len(argv) > 1 and argv[1] not in SUBCOMMANDS and argv[1] not in ("-h", "--help"):
+        return ["perf", "sweep", *argv[1:]]
+    return argv
+
+
+def _register_sweep(group: argparse._SubParsersAction) -> None:
+    p = group.add_parser("sweep", help="perf_analyzer sweep over concurrency: CSV, PNG plot, Markdown summary")
     p.add_argument("--url", default="127.0.0.1:8001", help="host:port of the server (gRPC by default)")
     p.add_argument("--model", required=True, help="ensemble name")
     p.add_argument("--protocol", default="grpc", choices=["grpc", "http"])

@@ -13,19 +13,12 @@ from .workload import LENGTH_SIGMAS, mixed_documents, synthetic_documents
 
 
 def prepare(size: str, workdir: Path) -> tuple[Path, Path]:
-    """Seeded stand-in and its fp32 export under `workdir`, built once and reused."""
-    from mxbai_triton.export.onnx_export import ONNX_FILENAME, export_onnx
+    """Seeded stand-in and its fp32 export under `workdir`, built once and reused while current."""
+    from mxbai_triton.export.onnx_export import ensure_export
     from mxbai_triton.export.standin import ensure_standin
 
-    from mxbai_triton.export.scorer import PADDING_SIDE
-    from mxbai_triton.export.spec import ModelSpec
-
     checkpoint = ensure_standin(workdir / f"standin-{size}", size=size)
-    export = workdir / f"standin-{size}-export-fp32"
-    # An export of an earlier graph (another padding side) is stale: export again.
-    if not (export / ONNX_FILENAME).is_file() or ModelSpec.load(export).padding_side != PADDING_SIDE:
-        export_onnx(str(checkpoint), export)
-    return checkpoint, export
+    return checkpoint, ensure_export(str(checkpoint), workdir / f"standin-{size}-export-fp32")
 
 
 def timed(fn):
@@ -51,9 +44,9 @@ def run_reference(checkpoint: Path, workload):
 
 
 def run_onnxruntime(export: Path, workload):
-    from mxbai_triton.export.onnx_export import ONNX_FILENAME
     from mxbai_triton.export.preprocess import RerankPreprocessor, pad_sequences, padded_length
-    from mxbai_triton.export.validate import onnx_session
+    from mxbai_triton.export.runtime import onnx_session
+    from mxbai_triton.export.spec import ONNX_FILENAME
 
     pre = RerankPreprocessor.from_dir(export)
     session = onnx_session(export / ONNX_FILENAME)
@@ -86,8 +79,7 @@ def run_triton(export: Path, workload, concurrencies: list[int], workdir: Path, 
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"])
     parser.add_argument("--queries", type=int, default=8)
     parser.add_argument("--docs", type=int, default=32)
@@ -96,8 +88,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="document lengths: all equal, or lognormal like retrieved chunks")
     parser.add_argument("--concurrency", default="1,4")
     parser.add_argument("--workdir", default="artifacts")
-    parser.add_argument("--padding", default=None, choices=["buckets", "multiple"], help="tokenizer padding (default: the portable target's)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--padding", default=None, choices=["buckets", "multiple"],
+                        help="tokenizer padding (default: the portable target's)")
+
+
+def run(args: argparse.Namespace) -> int:
 
     workdir = Path(args.workdir)
     checkpoint, export = prepare(args.size, workdir)
@@ -130,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"\nmax |score - reference| over every path: {worst:.2g}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 LONG_CASES = ("padded", "single")
 
 
@@ -54,31 +53,13 @@ def _torch_outputs(scorer, device, grid):
     return results
 
 
-def emulate_fp16(scorer):
-    """Round weights, and every Linear's input and output, to fp16 values while computing in fp32."""
-    import torch
-    from torch import nn
-
-    def to_half(tensor):
-        return tensor.to(torch.float16).to(tensor.dtype)
-
-    with torch.no_grad():
-        for parameter in scorer.body.parameters():
-            parameter.copy_(to_half(parameter))
-    for module in scorer.body.modules():
-        if isinstance(module, nn.Linear):
-            module.register_forward_pre_hook(lambda _, args: tuple(to_half(a) for a in args))
-            module.register_forward_hook(lambda _, __, output: to_half(output))
-    return scorer
-
-
 def _onnx_outputs(checkpoint: Path, dtype: str, grid):
-    from mxbai_triton.export.onnx_export import ONNX_FILENAME, export_onnx
-    from mxbai_triton.export.validate import onnx_session
+    from mxbai_triton.export.onnx_export import ensure_export
+    from mxbai_triton.export.runtime import onnx_session
+    from mxbai_triton.export.spec import ONNX_FILENAME
 
-    export_dir = checkpoint.parent / f"{checkpoint.name}-export-{dtype}"
-    if not (export_dir / ONNX_FILENAME).is_file():
-        export_onnx(str(checkpoint), export_dir, dtype=dtype, validate=False)
+    export_dir = ensure_export(str(checkpoint), checkpoint.parent / f"{checkpoint.name}-export-{dtype}", dtype=dtype,
+                               validate=False)
     session = onnx_session(export_dir / ONNX_FILENAME)
     results = []
     for _, ids, mask in grid:
@@ -88,8 +69,7 @@ def _onnx_outputs(checkpoint: Path, dtype: str, grid):
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="base", choices=["tiny", "small", "base", "large"])
     parser.add_argument("--checkpoint", default=None, help="checkpoint dir (default: a seeded stand-in in artifacts/)")
     parser.add_argument("--device", default="cpu")
@@ -102,9 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "emulated"])
     parser.add_argument("--atol", type=float, default=0.02,
                         help="largest |fp16 - fp32| score difference accepted (exit 1 above it or on inf/NaN)")
-    args = parser.parse_args(argv)
 
-    from mxbai_triton.export.onnx_export import load_causal_lm
+
+def run(args: argparse.Namespace) -> int:
+
+    from mxbai_triton.export.checkpoint import load_causal_lm
+    from mxbai_triton.export.fp16_emulation import emulate_fp16
     from mxbai_triton.export.scorer import FoldedHeadScorer
     from mxbai_triton.export.spec import resolve_spec
     from mxbai_triton.export.standin import ensure_standin
@@ -114,13 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     lengths = [int(x) for x in args.lengths.split(",") if x]
     long_cases = [c for c in args.long_cases.split(",") if c]
     if set(long_cases) - set(LONG_CASES):
-        parser.error(f"--long-cases takes {', '.join(LONG_CASES)}")
+        raise ValueError(f"--long-cases takes {', '.join(LONG_CASES)}")
     grid = list(cases(spec, args.batch, lengths, args.long_length, long_cases))
     if args.runtime == "onnxruntime":
         outputs = {dtype: _onnx_outputs(checkpoint, dtype, grid) for dtype in ("fp32", args.dtype)}
     elif args.runtime == "emulated":
         if args.dtype != "fp16":
-            parser.error("--runtime emulated emulates fp16 only")
+            raise ValueError("--runtime emulated emulates fp16 only")
         lm = load_causal_lm(str(checkpoint))
         outputs = {"fp32": _torch_outputs(FoldedHeadScorer(lm, spec, "fp32"), args.device, grid)}
         emulated = emulate_fp16(FoldedHeadScorer(copy.deepcopy(lm), spec, "fp32"))
@@ -142,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "within" if worst <= args.atol else "OUTSIDE"
     print(f"worst max|diff|: {worst:.4g}, {verdict} the tolerance {args.atol:g}")
     return 0 if worst <= args.atol else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -64,8 +64,7 @@ async def measure(grpc_url: str, gateway_url: str, model: str, *, docs: int, tok
         return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"])
     parser.add_argument("--docs", type=int, default=10, help="documents per request")
     parser.add_argument("--tokens", type=int, default=60, help="tokens per document")
@@ -73,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20.0, help="per path, for the throughput")
     parser.add_argument("--workdir", default="artifacts")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
 
     from mxbai_triton.export.spec import ModelSpec
     from mxbai_triton.gateway.process import GatewayProcess
@@ -97,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"gateway adds {http['p50 ms'] - grpc['p50 ms']:+.2f} ms at p50 (x{http['p50 ms'] / grpc['p50 ms']:.2f}); "
           f"throughput x{http[keys[1]] / grpc[keys[1]]:.2f} of the gRPC client's")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

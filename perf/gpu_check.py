@@ -15,7 +15,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from mxbai_triton.export.standin import SIZES as SHAPES, VOCAB_SIZE as VOCAB  # base/large: the real shapes
+from mxbai_triton.export.standin import SIZES as SHAPES  # base/large: the real shapes
+from mxbai_triton.export.standin import VOCAB_SIZE as VOCAB
 
 
 def random_causal_lm(shape, seed: int = 0):
@@ -160,8 +161,7 @@ def check_shape(name: str, shape, device: str, args, peak: float) -> bool:
     return ok
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="tiny shape on CPU, short lengths (what make test runs)")
     parser.add_argument("--shapes", default="base,large")
     parser.add_argument("--docs", type=int, default=100)
@@ -170,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--atol-fp16", type=float, default=0.02)
     parser.add_argument("--atol-bf16", type=float, default=0.1)
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     args.atol = {"fp16": args.atol_fp16, "bf16": args.atol_bf16}
 
     import torch
@@ -190,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     ok = all([check_shape(name, SHAPES[name], device, args, peak) for name in shapes])
     print("\ngpu-check: " + ("every dtype within tolerance" if ok else "FAILED: a dtype outside tolerance or non-finite"))
     return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -19,14 +19,15 @@ def flops_per_row(config, seq: int) -> float:
     return per_token * seq + attention
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="base", choices=["tiny", "small", "base", "large"])
     parser.add_argument("--docs", type=int, default=100)
     parser.add_argument("--seq", type=int, default=304, help="padded tokens per document (~300)")
     parser.add_argument("--batch", type=int, default=50, help="documents per forward")
     parser.add_argument("--repeats", type=int, default=10)
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
 
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = ModelSpec(name=args.size, source="random")
     ids = torch.randint(0, 151643, (args.docs, args.seq), device="cuda")
     mask = torch.ones_like(ids)
-    print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  {args.size}: {args.docs} docs x {args.seq} tokens, batch {args.batch}")
+    print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  {args.size}: "
+          f"{args.docs} docs x {args.seq} tokens, batch {args.batch}")
     for dtype in ("fp16", "bf16"):
         scorer = FoldedHeadScorer(Qwen2ForCausalLM(config), spec, dtype).eval().cuda()
         with torch.inference_mode():
@@ -66,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         del scorer
         torch.cuda.empty_cache()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory (the reference loads it)")
     parser.add_argument("--export", required=True, help="export directory of the same checkpoint")
     parser.add_argument("--docs", type=int, default=16)
     parser.add_argument("--doc-tokens", type=int, default=290)
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
 
     from .compare import run_onnxruntime, run_reference
     from .workload import QUERY, synthetic_documents
@@ -28,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"onnxruntime + our tokenizer:    {onnx_s:7.2f} s   ({reference_s / onnx_s:.2f}x faster)")
     print(f"max |score diff|: {float(np.max(np.abs(scores - expected))):.3g}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -6,29 +6,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from mxbai_triton.model_repository.server import DISPATCH_COUNTERS, read_counters
+
 from .compare import prepare
 from .workload import LENGTH_SIGMAS, QUERY, mixed_documents, synthetic_documents
-
-DISPATCH_COUNTERS = ("mxbai_dispatch_real_tokens", "mxbai_dispatch_padded_tokens", "mxbai_dispatch_sub_batches",
-                     "mxbai_dispatch_documents")
-
-
-def read_counters(metrics_url: str, names=DISPATCH_COUNTERS) -> dict[str, float]:
-    """Sum of each named counter over its labels, from Triton's Prometheus endpoint (0 when absent)."""
-    with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    totals = dict.fromkeys(names, 0.0)
-    for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in totals:
-            totals[name] += float(line.rsplit(" ", 1)[1])
-    return totals
 
 
 def _timed_pool(concurrency: int, fn, items) -> float:
@@ -82,8 +68,7 @@ def grouped_requests(queries: list[tuple[str, list[str]]], pre, size: int = 10) 
     return grouped
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"])
     parser.add_argument("--queries", type=int, default=4, help="100-document queries per distribution")
     parser.add_argument("--docs", type=int, default=100)
@@ -93,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigmas", default=",".join(LENGTH_SIGMAS), help=f"of {', '.join(LENGTH_SIGMAS)}")
     parser.add_argument("--workdir", default="artifacts")
     parser.add_argument("--export", default=None, help="an existing export directory instead of the --size stand-in")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
 
     from mxbai_triton.client import RerankClient
     from mxbai_triton.export.preprocess import RerankPreprocessor
@@ -132,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {label} | {real:.0f} | {ratio} | {subs:.0f} | {mixed_s:.2f} | {grouped_s:.2f} | "
                   f"{grouped_s / mixed_s:.2f} |", flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -27,14 +27,15 @@ def interleaved_medians_ms(fns: dict, repeats: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--export", default=None, help="export directory (tokenizer.json, spec.json); default: the small stand-in's")
     parser.add_argument("--docs", type=int, default=100)
     parser.add_argument("--words", type=int, default=250, help="words per document")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--workdir", default="artifacts")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
 
     from tokenizers import Tokenizer
 
@@ -69,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  tokenizer stage (decode, encode, plan) {ms['stage']:7.2f} ms  -> {ms['stage'] / floor:.2f}x the floor, "
           f"{ms['stage'] / ms['encode_batch']:.2f}x encode_batch; {len(batches)} sub-batches")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

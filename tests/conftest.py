@@ -13,6 +13,19 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tiny_checkpoint, tmp_path_factory):
+    """tokenizer.json and the spec an export of the tiny stand-in would have, without running the exporter."""
+    from mxbai_triton.export.preprocess import TOKENIZER_FILENAME
+    from mxbai_triton.export.scorer import PADDING_SIDE
+    from mxbai_triton.export.spec import resolve_spec
+
+    out = tmp_path_factory.mktemp("tokenizer")
+    (out / TOKENIZER_FILENAME).symlink_to(tiny_checkpoint / TOKENIZER_FILENAME)
+    resolve_spec(str(tiny_checkpoint)).with_overrides(padding_side=PADDING_SIDE).save(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_export(tiny_checkpoint, tmp_path_factory):
     from mxbai_triton.export.onnx_export import export_onnx
 
@@ -29,10 +42,10 @@ def oracle(tiny_checkpoint):
 
 
 @pytest.fixture(scope="session")
-def preprocessor(tiny_export):
+def preprocessor(tiny_tokenizer_dir):
     from mxbai_triton.export.preprocess import RerankPreprocessor
 
-    return RerankPreprocessor.from_dir(tiny_export)
+    return RerankPreprocessor.from_dir(tiny_tokenizer_dir)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mxbai_triton.client import RerankClient
-from mxbai_triton.perf.served_bench import read_counters
+from mxbai_triton.model_repository.server import read_counters
 from mxbai_triton.perf.workload import mixed_documents
 from tests.conftest import SERVED_MAX_DOCUMENTS
 from tests.reference import reference_scores

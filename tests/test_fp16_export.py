@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mxbai_triton.export.onnx_export import ONNX_FILENAME
+from mxbai_triton.export.spec import ONNX_FILENAME
+
+# runs the ONNX exporter (~10 s a graph)
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +24,8 @@ def _value_types(model):
     import onnx
 
     inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    values = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+    types = {v.name: v.type.tensor_type.elem_type for v in values}
     types.update({t.name: t.data_type for t in inferred.graph.initializer})
     return inferred.graph, types
 
@@ -41,8 +45,9 @@ def test_fp16_graph_keeps_norm_reductions_in_fp32_and_runs_fused_attention_in_fp
 
 
 def test_fp16_scores_stay_finite_and_close_to_fp32_for_padded_rows(fp16_export, tiny_export):
+    from mxbai_triton.export.runtime import onnx_session
     from mxbai_triton.export.spec import ModelSpec
-    from mxbai_triton.export.validate import grid_inputs, onnx_session
+    from mxbai_triton.export.validate import grid_inputs
 
     spec = ModelSpec.load(fp16_export)
     ids, mask = grid_inputs(8, 512, spec)  # the last rows are almost all padding
@@ -53,13 +58,13 @@ def test_fp16_scores_stay_finite_and_close_to_fp32_for_padded_rows(fp16_export, 
     np.testing.assert_allclose(fp16, fp32, atol=5e-2, rtol=2e-2)
 
 
-def test_bf16_export_validates_through_the_traced_module(tiny_checkpoint, tmp_path, capfd):
+def test_bf16_export_validates_through_the_traced_module(tiny_checkpoint, tmp_path, caplog):
     import onnx
 
     from mxbai_triton.export.onnx_export import export_onnx
 
     export_onnx(str(tiny_checkpoint), tmp_path / "bf16", dtype="bf16")
-    assert "no bf16 CPU kernels" in capfd.readouterr().err
+    assert "no bf16 CPU kernels" in caplog.text
     model = onnx.load(str(tmp_path / "bf16" / ONNX_FILENAME))
     assert any(t.data_type == onnx.TensorProto.BFLOAT16 for t in model.graph.initializer)
 
@@ -69,9 +74,9 @@ def _scorers(tiny_checkpoint, scale: float = 1.0):
 
     import torch
 
-    from mxbai_triton.export.onnx_export import load_causal_lm
+    from mxbai_triton.export.checkpoint import load_causal_lm
+    from mxbai_triton.export.fp16_emulation import emulate_fp16
     from mxbai_triton.export.spec import resolve_spec
-    from mxbai_triton.perf.fp16_check import emulate_fp16
 
     lm = load_causal_lm(str(tiny_checkpoint))
     with torch.no_grad():  # scale > 1 pushes the first MLP's products past fp16's 65504

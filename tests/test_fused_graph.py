@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from mxbai_triton.export.graph_checks import ops_tensorrt_cannot_parse, tensors_with_two_sequence_axes, trt_operator_table
-from mxbai_triton.export.onnx_export import ONNX_FILENAME
+from mxbai_triton.export.spec import ONNX_FILENAME
+
+# runs the ONNX exporter (~10 s a graph)
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +78,9 @@ def test_the_stored_operator_list_is_the_targeted_tensorrt_release():
 
 
 def test_right_padded_scores_do_not_depend_on_how_much_padding_follows(tiny_export):
+    from mxbai_triton.export.runtime import onnx_session
     from mxbai_triton.export.spec import ModelSpec
-    from mxbai_triton.export.validate import grid_inputs, onnx_session
+    from mxbai_triton.export.validate import grid_inputs
 
     spec = ModelSpec.load(tiny_export)
     assert spec.padding_side == "right"

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 
 from mxbai_triton.export.memory import (
-    ARCHITECTURES, INSTANCE_BUDGET_BYTES, MAX_TENSOR_ELEMENTS, Architecture, activation_bytes_per_token,
-    dispatch_bytes, engine_bytes, memory_table, profile_memory, weight_bytes,
+    ARCHITECTURES,
+    INSTANCE_BUDGET_BYTES,
+    MAX_TENSOR_ELEMENTS,
+    Architecture,
+    activation_bytes_per_token,
+    dispatch_bytes,
+    engine_bytes,
+    memory_table,
+    profile_memory,
+    weight_bytes,
 )
 from mxbai_triton.export.spec import BASE_V2, LARGE_V2
 

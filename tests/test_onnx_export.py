@@ -8,13 +8,17 @@ import shutil
 import numpy as np
 import pytest
 
-from mxbai_triton.export.onnx_export import ONNX_FILENAME
 from mxbai_triton.export.preprocess import RerankPreprocessor, pad_sequences, padded_length
-from mxbai_triton.export.spec import ModelSpec
-from mxbai_triton.export.validate import ValidationError, check_signature, onnx_session, validate_export
+from mxbai_triton.export.runtime import onnx_session
+from mxbai_triton.export.spec import ONNX_FILENAME, ModelSpec
+from mxbai_triton.export.validate import ValidationError, check_signature, validate_export
 from tests.cases import LONG_DOCUMENT, PARITY_CASES
 
-SCORE_CASES = [c for c in PARITY_CASES if c[0] in ("example", "instruction", "multilingual", "empty_and_whitespace", "special_tokens_in_text")]
+SCORE_CASES = [c for c in PARITY_CASES
+               if c[0] in ("example", "instruction", "multilingual", "empty_and_whitespace", "special_tokens_in_text")]
+
+# runs the ONNX exporter (~10 s a graph)
+pytestmark = pytest.mark.slow
 
 
 def _onnx_scores(export_dir, preprocessor, query, documents, instruction=None):

@@ -21,9 +21,9 @@ def _oracle_rows(oracle, query, documents, instruction, max_length):
 
 
 @pytest.mark.parametrize("case", PARITY_CASES, ids=[c[0] for c in PARITY_CASES])
-def test_token_ids_match_reference(case, oracle, tiny_export):
+def test_token_ids_match_reference(case, oracle, tiny_tokenizer_dir):
     _, query, documents, instruction, max_length = case
-    ours = RerankPreprocessor.from_dir(tiny_export, max_length=max_length).encode(query, documents, instruction=instruction)
+    ours = RerankPreprocessor.from_dir(tiny_tokenizer_dir, max_length=max_length).encode(query, documents, instruction=instruction)
     batch = _oracle_rows(oracle, query, documents, instruction, max_length)
     expected = [row[mask.bool()].tolist() for row, mask in zip(batch["input_ids"], batch["attention_mask"])]
     assert ours == expected
@@ -64,9 +64,9 @@ def test_padded_length_rejects_sequence_beyond_last_bucket():
         padded_length(193, buckets=(64, 128, 192))
 
 
-def test_max_length_below_one_is_rejected(tiny_export):
+def test_max_length_below_one_is_rejected(tiny_tokenizer_dir):
     with pytest.raises(ValueError, match="max_length must be >= 1"):
-        RerankPreprocessor.from_dir(tiny_export, max_length=0)
+        RerankPreprocessor.from_dir(tiny_tokenizer_dir, max_length=0)
 
 
 @pytest.mark.parametrize("case", DEFAULT_LENGTH_CASES, ids=[c[0] for c in DEFAULT_LENGTH_CASES])

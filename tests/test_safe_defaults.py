@@ -37,7 +37,7 @@ def test_export_refuses_a_checkpoint_with_pickle_weights_only(tiny_checkpoint, t
 
 
 def test_export_never_runs_code_shipped_with_a_checkpoint(tiny_checkpoint, tmp_path):
-    from mxbai_triton.export.onnx_export import load_causal_lm
+    from mxbai_triton.export.checkpoint import load_causal_lm
 
     source = tmp_path / "with-code"
     shutil.copytree(tiny_checkpoint, source)

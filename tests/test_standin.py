@@ -33,6 +33,7 @@ def test_tokenizer_normalizes_nfd_to_nfc(qwen_tokenizer):
     assert qwen_tokenizer.encode("cafe\u0301").ids == qwen_tokenizer.encode("caf\u00e9").ids
 
 
+@pytest.mark.slow
 def test_same_seed_gives_same_weights_and_other_seed_differs(tmp_path, tiny_checkpoint):
     again = build_standin(tmp_path / "again", size="tiny", seed=0)
     other = build_standin(tmp_path / "other", size="tiny", seed=1)

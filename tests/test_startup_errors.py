@@ -10,6 +10,9 @@ import pytest
 
 from tests.conftest import serve_command
 
+# needs the tiny export and runs the serve command
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def good_repository(tiny_repository):
@@ -37,7 +40,8 @@ BROKEN = {
                           r"rr_tokenizer/1/tokenizer\.json: not a loadable tokenizer"),
     "corrupt_spec": ("rr_scorer/1/spec.json", _garble, r"rr_scorer/1/spec\.json: not a valid model spec"),
     "corrupt_config": ("rr_scorer/config.pbtxt", _garble, r"rr_scorer/config\.pbtxt: not a valid Triton model config"),
-    "missing_scorer_model": ("rr_scorer", shutil.rmtree, r"rr_tokenizer: the scorer model 'rr_scorer' it dispatches to is not in the repository"),
+    "missing_scorer_model": ("rr_scorer", shutil.rmtree,
+                             r"rr_tokenizer: the scorer model 'rr_scorer' it dispatches to is not in the repository"),
     "missing_tokenizer_model": ("rr_tokenizer", shutil.rmtree, r"rr: its step model 'rr_tokenizer' is not in the repository"),
     "missing_python_model_file": ("rr_tokenizer/1/model.py", _remove, r"rr_tokenizer/1/model\.py: missing"),
 }

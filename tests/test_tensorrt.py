@@ -24,10 +24,10 @@ def test_profiles_with_opt_outside_range_are_rejected():
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here; this pins the behaviour without it")
-def test_build_engine_without_tensorrt_says_how_to_get_it_and_does_nothing(tiny_export, tmp_path):
+def test_build_engine_without_tensorrt_says_how_to_get_it_and_does_nothing(tmp_path):
     out = tmp_path / "engine"
-    run = subprocess.run(
-        [sys.executable, "-m", "mxbai_triton", "build-engine", str(tiny_export), "--out", str(out)],
+    run = subprocess.run(  # TensorRT is looked for before the export is read: no export needed
+        [sys.executable, "-m", "mxbai_triton", "build-engine", str(tmp_path / "export"), "--out", str(out)],
         capture_output=True, text=True, timeout=120,
     )
     assert run.returncode == 3
@@ -42,11 +42,11 @@ def test_fp16_engine_scores_match_onnx_runtime(tiny_checkpoint, tmp_path):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
+    from mxbai_triton.export.checkpoint import load_causal_lm
     from mxbai_triton.export.onnx_export import export_onnx
+    from mxbai_triton.export.spec import ModelSpec
     from mxbai_triton.export.tensorrt import build_engine
     from mxbai_triton.export.validate import grid_inputs, reference_scores
-    from mxbai_triton.export.onnx_export import load_causal_lm
-    from mxbai_triton.export.spec import ModelSpec
 
     export = tmp_path / "fp16"
     export_onnx(str(tiny_checkpoint), export, dtype="fp16")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -11,9 +9,9 @@ from mxbai_triton.export.spec import ModelSpec
 from mxbai_triton.model_repository.tokenizer_backend import RequestError, TokenizerCore, decode_text
 
 
-def _core(tiny_export, tmp_path, **overrides) -> TokenizerCore:
-    shutil.copy(tiny_export / "tokenizer.json", tmp_path / "tokenizer.json")
-    ModelSpec.load(tiny_export).with_overrides(**overrides).save(tmp_path)
+def _core(tiny_tokenizer_dir, tmp_path, **overrides) -> TokenizerCore:
+    (tmp_path / "tokenizer.json").symlink_to(tiny_tokenizer_dir / "tokenizer.json")  # parsed once, cached
+    ModelSpec.load(tiny_tokenizer_dir).with_overrides(**overrides).save(tmp_path)
     return TokenizerCore(tmp_path)
 
 
@@ -21,23 +19,23 @@ def _request(query: str, documents: list[str]):
     return (np.array([query.encode()], dtype=object), np.array([d.encode() for d in documents], dtype=object), None)
 
 
-def test_each_sub_batch_is_padded_to_its_own_smallest_bucket(tiny_export, tmp_path):
-    core = _core(tiny_export, tmp_path, sub_batch_overhead_tokens=0)  # no reason to merge the two lengths
+def test_each_sub_batch_is_padded_to_its_own_smallest_bucket(tiny_tokenizer_dir, tmp_path):
+    core = _core(tiny_tokenizer_dir, tmp_path, sub_batch_overhead_tokens=0)  # no reason to merge the two lengths
     (short, long), = core.plan([core.parse(*_request("q", ["a", "word " * 150]))])
     assert short.input_ids.shape == (1, 128) and long.input_ids.shape == (1, 256)
     assert short.rows.tolist() == [0] and long.rows.tolist() == [1]
     assert short.attention_mask[0, 0] == 1 and short.attention_mask[0, -1] == 0  # right padding, as the graph wants
 
 
-def test_without_buckets_sub_batches_are_padded_to_a_multiple_of_8(tiny_export, tmp_path):
-    core = _core(tiny_export, tmp_path, bucket_bounds=())
+def test_without_buckets_sub_batches_are_padded_to_a_multiple_of_8(tiny_tokenizer_dir, tmp_path):
+    core = _core(tiny_tokenizer_dir, tmp_path, bucket_bounds=())
     for batch in core.plan([core.parse(*_request("q", ["a", "word " * 150, "b c"]))])[0]:
         longest = int(batch.attention_mask.sum(axis=1).max())
         assert batch.input_ids.shape[1] == -(-longest // 8) * 8
 
 
-def test_sub_batches_hold_the_reference_rows_of_every_document_once(tiny_export, tmp_path, preprocessor):
-    core = _core(tiny_export, tmp_path, bucket_bounds=())
+def test_sub_batches_hold_the_reference_rows_of_every_document_once(tiny_tokenizer_dir, tmp_path, preprocessor):
+    core = _core(tiny_tokenizer_dir, tmp_path, bucket_bounds=())
     documents = ["short", "word " * 400, "a bit longer text here", "", "word " * 30]
     plan, = core.plan([core.parse(*_request("who?", documents))])
     expected = preprocessor.encode("who?", documents)
@@ -49,22 +47,22 @@ def test_sub_batches_hold_the_reference_rows_of_every_document_once(tiny_export,
     assert sorted(seen) == list(range(len(documents)))
 
 
-def test_left_padding_for_graphs_exported_before_right_padding(tiny_export, tmp_path):
-    core = _core(tiny_export, tmp_path, bucket_bounds=(), padding_side="left")
+def test_left_padding_for_graphs_exported_before_right_padding(tiny_tokenizer_dir, tmp_path):
+    core = _core(tiny_tokenizer_dir, tmp_path, bucket_bounds=(), padding_side="left")
     (batch,), = core.plan([core.parse(*_request("q", ["a", "b c d"]))])
     lengths = batch.attention_mask.sum(axis=1)
     assert all(mask[-n:].all() and not mask[:-n].any() for mask, n in zip(batch.attention_mask, lengths))
 
 
-def test_right_padding_puts_every_pad_after_the_real_tokens(tiny_export, tmp_path):
-    core = _core(tiny_export, tmp_path, bucket_bounds=(), padding_side="right")
+def test_right_padding_puts_every_pad_after_the_real_tokens(tiny_tokenizer_dir, tmp_path):
+    core = _core(tiny_tokenizer_dir, tmp_path, bucket_bounds=(), padding_side="right")
     (batch,), = core.plan([core.parse(*_request("q", ["a", "b c d"]))])
     lengths = batch.attention_mask.sum(axis=1)
     assert all(mask[:n].all() and not mask[n:].any() for mask, n in zip(batch.attention_mask, lengths))
 
 
-def test_more_documents_than_the_request_limit_are_refused_naming_the_limit(tiny_export, tmp_path):
-    core = _core(tiny_export, tmp_path, max_documents_per_request=3)
+def test_more_documents_than_the_request_limit_are_refused_naming_the_limit(tiny_tokenizer_dir, tmp_path):
+    core = _core(tiny_tokenizer_dir, tmp_path, max_documents_per_request=3)
     with pytest.raises(RequestError, match="'documents' has 4 items, more than the per-request limit of 3"):
         core.parse(*_request("q", ["a", "b", "c", "d"]))
 

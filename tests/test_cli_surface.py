@@ -1,0 +1,92 @@
+"""The one CLI: every entry point is a subcommand, old names keep working, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mxbai_triton.cli import build_parser, main
+from mxbai_triton.perf.cli import BENCHMARKS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _subcommands(parser) -> dict:
+    (action,) = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    return action.choices
+
+
+def _has_main_block(path: Path) -> bool:
+    tree = ast.parse(path.read_text())
+    return any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body)
+
+
+def test_help_lists_every_command():
+    assert set(_subcommands(build_parser())) == {
+        "standin", "tiny-model", "tokenize", "export", "build-engine", "validate", "repo", "publish", "serve", "rank",
+        "api", "perf", "demo",
+    }
+
+
+def test_every_runnable_perf_module_is_a_perf_subcommand():
+    runnable = {p.stem for p in (ROOT / "perf").glob("*.py") if _has_main_block(p)}
+    assert runnable == {module for module, _ in BENCHMARKS.values()}
+    perf = _subcommands(build_parser())["perf"]
+    assert set(_subcommands(perf)) == {"sweep", *BENCHMARKS}
+
+
+def test_old_names_keep_working():
+    parser = build_parser()
+    assert parser.parse_args(["tiny-model", "out"]).handler is parser.parse_args(["standin", "out"]).handler
+    from mxbai_triton.perf.cli import legacy_argv
+
+    args = parser.parse_args(legacy_argv(["perf", "--model", "reranker", "--docs", "10"]))
+    assert (args.perf_command, args.model, args.docs) == ("sweep", "reranker", 10)
+
+
+def test_python_m_demo_still_runs_the_demo_command():
+    run = subprocess.run([sys.executable, "-m", "mxbai_triton.demo", "--help"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "usage: mxbai-triton demo" in run.stdout
+
+
+def test_server_flags_read_the_environment(monkeypatch):
+    monkeypatch.setenv("MXBAI_TRITON_REPOSITORY", "s3://bucket/repo")
+    monkeypatch.setenv("MXBAI_TRITON_HTTP_PORT", "9000")
+    monkeypatch.setenv("MXBAI_TRITON_API_PORT", "9080")
+    monkeypatch.setenv("MXBAI_API_TIMEOUT", "5")
+    monkeypatch.setenv("MXBAI_API_MODEL", "reranker")
+    serve = build_parser().parse_args(["serve"])
+    assert (serve.repository, serve.http_port, serve.grpc_port, serve.api_port, serve.api_timeout) == (
+        "s3://bucket/repo", 9000, 8001, 9080, 5.0)
+    assert build_parser().parse_args(["api"]).model == "reranker"
+    assert build_parser().parse_args(["serve", "local/repo", "--http-port", "7000"]).http_port == 7000
+
+
+def test_usage_errors_exit_2_with_one_line(capsys, tmp_path):
+    assert main(["repo"]) == 2
+    assert capsys.readouterr().err == "mxbai-triton repo: error: repo needs SOURCE and --out (or --examples)\n"
+    assert main(["tokenize", str(tmp_path / "missing"), "--query", "q", "d"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mxbai-triton tokenize: error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_an_unreachable_hub_is_one_line_naming_the_model_and_what_to_do(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}  # offline, empty cache
+    run = subprocess.run([sys.executable, "-m", "mxbai_triton", "export", "mixedbread-ai/mxbai-rerank-base-v2",
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("mxbai-triton export: error: cannot load 'mixedbread-ai/mxbai-rerank-base-v2'")
+    assert "local checkpoint directory" in last and "HF_ENDPOINT" in last
+
+
+def test_repo_examples_regenerates_the_committed_examples(tmp_path, capsys):
+    assert main(["repo", "--examples", "--out", str(tmp_path)]) == 0
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("config.pbtxt"))
+    committed = sorted(p.relative_to(ROOT / "model_repository" / "examples")
+                       for p in (ROOT / "model_repository" / "examples").rglob("config.pbtxt"))
+    assert written == committed
