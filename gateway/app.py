@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -58,7 +59,9 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
         if not api_keys:
             return
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(key.strip(), k) for k in api_keys):
+        # Bytes: compare_digest refuses str with non-ASCII characters, which a header may carry.
+        given = key.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not any(hmac.compare_digest(given, k.encode()) for k in api_keys):
             raise APIError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'")
 
     async def answer(api: str, request: Request, schema: type[BaseModel], run: Callable[[BaseModel], Awaitable]) -> Response:
@@ -71,6 +74,9 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
         except APIError as error:
             status = error.status
             return JSONResponse(error_body(api, error), status_code=status)
+        except asyncio.CancelledError:
+            status = 499  # the client went away (nginx's code); nothing to answer
+            raise
         except Exception as error:  # noqa: BLE001 - the server stays up; the client hears what broke
             log.exception("unexpected failure in %s", request.url.path)
             status = 500
@@ -92,11 +98,12 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
     @app.post("/v2/rerank")
     async def cohere_v2(request: Request) -> Response:
         async def run(body: CohereV2Request):
-            _, ranked = await rank("cohere", body.model, body.query, body.documents, body.instruction, body.top_n)
+            texts = body.texts()
+            _, ranked = await rank("cohere", body.model, body.query, texts, body.instruction, body.top_n)
             return {
                 "id": str(uuid.uuid4()),
-                "results": [{"index": i, "relevance_score": float(ranked.relevance[i])} for i in ranked.order],
-                "meta": _cohere_meta(len(body.documents), ranked.total_tokens),
+                "results": [_result(ranked, i, texts if body.return_documents else None) for i in ranked.order],
+                "meta": _cohere_meta(len(texts), ranked.total_tokens),
             }
         return await answer("cohere", request, CohereV2Request, run)
 
@@ -105,12 +112,7 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
         async def run(body: JinaRequest):
             texts = body.texts()
             model, ranked = await rank("jina", body.model, body.query, texts, body.instruction, body.top_n)
-            results = []
-            for i in ranked.order:
-                result = {"index": i, "relevance_score": float(ranked.relevance[i])}
-                if body.return_documents:
-                    result["document"] = {"text": texts[i]}
-                results.append(result)
+            results = [_result(ranked, i, texts if body.return_documents else None) for i in ranked.order]
             out = {"id": str(uuid.uuid4()), "model": model, "results": results,
                    "meta": _cohere_meta(len(texts), ranked.total_tokens, version="1")}
             if ranked.total_tokens is not None:
@@ -157,11 +159,20 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
     return app
 
 
+# 1000 documents of 8k tokens are ~35 MB of text: room for that, not for anything.
+MAX_BODY_BYTES = 64 << 20
+
+
 async def _parse(request: Request, schema: type[BaseModel], schema_status: int) -> BaseModel:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise APIError(413, f"the body has {int(declared)} bytes, more than the limit of {MAX_BODY_BYTES}")
     raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise APIError(413, f"the body has {len(raw)} bytes, more than the limit of {MAX_BODY_BYTES}")
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, bad UTF-8, 5000-digit integers, deep nesting
         raise APIError(400, f"the body is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise APIError(schema_status, f"the body must be a JSON object, got {type(data).__name__}")
@@ -169,6 +180,13 @@ async def _parse(request: Request, schema: type[BaseModel], schema_status: int) 
         return schema.model_validate(data)
     except ValidationError as error:
         raise validation_error(error.errors(include_url=False), schema_status) from None
+
+
+def _result(ranked: Ranked, index: int, texts: list[str] | None) -> dict:
+    result: dict = {"index": index, "relevance_score": float(ranked.relevance[index])}
+    if texts is not None:
+        result["document"] = {"text": texts[index]}
+    return result
 
 
 def _cohere_meta(documents: int, tokens: int | None, *, version: str = "2") -> dict:

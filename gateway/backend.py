@@ -7,6 +7,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from mxbai_triton.client.rerank import AsyncRerankClient, RerankError, RetryPolicy, Scored
 from mxbai_triton.client.transport import ServerLimits
 
@@ -40,7 +42,10 @@ class BackendSettings:
         if not self.models or not all(self.models):
             raise ValueError("--model needs at least one ensemble name")
         if self.timeout <= 0 or self.retry_for < 0:
-            raise ValueError("--timeout must be > 0 and --retry-for >= 0")
+            raise ValueError("--api-timeout must be > 0 and --api-retry-for >= 0")
+        if self.retry_for >= self.timeout:
+            raise ValueError(f"--api-retry-for ({self.retry_for:g}s) must be shorter than --api-timeout "
+                             f"({self.timeout:g}s), or an outage answers 504 instead of 503")
 
 
 class TritonBackend:
@@ -56,6 +61,10 @@ class TritonBackend:
         import tritonclient.grpc.aio as grpc_aio
 
         self._probes = {url: grpc_aio.InferenceServerClient(url) for url in settings.urls}
+        # One config read per model shared by every request waiting for it (during an outage each
+        # waiter would otherwise spend its own retry window in turn).
+        self._limits: dict[str, ServerLimits] = {}
+        self._limit_reads: dict[str, asyncio.Future] = {}
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -70,21 +79,34 @@ class TritonBackend:
         return name
 
     async def limits(self, model: str) -> ServerLimits:
-        return await self._call(self.clients[model].limits())
+        if model in self._limits:
+            return self._limits[model]
+        read = self._limit_reads.get(model)
+        if read is None or read.done():
+            read = self._limit_reads[model] = asyncio.ensure_future(self.clients[model].limits())
+        limits = await asyncio.shield(read)  # a waiter's deadline must not cancel the others' read
+        self._limits[model] = limits
+        return limits
 
     async def score(
         self, model: str, query: str, documents: Sequence[str], instruction: str | None, *, field: str = "documents",
     ) -> tuple[Scored, ServerLimits]:
         """Raw scores and token counts in input order; APIError with the status the failure deserves.
 
-        `field` is what the caller's API calls the document list, for the error message.
+        One deadline covers the config read and the scoring. `field` is what the caller's API calls
+        the document list, for the error message.
         """
-        limits = await self.limits(model)
-        if len(documents) > limits.max_documents:
-            raise APIError(
-                413, f"'{field}' has {len(documents)} items, more than the limit of {limits.max_documents} "
-                     "per request; split the list", field)
-        return await self._call(self.clients[model].scored(query, documents, instruction=instruction)), limits
+        async def run() -> tuple[Scored, ServerLimits]:
+            limits = await self.limits(model)
+            if len(documents) > limits.max_documents:
+                raise APIError(
+                    413, f"'{field}' has {len(documents)} items, more than the limit of {limits.max_documents} "
+                         "per request; split the list", field)
+            scored = await self.clients[model].scored(query, documents, instruction=instruction)
+            check_scored(scored, len(documents))
+            return scored, limits
+
+        return await self._call(run())
 
     async def _call(self, awaitable):
         try:
@@ -119,3 +141,12 @@ class TritonBackend:
             await client.close()
         for probe in self._probes.values():
             await probe.close()
+
+
+def check_scored(scored: Scored, documents: int) -> None:
+    """A score per document, every one finite, or APIError 502: never a short or made-up ranking."""
+    if len(scored.scores) != documents or (scored.token_counts is not None and len(scored.token_counts) != documents):
+        raise APIError(502, f"Triton answered {len(scored.scores)} scores for {documents} documents")
+    if not np.isfinite(scored.scores).all():
+        bad = np.flatnonzero(~np.isfinite(scored.scores)).tolist()
+        raise APIError(502, f"Triton answered non-finite scores for documents {bad}")

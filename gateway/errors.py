@@ -34,27 +34,28 @@ def error_body(api: str, error: APIError) -> dict:
                       "param": error.field, "code": error.status}}
 
 
+_UNION_MEMBERS = ("str", "TextDocument")
+
+
 def validation_error(errors: list[dict], status: int) -> APIError:
     """pydantic's first error as one line naming the field (e.g. "'top_n': Input should be >= 1")."""
     first = errors[0]
-    field = _field_path(first.get("loc", ()))
+    loc = tuple(first.get("loc", ()))
+    field = _field_path(loc)
     message = first.get("msg", "invalid value")
-    if len(errors) > 1 and all(_field_path(e.get("loc", ())) == field for e in errors):
-        # A union (a document as a string or {"text": ...}) reports one error per member: say so once.
+    if any(part in _UNION_MEMBERS for part in loc):
+        # A document is a string or {"text": ...}: pydantic reports one error per member; say it once.
         message = "Input should be a string or an object with a string 'text'"
     return APIError(status, f"'{field}': {message}" if field else message, field)
 
 
 def _field_path(loc) -> str | None:
-    """("documents", 0, "str") -> "documents[0]": list positions in brackets, union member tags dropped."""
+    """("documents", 0, "str") -> "documents[0]": list positions in brackets, stopping at a union member tag."""
     path = ""
     for part in loc:
         if part == "body":
             continue
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part in ("str", "TextDocument") or "[" in str(part):
-            continue
-        else:
-            path += f".{part}" if path else str(part)
+        if part in _UNION_MEMBERS or "[" in str(part):
+            break
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return path or None

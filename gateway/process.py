@@ -24,8 +24,11 @@ class GatewayProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> "GatewayProcess":
-        out = open(self.log, "ab") if self.log else subprocess.DEVNULL
-        self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT)
+        if self.log:
+            with open(self.log, "ab") as out:  # the child keeps its own copy of the descriptor
+                self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT)
+        else:
+            self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

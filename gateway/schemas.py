@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Request(BaseModel):
@@ -16,18 +16,26 @@ class _Request(BaseModel):
     instruction: str | None = None
 
 
+class TextDocument(BaseModel):
+    text: str
+
+
+def _texts(documents: list[str | TextDocument]) -> list[str]:
+    return [d if isinstance(d, str) else d.text for d in documents]
+
+
 class CohereV2Request(_Request):
-    """Cohere v2 `POST /v2/rerank`."""
+    """Cohere v2 `POST /v2/rerank` (LiteLLM may pass documents as {"text": ...}; older clients ask for them back)."""
 
     model: str
-    documents: list[str]
+    documents: list[str | TextDocument]
     top_n: int | None = Field(default=None, ge=1)
+    return_documents: bool = False
     # Accepted for compatibility; documents are truncated as the reference truncates them (README).
     max_tokens_per_doc: int | None = Field(default=None, ge=1)
 
-
-class TextDocument(BaseModel):
-    text: str
+    def texts(self) -> list[str]:
+        return _texts(self.documents)
 
 
 class JinaRequest(_Request):
@@ -35,11 +43,17 @@ class JinaRequest(_Request):
 
     model: str | None = None
     documents: list[str | TextDocument]
-    top_n: int | None = Field(default=None, ge=1)
+    # vLLM's default 0 means "all of them".
+    top_n: int | None = Field(default=None, ge=0)
     return_documents: bool = True
 
+    @field_validator("top_n")
+    @classmethod
+    def _zero_is_all(cls, value: int | None) -> int | None:
+        return value or None
+
     def texts(self) -> list[str]:
-        return [d if isinstance(d, str) else d.text for d in self.documents]
+        return _texts(self.documents)
 
 
 class TEIRequest(_Request):

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from mxbai_triton.gateway import cli as gateway_cli
@@ -152,13 +153,23 @@ def _serve(args) -> int:
         )
         if args.api_port is not None:
             gateway = _start_gateway(args, server.grpc_url)
-        server.process.wait()
+        while server.process.poll() is None:
+            if gateway is not None and gateway.poll() is not None:
+                print(f"the rerank API gateway exited with status {gateway.returncode}; stopping", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
         return server.process.returncode or 0
     finally:
-        if gateway is not None:
-            gateway.terminate()
-            gateway.wait(timeout=10)
-        server.stop()
+        try:
+            if gateway is not None and gateway.poll() is None:
+                gateway.terminate()
+                try:
+                    gateway.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    gateway.kill()
+                    gateway.wait()
+        finally:
+            server.stop()
 
 
 def _start_gateway(args, grpc_url: str) -> subprocess.Popen:

@@ -114,7 +114,7 @@ BAD_REQUESTS = [
      {"error": {"message": "'documents[1]': Input should be a string or an object with a string 'text'",
                 "type": "BadRequestError", "param": "documents[1]", "code": 400}}),
     ("/v1/rerank", {"query": QUERY, "documents": ["a"], "top_n": -1}, 400,
-     {"error": {"message": "'top_n': Input should be greater than or equal to 1", "type": "BadRequestError",
+     {"error": {"message": "'top_n': Input should be greater than or equal to 0", "type": "BadRequestError",
                 "param": "top_n", "code": 400}}),
     ("/v1/rerank", {"model": "other", "query": QUERY, "documents": ["a"]}, 404,
      {"error": {"message": "model 'other' is not served here; served: reranker", "type": "NotFoundError",
@@ -161,11 +161,40 @@ def test_requests_get_a_clear_503_in_each_shape_when_no_triton_answers():
     assert tei_answer.status_code == 503 and tei_answer.json()["error_type"] == "Unhealthy"
 
 
-def test_a_request_past_the_deadline_gets_504(served):
-    with GatewayProcess(served.grpc_url, "reranker", "--api-timeout", "0.001") as process:
-        response = httpx.post(f"{process.url}/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS})
+def test_a_request_scored_past_the_deadline_gets_504(served):
+    long_documents = [f"document {i}: " + "a long retrieved chunk of text " * 1400 for i in range(SERVED_MAX_DOCUMENTS)]
+    with GatewayProcess(served.grpc_url, "reranker", "--api-timeout", "0.5", "--api-retry-for", "0.2") as process:
+        warm = httpx.post(f"{process.url}/v1/rerank", json={"query": QUERY, "documents": ["short"]})  # config read
+        response = httpx.post(f"{process.url}/v1/rerank", json={"query": QUERY, "documents": long_documents})
+    assert warm.status_code == 200
     assert response.status_code == 504
-    assert response.json()["error"]["message"] == "no answer from Triton within 0.001s"
+    assert response.json()["error"]["message"] == "no answer from Triton within 0.5s"
+
+
+def test_health_is_503_while_triton_answers_but_the_ensemble_is_not_there(served):
+    with GatewayProcess(served.grpc_url, "not_loaded") as process:
+        health = httpx.get(f"{process.url}/health")
+    assert (health.status_code, health.json()["status"]) == (503, "unavailable")
+
+
+def test_cohere_route_takes_text_objects_and_returns_documents_when_asked(gateway):
+    documents = [{"text": d} for d in DOCUMENTS[:3]]
+    body = httpx.post(f"{gateway.url}/v2/rerank", json={"model": "reranker", "query": QUERY, "documents": documents,
+                                                         "return_documents": True}).json()
+    assert sorted((r["index"], r["document"]["text"]) for r in body["results"]) == list(enumerate(DOCUMENTS[:3]))
+
+
+def test_vllm_top_n_zero_means_all(gateway):
+    body = httpx.post(f"{gateway.url}/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS, "top_n": 0}).json()
+    assert len(body["results"]) == len(DOCUMENTS)
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000 + b"]" * 100_000, b'{"query": ' + b"9" * 5000 + b"}"],
+                         ids=["deep_nesting", "5000_digit_integer"])
+def test_pathological_json_is_a_bad_request_and_the_gateway_stays_up(gateway, raw):
+    response = httpx.post(f"{gateway.url}/v2/rerank", content=raw)
+    assert response.status_code == 400 and response.json()["message"].startswith("the body is not valid JSON")
+    assert httpx.get(f"{gateway.url}/live").status_code == 200
 
 
 def test_api_keys_guard_the_rerank_routes_not_the_probes(served, tmp_path):
@@ -179,9 +208,12 @@ def test_api_keys_guard_the_rerank_routes_not_the_probes(served, tmp_path):
         right = cohere.ClientV2(api_key="secret-key-1", base_url=process.url)
         assert len(right.rerank(model="reranker", query="q", documents=["a", "b"]).results) == 2
         assert httpx.get(f"{process.url}/v1/models").status_code == 401
+        non_ascii = httpx.post(f"{process.url}/rerank", json={"query": "q", "texts": ["a"]},
+                               headers={"Authorization": "Bearer cl\u00e9".encode()})
         assert httpx.get(f"{process.url}/health").status_code == 200
     assert refused.status_code == 401
     assert refused.json() == {"message": "missing or invalid API key: send 'Authorization: Bearer <key>'"}
+    assert (non_ascii.status_code, non_ascii.json()["error_type"]) == (401, "Unauthorized")
 
 
 def test_serve_with_api_port_runs_triton_and_the_gateway_for_the_repository_ensembles(tiny_repository):

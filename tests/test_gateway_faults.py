@@ -110,11 +110,18 @@ def test_every_request_is_answered_once_across_a_triton_kill_and_restart(restart
 
             await asyncio.gather(fault(), *(one(q) for q in queries))
 
-    with GatewayProcess(restartable.grpc_url, "rr", "--api-retry-for", "60") as gateway:
+    with GatewayProcess(restartable.grpc_url, "rr", "--api-retry-for", "30", "--api-timeout", "120") as gateway:
         asyncio.run(run(gateway.url))
         metrics = httpx.get(f"{gateway.url}/metrics").text
     assert all(len(a) == 1 for a in answers.values()), {q: len(a) for q, a in answers.items() if len(a) != 1}
     statuses = [a[0].status_code for a in answers.values()]
+    # The gateway's own count: every request answered once, none twice, none silently dropped.
+    for code in (200, 503):
+        count = statuses.count(code)
+        assert (f'mxbai_gateway_requests_total{{api="cohere",code="{code}"}} {count}.0' in metrics) == bool(count)
+    answered = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                   if line.startswith("mxbai_gateway_requests_total{"))
+    assert answered == len(queries)
     unavailable = [a[0].json()["message"] for a in answers.values() if a[0].status_code == 503]
     assert set(statuses) <= {200, 503} and all("no Triton endpoint could take the request" in m for m in unavailable)
     for query, (response,) in answers.items():
@@ -123,4 +130,3 @@ def test_every_request_is_answered_once_across_a_triton_kill_and_restart(restart
             np.testing.assert_allclose([scores[i] for i in range(len(documents))], expected[query], atol=1e-4, rtol=0)
     assert statuses.count(200) > 8, "nothing was answered after the restart"
     print(f"gateway kill/restart: {len(queries)} requests, {statuses.count(200)} scored, {len(unavailable)} clear 503s")
-    assert f'mxbai_gateway_requests_total{{api="cohere",code="200"}} {statuses.count(200)}.0' in metrics
