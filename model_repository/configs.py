@@ -43,27 +43,29 @@ def _build(raw: dict) -> mc.ModelConfig:
     return json_format.ParseDict(raw, mc.ModelConfig())
 
 
+def _text_model(name: str, spec: ModelSpec, **fields) -> mc.ModelConfig:
+    """A non-batching model with the public text signature (query, documents, instruction -> scores, token counts)."""
+    return _build({"name": name, "max_batch_size": 0, "input": _text_inputs(), "output": _text_outputs(spec), **fields})
+
+
 def ensemble_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
     names = model_names(name)
-    return _build({
-        "name": names["ensemble"],
-        "platform": "ensemble",
-        "max_batch_size": 0,
-        "input": _text_inputs(),
-        "output": _text_outputs(spec),
+    return _text_model(
+        names["ensemble"], spec,
+        platform="ensemble",
         # Read by clients through the model-config API: no out-of-band copy of the spec needed.
-        "parameters": {
+        parameters={
             "max_documents_per_request": {"string_value": str(spec.max_documents_per_request)},
             "estimated_max": {"string_value": repr(float(spec.estimated_max))},
         },
         # One step: the tokenizer sends the scorer length-sorted sub-batches itself (BLS), so the
         # token tensors never cross the ensemble; README "Length-aware dispatch" has the hop costs.
-        "ensemble_scheduling": {"step": [{
+        ensemble_scheduling={"step": [{
             "model_name": names["tokenizer"], "model_version": -1,
             "input_map": {k: k for k in ENSEMBLE_INPUTS},
             "output_map": {t["name"]: t["name"] for t in _text_outputs(spec)},
         }]},
-    })
+    )
 
 
 def tokenizer_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
@@ -71,15 +73,12 @@ def tokenizer_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
     # execution encodes a request's documents in one call and awaits its sub-batches; instances
     # give concurrency across requests.
     names = model_names(name)
-    return _build({
-        "name": names["tokenizer"],
-        "backend": "python",
-        "max_batch_size": 0,
-        "input": _text_inputs(),
-        "output": _text_outputs(spec),
-        "instance_group": [{"kind": "KIND_CPU", "count": spec.tokenizer_instances}],
-        "parameters": {"scorer_model": {"string_value": names["scorer"]}},
-    })
+    return _text_model(
+        names["tokenizer"], spec,
+        backend="python",
+        instance_group=[{"kind": "KIND_CPU", "count": spec.tokenizer_instances}],
+        parameters={"scorer_model": {"string_value": names["scorer"]}},
+    )
 
 
 def scorer_config(spec: ModelSpec, name: str, target: str, *, instance_kind: str = "gpu") -> mc.ModelConfig:
