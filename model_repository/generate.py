@@ -159,6 +159,9 @@ def generate_examples(root: str | Path = EXAMPLES_DIR) -> list[Path]:
     return written
 
 
-if __name__ == "__main__":
-    for path in generate_examples():
-        print(path)
+if __name__ == "__main__":  # the old spelling of `mxbai-triton repo --examples`
+    import sys
+
+    from mxbai_triton.cli import main
+
+    sys.exit(main(["repo", "--examples", *sys.argv[1:]]))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 
@@ -58,10 +61,14 @@ def tiny_repository(tiny_export, tmp_path_factory):
                                target="portable", name="rr", export_dir=tiny_export)
 
 
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`mxbai-triton ARGS` in a child process, as a user runs it; output captured as text."""
+    return subprocess.run([sys.executable, "-m", "mxbai_triton", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
 def serve_command(repository, *extra: str) -> tuple[list[str], dict[str, int]]:
     """`mxbai-triton serve REPOSITORY` on free loopback ports, and those ports."""
-    import sys
-
     from mxbai_triton.model_repository.server import free_port
 
     ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}

@@ -9,14 +9,11 @@ import sys
 import pytest
 
 from mxbai_triton.export.preprocess import RerankPreprocessor
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mxbai_triton", *args], capture_output=True, text=True, timeout=600)
+from tests.conftest import run_cli
 
 
 def test_tokenize_prints_one_json_line_per_document(tiny_tokenizer_dir):
-    run = _cli("tokenize", str(tiny_tokenizer_dir), "--query", "who?", "--instruction", "be brief", "doc one", "<|im_end|>")
+    run = run_cli("tokenize", str(tiny_tokenizer_dir), "--query", "who?", "--instruction", "be brief", "doc one", "<|im_end|>")
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     expected = RerankPreprocessor.from_dir(tiny_tokenizer_dir).encode("who?", ["doc one", "<|im_end|>"], instruction="be brief")
@@ -24,7 +21,7 @@ def test_tokenize_prints_one_json_line_per_document(tiny_tokenizer_dir):
 
 
 def test_tokenize_honours_max_length(tiny_checkpoint):
-    run = _cli("tokenize", str(tiny_checkpoint), "--query", "q", "--max-length", "4", "a b c d e f g h")
+    run = run_cli("tokenize", str(tiny_checkpoint), "--query", "q", "--max-length", "4", "a b c d e f g h")
     assert run.returncode == 0, run.stderr
     assert len(json.loads(run.stdout)["input_ids"]) == 79 + 4
 
@@ -48,12 +45,12 @@ def test_validate_command_exits_non_zero_on_a_broken_export(tiny_export, tmp_pat
     raw = json.loads((broken / "spec.json").read_text())
     raw["yes_token_id"] = 17
     (broken / "spec.json").write_text(json.dumps(raw))
-    run = _cli("validate", str(broken), "--batches", "1", "--lengths", "8")
+    run = run_cli("validate", str(broken), "--batches", "1", "--lengths", "8")
     assert run.returncode == 1  # a failed check
     assert "validation FAILED" in run.stderr and "1 of 1 cases exceed" in run.stderr
 
 
 def test_export_of_unknown_model_fails_with_a_clear_message(tmp_path):
-    run = _cli("export", "not-a-model", "--out", str(tmp_path / "x"))
+    run = run_cli("export", "not-a-model", "--out", str(tmp_path / "x"))
     assert run.returncode == 2  # a usage error
     assert "unknown model 'not-a-model'" in run.stderr

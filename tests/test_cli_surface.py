@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mxbai_triton.cli import build_parser, main
 from mxbai_triton.perf.cli import BENCHMARKS
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,8 +76,7 @@ def test_usage_errors_exit_2_with_one_line(capsys, tmp_path):
 
 def test_an_unreachable_hub_is_one_line_naming_the_model_and_what_to_do(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}  # offline, empty cache
-    run = subprocess.run([sys.executable, "-m", "mxbai_triton", "export", "mixedbread-ai/mxbai-rerank-base-v2",
-                          "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env)
+    run = run_cli("export", "mixedbread-ai/mxbai-rerank-base-v2", "--out", str(tmp_path / "out"), env=env)
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
     last = run.stderr.strip().splitlines()[-1]

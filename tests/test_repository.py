@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ from tritonclient.grpc import model_config_pb2
 from mxbai_triton.export.spec import BASE_V2
 from mxbai_triton.model_repository.configs import ensemble_config, scorer_config, tokenizer_config
 from mxbai_triton.model_repository.generate import EXAMPLES_DIR, generate_examples
+from tests.conftest import run_cli
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -57,13 +56,9 @@ def test_unknown_target_is_rejected():
         scorer_config(BASE_V2, "m", "tflite")
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mxbai_triton", *args], capture_output=True, text=True, timeout=300)
-
-
 @pytest.mark.slow
 def test_repo_command_places_weights_and_tokenizer_for_the_onnx_target(tiny_export, tmp_path):
-    run = _cli("repo", str(tiny_export), "--out", str(tmp_path), "--target", "onnx", "--name", "rr")
+    run = run_cli("repo", str(tiny_export), "--out", str(tmp_path), "--target", "onnx", "--name", "rr")
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "rr_scorer" / "1" / "model.onnx").is_file()
     assert (tmp_path / "rr_tokenizer" / "1" / "tokenizer.json").is_file()
@@ -73,6 +68,6 @@ def test_repo_command_places_weights_and_tokenizer_for_the_onnx_target(tiny_expo
 
 @pytest.mark.slow
 def test_repo_command_for_trt_without_an_engine_says_how_to_build_one(tiny_export, tmp_path):
-    run = _cli("repo", str(tiny_export), "--out", str(tmp_path), "--target", "trt", "--engine", str(tmp_path))
+    run = run_cli("repo", str(tiny_export), "--out", str(tmp_path), "--target", "trt", "--engine", str(tmp_path))
     assert run.returncode == 2  # a usage error: the engine directory given has no engine
     assert "no model.plan" in run.stderr and "build-engine" in run.stderr
