@@ -97,37 +97,6 @@ def test_odd_but_valid_text_scores_like_the_reference_on_the_wire_and_through_th
 
 
 # What the client refuses before sending: (call arguments, error type, message).
-REFUSED_BY_THE_CLIENT = {
-    "missing_query": ((None, ["d"]), {}, TypeError, "'query' must be a str, got NoneType"),
-    "document_as_bytes": (("q", ["ok", b"raw"]), {}, TypeError, r"'documents\[1\]' must be a str, got bytes"),
-    "document_as_int": (("q", ["ok", 3]), {}, TypeError, r"'documents\[1\]' must be a str, got int"),
-    "documents_as_a_matrix": (("q", [["a"], ["b"]]), {}, TypeError, r"'documents\[0\]' must be a str, got list"),
-    "documents_as_one_string": (("q", "one document"), {}, TypeError, "'documents' must be a sequence of str, got str"),
-    "lone_surrogate_in_document": (
-        ("q", ["ok", "bad \udcff"]), {}, ValueError, r"'documents\[1\]' has a lone surrogate at character 4"),
-    "lone_surrogate_in_query": (("\ud800", ["d"]), {}, ValueError, "'query' has a lone surrogate at character 0"),
-    "instruction_as_list": (("q", ["d"]), {"instruction": ["x"]}, TypeError, "'instruction' must be a str or None"),
-}
-
-
-@pytest.mark.parametrize("case", list(REFUSED_BY_THE_CLIENT))
-def test_client_refuses_what_cannot_be_sent_before_any_request(served, case):
-    from mxbai_triton.client import RerankError
-
-    args, kwargs, error, message = REFUSED_BY_THE_CLIENT[case]
-    with RerankClient(served.grpc_url, model="reranker") as client:
-        with pytest.raises(error, match=message):
-            client.rank(*args, **kwargs)
-        assert client.stats.requests == 0
-        assert not issubclass(error, RerankError)
-
-
-def test_client_returns_no_results_for_no_documents_without_a_request(served):
-    with RerankClient(served.grpc_url, model="reranker") as client:
-        assert client.rank("q", []) == []
-        assert client.stats.requests == 0
-
-
 def test_client_splits_a_list_over_the_limit_that_a_raw_request_may_not_send(served, oracle):
     documents = [f"document {i}" for i in range(SERVED_MAX_DOCUMENTS + 1)]
     with RerankClient(served.grpc_url, model="reranker") as client:
@@ -142,12 +111,3 @@ def test_client_reports_server_errors_as_rerank_errors(served):
     with RerankClient(served.grpc_url, model="no_such_model") as client:
         with pytest.raises(RerankError, match="no_such_model"):
             client.rank("q", ["d"])
-
-
-def test_last_position_reference_equals_the_reference_predict(oracle):
-    """The helper the long cases use is the reference itself, only cheaper."""
-    query, documents = "who?", ["Harper Lee wrote it.", "", "Stock markets fell sharply today."]
-    np.testing.assert_allclose(
-        reference_scores(oracle, query, documents, "be brief"),
-        oracle.predict([query] * 3, documents, instruction="be brief").numpy(), atol=1e-6, rtol=0,
-    )

@@ -1,11 +1,11 @@
-"""Client-side ranking rules, independent of any server: order, ties, top_k, normalisation."""
+"""Client-side rules, independent of any server: order, ties, top_k, normalisation, what is refused before sending."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mxbai_triton.client import rank_results, sigmoid_normalize
+from mxbai_triton.client import NO_RETRY, RerankClient, RerankError, rank_results, sigmoid_normalize
 
 
 def test_results_sorted_by_score_descending():
@@ -41,3 +41,39 @@ def test_sigmoid_normalize_matches_reference():
     scores = np.array([-3.0, 0.0, 4.5, 9.0, 12.0])
     for estimated_max in (9.0, 12.0):
         np.testing.assert_allclose(sigmoid_normalize(scores, estimated_max), reference(scores, estimated_max=estimated_max))
+
+
+REFUSED_BY_THE_CLIENT = {
+    "missing_query": ((None, ["d"]), {}, TypeError, "'query' must be a str, got NoneType"),
+    "document_as_bytes": (("q", ["ok", b"raw"]), {}, TypeError, r"'documents\[1\]' must be a str, got bytes"),
+    "document_as_int": (("q", ["ok", 3]), {}, TypeError, r"'documents\[1\]' must be a str, got int"),
+    "documents_as_a_matrix": (("q", [["a"], ["b"]]), {}, TypeError, r"'documents\[0\]' must be a str, got list"),
+    "documents_as_one_string": (("q", "one document"), {}, TypeError, "'documents' must be a sequence of str, got str"),
+    "lone_surrogate_in_document": (
+        ("q", ["ok", "bad \udcff"]), {}, ValueError, r"'documents\[1\]' has a lone surrogate at character 4"),
+    "lone_surrogate_in_query": (("\ud800", ["d"]), {}, ValueError, "'query' has a lone surrogate at character 0"),
+    "instruction_as_list": (("q", ["d"]), {"instruction": ["x"]}, TypeError, "'instruction' must be a str or None"),
+}
+
+
+def _unreachable_client() -> RerankClient:
+    # Nothing listens there: a request that left would fail with RerankError, not the expected error.
+    from mxbai_triton.model_repository.server import free_port
+
+    return RerankClient(f"127.0.0.1:{free_port()}", model="reranker", retry=NO_RETRY)
+
+
+@pytest.mark.parametrize("case", list(REFUSED_BY_THE_CLIENT))
+def test_client_refuses_what_cannot_be_sent_before_any_request(case):
+    args, kwargs, error, message = REFUSED_BY_THE_CLIENT[case]
+    with _unreachable_client() as client:
+        with pytest.raises(error, match=message):
+            client.rank(*args, **kwargs)
+        assert client.stats.requests == 0
+        assert not issubclass(error, RerankError)
+
+
+def test_client_returns_no_results_for_no_documents_without_a_request():
+    with _unreachable_client() as client:
+        assert client.rank("q", []) == []
+        assert client.stats.requests == 0

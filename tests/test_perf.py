@@ -1,4 +1,4 @@
-"""The perf stage against a served tiny model: a short perf_analyzer sweep produces CSV, plot and summary."""
+"""The perf stage: input data for perf_analyzer, and against a served tiny model a short sweep (CSV, plot, summary)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import pytest
 
 from mxbai_triton.perf.analyzer import read_points, write_input_data
 
-pytestmark = pytest.mark.triton
-
 
 def test_input_data_holds_one_query_and_the_requested_documents(tmp_path):
     data = json.loads(write_input_data(tmp_path / "d.json", docs=5, doc_tokens=20).read_text())["data"][0]
@@ -20,6 +18,7 @@ def test_input_data_holds_one_query_and_the_requested_documents(tmp_path):
     assert all(len(d.split()) == 20 for d in data["documents"]["content"])
 
 
+@pytest.mark.triton
 def test_perf_command_sweeps_concurrency_and_writes_csv_plot_and_summary(served, tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "mxbai_triton", "perf", "--url", served.grpc_url, "--model", "reranker",
@@ -36,6 +35,7 @@ def test_perf_command_sweeps_concurrency_and_writes_csv_plot_and_summary(served,
     assert "| concurrency | requests/s | documents/s |" in (tmp_path / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_model_analyzer_config_launches_the_bundled_server_with_our_perf_analyzer(tiny_repository, tmp_path):
     import yaml
 
@@ -62,6 +62,7 @@ def test_input_data_with_mixed_lengths_varies_around_the_median(tmp_path):
     assert min(lengths) < 40 < max(lengths) and max(lengths) / min(lengths) > 5
 
 
+@pytest.mark.triton
 def test_served_benchmark_reports_latency_and_little_padding_for_mixed_requests(tiny_export, tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "mxbai_triton.perf.served_bench", "--export", str(tiny_export), "--workdir", str(tmp_path),

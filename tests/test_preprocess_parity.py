@@ -7,6 +7,7 @@ import pytest
 
 from mxbai_triton.export.preprocess import RerankPreprocessor, pad_left, padded_length
 from tests.cases import PARITY_CASES
+from tests.reference import reference_scores
 
 
 def _oracle_rows(oracle, query, documents, instruction, max_length):
@@ -84,3 +85,12 @@ def test_array_padding_of_any_row_subset_equals_padding_the_reference_rows(case,
     for row, ids_row, mask_row in zip(sequences, right_ids, right_mask):
         assert ids_row[: len(row)].tolist() == row and mask_row.sum() == len(row) and mask_row[: len(row)].all()
         assert (ids_row[len(row):] == preprocessor.spec.pad_token_id).all()
+
+
+def test_last_position_reference_equals_the_reference_predict(oracle):
+    """The helper the long cases use is the reference itself, only cheaper."""
+    query, documents = "who?", ["Harper Lee wrote it.", "", "Stock markets fell sharply today."]
+    np.testing.assert_allclose(
+        reference_scores(oracle, query, documents, "be brief"),
+        oracle.predict([query] * 3, documents, instruction="be brief").numpy(), atol=1e-6, rtol=0,
+    )
