@@ -28,7 +28,7 @@ _env = EnvDefaults(ENV_PREFIX).get
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "api", help="serve the Cohere v2, Jina/vLLM and TEI rerank HTTP APIs in front of running Triton servers",
-        description=f"Flags can also come from the environment: {ENV_PREFIX}TRITON, _MODEL, _HOST, _PORT, _TIMEOUT, _RETRY_FOR, _KEY_FILE.",
+        description=f"Flags can also come from the environment: {ENV_PREFIX}TRITON, _MODEL, _HOST, _PORT, _TIMEOUT, _RETRY_FOR, _KEY_FILE, _ACCESS_LOG.",
     )
     p.add_argument("--triton", default=_env("TRITON", "127.0.0.1:8001"),
                    help="gRPC host:port of Triton, comma-separated for replicas (default 127.0.0.1:8001)")
@@ -49,7 +49,8 @@ def add_server_flags(p: argparse.ArgumentParser, *, port_default: int | None) ->
                    help="seconds of retries over the Triton endpoints while none answers, before a 503 (default 10)")
     p.add_argument("--api-key-file", default=_env("KEY_FILE"),
                    help="file of accepted API keys, one per line: requests then need 'Authorization: Bearer <key>'")
-    p.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    p.add_argument("--access-log", action="store_true", default=_env("ACCESS_LOG", "") not in ("", "0", "false"),
+                   help="log every HTTP request")
 
 
 def read_api_keys(path: str | None) -> frozenset[str]:

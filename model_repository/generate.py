@@ -160,8 +160,5 @@ def generate_examples(root: str | Path = EXAMPLES_DIR) -> list[Path]:
 
 
 if __name__ == "__main__":  # the old spelling of `mxbai-triton repo --examples`
-    import sys
-
-    from mxbai_triton.cli import main
-
-    sys.exit(main(["repo", "--examples", *sys.argv[1:]]))
+    for path in generate_examples():
+        print(path)

@@ -89,9 +89,13 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m mxbai_triton.demo` (before `mxbai-triton demo` existed) runs the same command."""
-    from mxbai_triton.cli import main as cli_main
+    from mxbai_triton.console import configure_logging, run_command
 
-    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
+    parser = argparse.ArgumentParser(prog="mxbai-triton demo", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    configure_logging()
+    return run_command("mxbai-triton demo", lambda: run(args))
 
 
 if __name__ == "__main__":

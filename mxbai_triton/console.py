@@ -1,0 +1,63 @@
+"""What every entry point shares: logging to stderr (-v/-q), and errors as one line with an exit code.
+
+Exit codes: 0 ok, 1 a check or an operation failed, 2 usage (bad arguments or input), 3 a missing
+dependency.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING_DEPENDENCY = 0, 1, 2, 3
+# What a user got wrong (an argument, a path, an input) vs what failed while doing it.
+USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError, KeyError)
+FAILURES = (RuntimeError, OSError)
+
+log = logging.getLogger("mxbai_triton")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of the record (tests swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Library loggers (mxbai_triton.*) to stderr: INFO by default, DEBUG with --verbose, WARNING with --quiet."""
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"))
+    package = logging.getLogger("mxbai_triton")
+    package.handlers[:] = [handler]
+    package.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+
+
+def run_command(name: str, handler: Callable[[], int | None], *, verbose: bool = False) -> int:
+    """`handler()`'s exit code; a raised error becomes one line on stderr and its exit code."""
+    try:
+        return int(handler() or 0)
+    except KeyboardInterrupt:
+        return 130
+    except ModuleNotFoundError as error:
+        return _fail(name, f"missing dependency: no module named {error.name!r} (`make setup` installs every "
+                           "dependency into .venv)", EXIT_MISSING_DEPENDENCY, verbose)
+    except ImportError as error:
+        return _fail(name, f"missing dependency: {error}", EXIT_MISSING_DEPENDENCY, verbose)
+    except USAGE_ERRORS as error:
+        return _fail(name, str(error), EXIT_USAGE, verbose)
+    except FAILURES as error:
+        return _fail(name, str(error) or type(error).__name__, EXIT_FAILED, verbose)
+
+
+def _fail(name: str, message: str, code: int, verbose: bool) -> int:
+    if verbose:
+        log.exception("traceback:")
+    print(f"{name}: error: {message}", file=sys.stderr)
+    return code

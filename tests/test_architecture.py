@@ -1,0 +1,80 @@
+"""The folders are the pipeline: imports between the project's modules form no cycle, and each stage imports only what precedes it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = {"export": "export", "model_repository": "model_repository", "client": "client", "gateway": "gateway",
+            "perf": "perf", "mxbai_triton": "mxbai_triton"}
+# Which stages a stage may import (anywhere in a module, lazy imports included).
+ALLOWED = {
+    "export": {"export"},
+    "model_repository": {"export", "model_repository", "gateway"},  # `serve --api-port` starts the gateway
+    "client": {"client"},
+    "gateway": {"client", "gateway", "model_repository"},  # free ports for GatewayProcess
+    "perf": {"export", "model_repository", "client", "gateway", "perf"},
+    "mxbai_triton": set(PACKAGES),
+}
+SHARED = {"mxbai_triton.console"}  # logging and exit codes: imports no stage
+
+
+def _module_name(path: Path) -> str:
+    package = PACKAGES[path.relative_to(ROOT).parts[0]]
+    return f"{package}.{path.stem}"
+
+
+def _imports(path: Path) -> set[str]:
+    """Project modules `path` imports, as "stage.module", at any depth of the file."""
+    package = path.relative_to(ROOT).parts[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom) or node.module is None and node.level == 0:
+            continue
+        if node.level == 1:  # from .x import y  /  from . import x
+            targets = [node.module] if node.module else [alias.name for alias in node.names]
+            found |= {f"{package}.{t.split('.')[0]}" for t in targets}
+        elif node.module and node.module.startswith("mxbai_triton."):
+            parts = node.module.split(".")
+            if len(parts) > 2:
+                found.add(f"{parts[1]}.{parts[2]}")
+            elif parts[1] in PACKAGES:  # from mxbai_triton.client import cli / RerankClient
+                found |= {f"{parts[1]}.{a.name}" if (ROOT / parts[1] / f"{a.name}.py").is_file()
+                          else f"{parts[1]}.__init__" for a in node.names}
+            else:
+                found.add(f"mxbai_triton.{parts[1]}")
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    files = [p for folder in PACKAGES for p in (ROOT / folder).glob("*.py")]
+    return {_module_name(p): _imports(p) for p in files}
+
+
+def test_no_import_cycles_between_modules():
+    graph, state, cycles = _graph(), {}, []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = "open"
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                cycles.append(trail[trail.index(target):] + [target] if target in trail else [node, target])
+            elif target not in state:
+                visit(target, trail + [target])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
+
+
+def test_each_stage_imports_only_the_stages_before_it():
+    wrong = {(module, target) for module, targets in _graph().items() for target in targets
+             if target not in SHARED and target.split(".")[0] not in ALLOWED[module.split(".")[0]]}
+    assert wrong == set()
+
+
+def test_the_shared_console_module_imports_no_stage():
+    assert _imports(ROOT / "mxbai_triton" / "console.py") == set()
