@@ -28,7 +28,8 @@ _env = EnvDefaults(ENV_PREFIX).get
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "api", help="serve the Cohere v2, Jina/vLLM and TEI rerank HTTP APIs in front of running Triton servers",
-        description=f"Flags can also come from the environment: {ENV_PREFIX}TRITON, _MODEL, _HOST, _PORT, _TIMEOUT, _RETRY_FOR, _KEY_FILE, _ACCESS_LOG.",
+        description=f"Flags can also come from the environment: {ENV_PREFIX}TRITON, _MODEL, _HOST, _PORT, _TIMEOUT, "
+                    "_RETRY_FOR, _KEY_FILE, _ACCESS_LOG.",
     )
     p.add_argument("--triton", default=_env("TRITON", "127.0.0.1:8001"),
                    help="gRPC host:port of Triton, comma-separated for replicas (default 127.0.0.1:8001)")
