@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,6 +131,12 @@ class TritonServer:
     env: dict[str, str] = field(default_factory=dict)  # e.g. AWS_* credentials for an s3:// repository
     extra_args: list[str] = field(default_factory=list)
     log_path: Path | None = None
+    # Seconds stop() gives in-flight requests after SIGTERM before SIGKILL; 0 kills at once (tests
+    # and benchmarks, with nothing in flight: Triton's graceful unload polls once a second, ~4 s).
+    stop_grace: float = 30.0
+    # The python backend's shared-memory regions get this prefix, so that stop() can remove what a
+    # killed server leaves in /dev/shm (a SIGKILL gives the stubs no chance to).
+    shm_prefix: str = field(default_factory=lambda: f"mxbai_triton_{uuid.uuid4().hex[:12]}_")
     process: subprocess.Popen | None = None
     log_thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -163,6 +170,7 @@ class TritonServer:
             f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
             f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             *self.restriction_args(),
             *self.extra_args,
         ]
@@ -243,16 +251,24 @@ class TritonServer:
     def log_tail(self, lines: int = 40) -> str:
         return _tail(self._log_text(), lines)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM (graceful: in-flight requests finish), then SIGKILL after `timeout`."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+    def stop(self, timeout: float | None = None) -> None:
+        """SIGTERM (graceful: in-flight requests finish), then SIGKILL after `timeout` (default `stop_grace`)."""
+        grace = self.stop_grace if timeout is None else timeout
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
+                self.process.wait(grace if grace > 0 else None)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.remove_shared_memory()
+
+    def remove_shared_memory(self) -> None:
+        """Delete this server's python-backend regions left in /dev/shm (none after a graceful stop)."""
+        shm = Path("/dev/shm")
+        if self.process is not None and self.process.poll() is not None and shm.is_dir():
+            for region in shm.glob(f"{self.shm_prefix}*"):
+                region.unlink(missing_ok=True)
 
     def __enter__(self) -> "TritonServer":
         return self.start() if self.process is None else self

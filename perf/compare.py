@@ -70,7 +70,7 @@ def run_triton(export: Path, workload, concurrencies: list[int], workdir: Path, 
     repo = generate_repository(workdir / "compare-repository", ModelSpec.load(export), target="portable", name="reranker",
                                export_dir=export, padding=padding)
     results = {}
-    with TritonServer.on_free_ports(repo) as server:
+    with TritonServer.on_free_ports(repo, stop_grace=0) as server:
         with RerankClient(server.grpc_url, model="reranker", timeout=600) as client:
             client.scores(*workload[0])  # warm-up: first execution initialises ONNX Runtime
             for concurrency in concurrencies:

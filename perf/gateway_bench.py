@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     export = prepare(args.size, workdir)[1]
     repository = generate_repository(workdir / "gateway-bench-repository", ModelSpec.load(export), target="portable",
                                      name="reranker", export_dir=export)
-    with TritonServer.on_free_ports(repository) as server, GatewayProcess(server.grpc_url, "reranker") as gateway:
+    with TritonServer.on_free_ports(repository, stop_grace=0) as server, GatewayProcess(server.grpc_url, "reranker") as gateway:
         result = asyncio.run(measure(server.grpc_url, gateway.url, "reranker", docs=args.docs, tokens=args.tokens,
                                      requests=args.requests, concurrency=args.concurrency, seconds=args.seconds))
     print(f"gateway vs gRPC client: {args.size} stand-in, portable target, {args.docs} docs x {args.tokens} tokens, "

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                                      name="reranker", export_dir=export, padding=args.padding)
     print(f"served benchmark: {args.export or args.size + ' stand-in'}, portable target, padding {args.padding or 'default'}, "
           f"{time.strftime('%Y-%m-%d')}", flush=True)
-    with TritonServer.on_free_ports(repository) as server, \
+    with TritonServer.on_free_ports(repository, stop_grace=0) as server, \
             RerankClient(server.grpc_url, model="reranker", timeout=600) as client:
         metrics_url = server.metrics_url
         models = ["reranker", "reranker_tokenizer", "reranker_scorer"]

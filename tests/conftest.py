@@ -96,6 +96,6 @@ def served(tiny_export, tmp_path_factory):
         tmp_path_factory.mktemp("repository"), spec, target="portable", name="reranker", export_dir=tiny_export,
         padding="buckets",  # the GPU targets' padding, so that the batcher's merging is what is tested
     )
-    server = TritonServer.on_free_ports(repository)
+    server = TritonServer.on_free_ports(repository, stop_grace=0)
     with server:
         yield server

@@ -42,7 +42,7 @@ def served_default(tiny_export, tmp_path_factory):
 
     repository = generate_repository(tmp_path_factory.mktemp("default-repository"), ModelSpec.load(tiny_export),
                                      target="portable", name="reranker", export_dir=tiny_export)
-    with TritonServer.on_free_ports(repository) as server:
+    with TritonServer.on_free_ports(repository, stop_grace=0) as server:
         yield server
 
 

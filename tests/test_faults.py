@@ -21,7 +21,7 @@ QUERIES = [f"question {i}: {'capital' if i % 2 else 'recipe'} number {i}" for i 
 def restartable(tiny_repository):
     from mxbai_triton.model_repository.server import TritonServer
 
-    server = TritonServer.on_free_ports(tiny_repository)
+    server = TritonServer.on_free_ports(tiny_repository, stop_grace=0)
     with server:
         yield server
 
@@ -89,3 +89,17 @@ def test_client_does_not_retry_a_request_the_server_refuses(restartable):
             client.rank("q", ["d"])
         assert "tries" not in str(info.value)
         assert client.stats.attempts == 1 and client.stats.retries == 0
+
+
+def test_a_killed_server_leaves_no_shared_memory_behind_once_stopped(tiny_repository):
+    from pathlib import Path
+
+    from mxbai_triton.model_repository.server import TritonServer
+
+    server = TritonServer.on_free_ports(tiny_repository).start()
+    regions = lambda: sorted(Path("/dev/shm").glob(f"{server.shm_prefix}*"))  # noqa: E731
+    assert regions(), "the python backend should map its regions under our prefix"
+    _kill(server)
+    assert regions(), "a SIGKILL leaves the regions behind"
+    server.stop()
+    assert regions() == []

@@ -79,7 +79,7 @@ def test_sixteen_concurrent_clients_for_sixty_seconds_through_the_gateway_fail_n
 def restartable(tiny_repository):
     from mxbai_triton.model_repository.server import TritonServer
 
-    server = TritonServer.on_free_ports(tiny_repository)
+    server = TritonServer.on_free_ports(tiny_repository, stop_grace=0)
     with server:
         yield server
 

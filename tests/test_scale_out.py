@@ -65,7 +65,7 @@ def replicas(published, s3_endpoint):
 
     command, a_ports = serve_command(URL, "--s3-endpoint", s3_endpoint)
     a = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    b = TritonServer.on_free_ports(parse_s3_url(URL).triton_url(s3_endpoint), env=CREDENTIALS)
+    b = TritonServer.on_free_ports(parse_s3_url(URL).triton_url(s3_endpoint), env=CREDENTIALS, stop_grace=0)
     try:
         next(line for line in a.stdout if "models ready" in line)
         b.start()
@@ -80,7 +80,7 @@ def replicas(published, s3_endpoint):
 def local_scores(local_repository):
     from mxbai_triton.model_repository.server import TritonServer
 
-    with TritonServer.on_free_ports(local_repository) as server:
+    with TritonServer.on_free_ports(local_repository, stop_grace=0) as server:
         with RerankClient(server.grpc_url, model="rr") as client:
             return {q: client.scores(q, DOCUMENTS) for q in QUERIES}
 
