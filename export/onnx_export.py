@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .checkpoint import copy_tokenizer, load_causal_lm
+from .checkpoint import copy_tokenizer, ensure_reachable, load_causal_lm
 from .progress import Progress
 from .spec import ONNX_DATA_FILENAME, ONNX_FILENAME, SPEC_FILENAME, ModelSpec, resolve_spec
 from .validate import check_signature, validate_export
@@ -53,12 +53,14 @@ def export_onnx(
     Returns:
         Path of model.onnx.
     """
+    if dtype not in ("fp32", "fp16", "bf16"):
+        raise ValueError(f"dtype must be fp32, fp16 or bf16, got {dtype!r}")
+    ensure_reachable(resolve_spec(model).source)  # before torch loads: an unreachable hub fails in a second
+
     import torch
 
     from .scorer import PADDING_SIDE, FoldedHeadScorer
 
-    if dtype not in ("fp32", "fp16", "bf16"):
-        raise ValueError(f"dtype must be fp32, fp16 or bf16, got {dtype!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = resolve_spec(model, name=name).with_overrides(dtype=dtype, padding_side=PADDING_SIDE)
