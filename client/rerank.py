@@ -31,13 +31,18 @@ def sigmoid_normalize(scores: np.ndarray, estimated_max: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(np.asarray(scores, dtype=np.float64) - estimated_max / 2)))
 
 
+def rank_order(scores: np.ndarray, top_k: int | None = None) -> list[int]:
+    """Indices by score descending, ties by index ascending; the first `top_k` (all when None)."""
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    return np.lexsort((np.arange(len(scores)), -np.asarray(scores)))[:top_k].tolist()
+
+
 def rank_results(
     scores: np.ndarray, documents: Sequence[str], *, top_k: int | None = None, return_documents: bool = True
 ) -> list[RankResult]:
     """Sort by score descending, ties by index ascending; keep `top_k` (all when None)."""
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    order = np.lexsort((np.arange(len(scores)), -np.asarray(scores)))[:top_k]
+    order = rank_order(scores, top_k)
     return [
         RankResult(int(i), float(scores[i]), documents[i] if return_documents else None) for i in order
     ]
@@ -167,13 +172,16 @@ class AsyncRerankClient(_ClientBase):
         retry: RetryPolicy = RetryPolicy(),
     ):
         super().__init__(url, model, protocol, timeout, retry, AsyncTransport)
-        self._limits_lock = asyncio.Lock()
+        self._limits_read: asyncio.Future | None = None
 
     async def limits(self) -> ServerLimits:
         if self._limits is None:
-            async with self._limits_lock:  # concurrent first calls read the config once
-                if self._limits is None:
-                    self._limits = await self._pool.acall(self._config_call, lambda t: t.limits())
+            # Concurrent first calls share one read and its outcome (a lock would make each waiter
+            # spend its own retry window in turn while the server is down); a failed read is not kept.
+            if self._limits_read is None or self._limits_read.done():
+                self._limits_read = asyncio.ensure_future(self._pool.acall(self._config_call, lambda t: t.limits()))
+            # shield: a caller's deadline cancels its wait, not the read the others wait for.
+            self._limits = await asyncio.shield(self._limits_read)
         return self._limits
 
     async def _infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from mxbai_triton.client.rerank import rank_results, sigmoid_normalize
+from mxbai_triton.client.rerank import rank_order, sigmoid_normalize
 
 from .backend import BackendSettings, TritonBackend
 from .errors import APIError, error_body, validation_error
@@ -37,7 +37,7 @@ class Ranked:
         self.raw = raw
         self.relevance = sigmoid_normalize(raw, estimated_max) if len(raw) else raw.astype(np.float64)
         # Sort on the raw scores: the sigmoid can round two different large scores to the same 1.0.
-        self.order = [r.index for r in rank_results(raw, [""] * len(raw), top_k=top_n, return_documents=False)]
+        self.order = rank_order(raw, top_n)
         self.total_tokens = None if token_counts is None else int(token_counts.sum())
 
 
@@ -92,8 +92,9 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
         if not documents:
             return model, Ranked(np.zeros(0, np.float32), 0.0, top_n, np.zeros(0, np.int64))
         scored, limits = await backend.score(model, query, documents, instruction, field=field)
-        metrics.scored(api, len(documents), None if scored.token_counts is None else int(scored.token_counts.sum()))
-        return model, Ranked(scored.scores, limits.estimated_max, top_n, scored.token_counts)
+        ranked = Ranked(scored.scores, limits.estimated_max, top_n, scored.token_counts)
+        metrics.scored(api, len(documents), ranked.total_tokens)
+        return model, ranked
 
     @app.post("/v2/rerank")
     async def cohere_v2(request: Request) -> Response:

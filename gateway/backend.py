@@ -61,10 +61,6 @@ class TritonBackend:
         import tritonclient.grpc.aio as grpc_aio
 
         self._probes = {url: grpc_aio.InferenceServerClient(url) for url in settings.urls}
-        # One config read per model shared by every request waiting for it (during an outage each
-        # waiter would otherwise spend its own retry window in turn).
-        self._limits: dict[str, ServerLimits] = {}
-        self._limit_reads: dict[str, asyncio.Future] = {}
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -78,16 +74,6 @@ class TritonBackend:
             raise APIError(404, f"model {name!r} is not served here; served: {', '.join(self.models)}", "model")
         return name
 
-    async def limits(self, model: str) -> ServerLimits:
-        if model in self._limits:
-            return self._limits[model]
-        read = self._limit_reads.get(model)
-        if read is None or read.done():
-            read = self._limit_reads[model] = asyncio.ensure_future(self.clients[model].limits())
-        limits = await asyncio.shield(read)  # a waiter's deadline must not cancel the others' read
-        self._limits[model] = limits
-        return limits
-
     async def score(
         self, model: str, query: str, documents: Sequence[str], instruction: str | None, *, field: str = "documents",
     ) -> tuple[Scored, ServerLimits]:
@@ -97,7 +83,7 @@ class TritonBackend:
         the document list, for the error message.
         """
         async def run() -> tuple[Scored, ServerLimits]:
-            limits = await self.limits(model)
+            limits = await self.clients[model].limits()
             if len(documents) > limits.max_documents:
                 raise APIError(
                     413, f"'{field}' has {len(documents)} items, more than the limit of {limits.max_documents} "

@@ -85,3 +85,20 @@ def test_endpoint_lists_must_be_non_empty_and_distinct():
         as_url_list(["h:1", "h:1"])
     with pytest.raises(ValueError, match="non-empty"):
         as_url_list([])
+
+
+def test_concurrent_first_calls_share_one_config_read_and_its_failure():
+    import asyncio
+
+    from mxbai_triton.client import AsyncRerankClient
+    from mxbai_triton.model_repository.server import free_port
+
+    async def run():
+        policy = RetryPolicy(attempts=3, initial_backoff=0.05, deadline=5.0)
+        async with AsyncRerankClient(f"127.0.0.1:{free_port()}", model="m", retry=policy) as client:
+            outcomes = await asyncio.gather(*(client.limits() for _ in range(5)), return_exceptions=True)
+            return outcomes, client.stats
+
+    outcomes, stats = asyncio.run(run())
+    assert all(isinstance(o, RerankError) for o in outcomes)
+    assert (stats.requests, stats.attempts) == (1, 3)  # one read with its retries, not five in turn
