@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .resilience import NO_RETRY, CallStats, EndpointPool, RetryPolicy, as_url_list
-from .transport import AsyncTransport, RerankError, Scored, ServerLimits, Transport
+from .transport import PRIORITIES, AsyncTransport, Call, RerankError, Scored, ServerLimits, Transport
 
 __all__ = [
     "AsyncRerankClient", "NO_RETRY", "RankResult", "RerankClient", "RerankError", "RetryPolicy", "Scored",
@@ -65,9 +65,11 @@ def _utf8(text: str, name: str) -> bytes:
 
 
 def _encode_request(
-    query: str, documents: Sequence[str], instruction: str | None
+    query: str, documents: Sequence[str], instruction: str | None, priority: int = 0
 ) -> tuple[bytes, list[bytes], bytes | None]:
     """UTF-8 bytes of the request, each text encoded once; refuses what the server would refuse, before any request leaves."""
+    if isinstance(priority, bool) or priority not in PRIORITIES:
+        raise ValueError(f"priority must be 0 (the server decides by size), 1 (interactive) or 2 (bulk), got {priority!r}")
     if not isinstance(query, str):
         raise TypeError(f"'query' must be a str, got {type(query).__name__}")
     if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
@@ -89,8 +91,13 @@ class _ClientBase:
 
     def __init__(self, url, model: str, protocol: str, timeout: float, retry: RetryPolicy, transport_type):
         self.model = model
+        self.timeout = timeout
         self._pool = EndpointPool({u: transport_type(u, model, protocol, timeout) for u in as_url_list(url)}, retry)
         self._limits: ServerLimits | None = None
+
+    def _call(self, limits: ServerLimits, priority: int) -> Call:
+        """Where and how this client's requests go: the ensemble's dispatch step when the server names one."""
+        return Call(limits.dispatch_model or self.model, priority, self.timeout)
 
     @property
     def stats(self) -> CallStats:
@@ -127,30 +134,37 @@ class RerankClient(_ClientBase):
             self._limits = self._pool.call(self._config_call, lambda t: t.limits())
         return self._limits
 
-    def _infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
-        return self._pool.call(self.model, lambda t: t.infer(query, documents, instruction))
+    def _infer(self, call: Call, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
+        return self._pool.call(self.model, lambda t: t.infer(call, query, documents, instruction))
 
-    def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None) -> Scored:
-        """Raw scores and prompt token counts in input order; lists above the server limit are split."""
-        query_bytes, documents_bytes, instruction_bytes = _encode_request(query, documents, instruction)
+    def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None, priority: int = 0) -> Scored:
+        """Raw scores and prompt token counts in input order; lists above the server limit are split.
+
+        `priority` is Triton's: 0 lets the server decide by the request's size, 2 marks it bulk work
+        (served after interactive requests, a few sub-batches at a time), 1 interactive.
+        """
+        query_bytes, documents_bytes, instruction_bytes = _encode_request(query, documents, instruction, priority)
         if not documents_bytes:
             return _NOTHING_SCORED
+        call = self._call(self.limits, priority)
         return Scored.concatenate([
-            self._infer(query_bytes, chunk, instruction_bytes)
+            self._infer(call, query_bytes, chunk, instruction_bytes)
             for chunk in _chunks(documents_bytes, self.limits.max_documents)
         ])
 
-    def scores(self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False) -> np.ndarray:
+    def scores(
+        self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False, priority: int = 0,
+    ) -> np.ndarray:
         """Raw scores (logit "1" - logit "0") in input order; lists above the server limit are split."""
-        scores = self.scored(query, documents, instruction=instruction).scores
+        scores = self.scored(query, documents, instruction=instruction, priority=priority).scores
         return sigmoid_normalize(scores, self.limits.estimated_max) if normalize and len(scores) else scores
 
     def rank(
         self, query: str, documents: Sequence[str], *, top_k: int | None = None, instruction: str | None = None,
-        return_documents: bool = True, normalize: bool = False,
+        return_documents: bool = True, normalize: bool = False, priority: int = 0,
     ) -> list[RankResult]:
         """Documents ranked for `query`, best first (ties by index)."""
-        scores = self.scores(query, documents, instruction=instruction, normalize=normalize)
+        scores = self.scores(query, documents, instruction=instruction, normalize=normalize, priority=priority)
         return rank_results(scores, documents, top_k=top_k, return_documents=return_documents)
 
     def close(self) -> None:
@@ -184,27 +198,31 @@ class AsyncRerankClient(_ClientBase):
             self._limits = await asyncio.shield(self._limits_read)
         return self._limits
 
-    async def _infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
-        return await self._pool.acall(self.model, lambda t: t.infer(query, documents, instruction))
+    async def _infer(self, call: Call, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
+        return await self._pool.acall(self.model, lambda t: t.infer(call, query, documents, instruction))
 
-    async def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None) -> Scored:
-        query_bytes, documents_bytes, instruction_bytes = _encode_request(query, documents, instruction)
+    async def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None, priority: int = 0) -> Scored:
+        """See RerankClient.scored; cancelling the awaiting task cancels the requests on the server."""
+        query_bytes, documents_bytes, instruction_bytes = _encode_request(query, documents, instruction, priority)
         if not documents_bytes:
             return _NOTHING_SCORED
         limits = await self.limits()
+        call = self._call(limits, priority)
         return Scored.concatenate(await asyncio.gather(*(
-            self._infer(query_bytes, chunk, instruction_bytes) for chunk in _chunks(documents_bytes, limits.max_documents)
+            self._infer(call, query_bytes, chunk, instruction_bytes) for chunk in _chunks(documents_bytes, limits.max_documents)
         )))
 
-    async def scores(self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False) -> np.ndarray:
-        scores = (await self.scored(query, documents, instruction=instruction)).scores
+    async def scores(
+        self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False, priority: int = 0,
+    ) -> np.ndarray:
+        scores = (await self.scored(query, documents, instruction=instruction, priority=priority)).scores
         return sigmoid_normalize(scores, (await self.limits()).estimated_max) if normalize and len(scores) else scores
 
     async def rank(
         self, query: str, documents: Sequence[str], *, top_k: int | None = None, instruction: str | None = None,
-        return_documents: bool = True, normalize: bool = False,
+        return_documents: bool = True, normalize: bool = False, priority: int = 0,
     ) -> list[RankResult]:
-        scores = await self.scores(query, documents, instruction=instruction, normalize=normalize)
+        scores = await self.scores(query, documents, instruction=instruction, normalize=normalize, priority=priority)
         return rank_results(scores, documents, top_k=top_k, return_documents=return_documents)
 
     async def close(self) -> None:

@@ -49,10 +49,40 @@ class Scored:
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """What the ensemble's config parameters tell a client."""
+    """What the ensemble's config parameters tell a client.
+
+    `dispatch_model` is the ensemble's step, which takes the same request and, unlike the ensemble,
+    sees its cancellation; None for servers that do not name it (then requests go to the ensemble).
+    """
 
     max_documents: int
     estimated_max: float
+    dispatch_model: str | None = None
+
+
+# Triton's request priority: 0 the default (the server decides by size), 1 interactive, 2 bulk.
+PRIORITIES = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class Call:
+    """How one request is sent: to which model, at what Triton priority, and its timeout in seconds."""
+
+    model: str
+    priority: int = 0
+    timeout: float = 60.0
+
+    def options(self, grpc: bool) -> dict:
+        """tritonclient infer() keywords: Triton's priority and timeout, the same priority as the dispatch's parameter."""
+        from mxbai_triton.export.spec import PRIORITY_PARAMETER
+
+        options: dict = {"timeout": max(1, int(self.timeout * 1e6))}
+        if self.priority:
+            options["priority"] = self.priority
+            options["parameters"] = {PRIORITY_PARAMETER: self.priority}
+        if grpc:
+            options["client_timeout"] = self.timeout
+        return options
 
 
 def _module(protocol: str, asynchronous: bool):
@@ -95,7 +125,7 @@ def limits_from_config(config) -> ServerLimits:
     config = config.get("config", config)
     params = {k: v.get("string_value") for k, v in config.get("parameters", {}).items()}
     try:
-        return ServerLimits(int(params["max_documents_per_request"]), float(params["estimated_max"]))
+        return ServerLimits(int(params["max_documents_per_request"]), float(params["estimated_max"]), params.get("dispatch_model"))
     except KeyError as missing:
         raise RerankError(f"model {config.get('name')!r} is not an mxbai-triton ensemble (no parameter {missing})") from None
 
@@ -116,10 +146,9 @@ class Transport:
             return limits_from_config(self.client.get_model_config(self.model, client_timeout=self.timeout))
         return limits_from_config(self.client.get_model_config(self.model))
 
-    def infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
+    def infer(self, call: Call, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
         inputs = build_inputs(self.module, query, documents, instruction)
-        extra = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
-        return Scored.from_result(self.client.infer(self.model, inputs, **extra))
+        return Scored.from_result(self.client.infer(call.model, inputs, **call.options(self.protocol == "grpc")))
 
     def close(self) -> None:
         self.client.close()
@@ -141,13 +170,13 @@ class AsyncTransport:
             return limits_from_config(await self.client.get_model_config(self.model, client_timeout=self.timeout))
         return limits_from_config(await self.client.get_model_config(self.model))
 
-    async def infer(self, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
+    async def infer(self, call: Call, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
         inputs = build_inputs(self.module, query, documents, instruction)
-        extra = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
         try:
-            result = await asyncio.wait_for(self.client.infer(self.model, inputs, **extra), self.timeout)
+            result = await asyncio.wait_for(
+                self.client.infer(call.model, inputs, **call.options(self.protocol == "grpc")), call.timeout)
         except asyncio.TimeoutError:
-            raise TimeoutError(f"no answer from {self.url} within {self.timeout:g}s") from None
+            raise TimeoutError(f"no answer from {self.url} within {call.timeout:g}s") from None
         return Scored.from_result(result)
 
     async def close(self) -> None:

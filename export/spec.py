@@ -46,6 +46,12 @@ class TensorSpec:
 # Second output of the ensemble: each document's prompt tokens after truncation (usage reporting).
 TOKEN_COUNTS = TensorSpec("token_counts", "int32", (1,))
 
+# Triton priority levels of the tokenizer's queue: 1 interactive, 2 bulk (0 = the default level).
+PRIORITY_INTERACTIVE, PRIORITY_BULK = 1, 2
+# The same level as a request parameter, for the dispatch: a python model cannot read a request's
+# Triton priority (python_backend's InferenceRequest has no accessor and BLS requests no setter).
+PRIORITY_PARAMETER = "dispatch_priority"
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -92,7 +98,21 @@ class ModelSpec:
     # share an execution; a bounded queue rejects overload instead of growing without limit.
     queue_delay_us: int = 2000
     max_queue_size: int = 512
-    tokenizer_instances: int = 2
+    # Longest a request waits in the tokenizer's queue, or a sub-batch in the scorer's, before Triton
+    # rejects it; a request's own `timeout` shortens both (Triton applies an override only below a
+    # non-zero default: core src/scheduler_utils.cc PolicyQueue::Enqueue).
+    queue_timeout_us: int = 60_000_000
+    # Requests dispatching at once (one per instance: a non-decoupled python model runs one execute
+    # at a time). Bulk requests hold theirs for their whole run; the spare ones keep small requests
+    # from waiting behind them. Each instance is a process of ~200 MB with the tokenizer loaded.
+    tokenizer_instances: int = 4
+    # Fair scheduling (README "Scheduling and cancellation"). A request whose sub-batches add up to
+    # more padded tokens than this, or whose caller marks it bulk, is bulk work: it keeps only
+    # `bulk_sub_batches_in_flight` sub-batches in the scorer's queue at a time, so the queue serves
+    # the active requests round-robin and a small request waits behind at most that many of them.
+    # Smaller requests send every sub-batch at once.
+    interactive_max_tokens: int = 65536
+    bulk_sub_batches_in_flight: int = 1
     # Tokenizer pads each request to the smallest bucket that fits it, so that requests merge in the
     # scorer's dynamic batcher; ~1.5x spacing bounds padding waste to a third of the tokens.
     # The longest possible sequence (max_sequence_length) is always the last bucket. Empty: pad to
@@ -111,6 +131,8 @@ class ModelSpec:
                              f"{self.max_sequence_length} tokens")
         if self.max_documents_per_request < 1 or self.max_batch_size < 1:
             raise ValueError("max_documents_per_request and max_batch_size must be >= 1")
+        if self.bulk_sub_batches_in_flight < 1 or self.tokenizer_instances < 1:
+            raise ValueError("bulk_sub_batches_in_flight and tokenizer_instances must be >= 1")
 
     @property
     def predefined_length_hint(self) -> int:

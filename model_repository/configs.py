@@ -6,7 +6,7 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from mxbai_triton.export.memory import INSTANCE_BUDGET_BYTES
-from mxbai_triton.export.spec import TOKEN_COUNTS, ModelSpec, TensorSpec
+from mxbai_triton.export.spec import PRIORITY_BULK, PRIORITY_INTERACTIVE, TOKEN_COUNTS, ModelSpec, TensorSpec
 
 TARGETS = ("portable", "onnx", "trt")
 TRITON_DTYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32", "float32": "TYPE_FP32", "object": "TYPE_STRING"}
@@ -57,6 +57,10 @@ def ensemble_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
         parameters={
             "max_documents_per_request": {"string_value": str(spec.max_documents_per_request)},
             "estimated_max": {"string_value": repr(float(spec.estimated_max))},
+            # The ensemble's one step. Triton never cancels a step already running when its ensemble
+            # request is cancelled (core ensemble_scheduler.cc: only steps scheduled afterwards), so
+            # clients that cancel (RerankClient, the gateway) call this model directly: same contract.
+            "dispatch_model": {"string_value": names["tokenizer"]},
         },
         # One step: the tokenizer sends the scorer length-sorted sub-batches itself (BLS), so the
         # token tensors never cross the ensemble; README "Length-aware dispatch" has the hop costs.
@@ -78,7 +82,19 @@ def tokenizer_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
         backend="python",
         instance_group=[{"kind": "KIND_CPU", "count": spec.tokenizer_instances}],
         parameters={"scorer_model": {"string_value": names["scorer"]}},
+        # Not batching (max_batch_size 0): the batcher only orders waiting requests, bulk-marked ones
+        # (Triton priority 2) after the rest, and drops those past their timeout or cancelled.
+        dynamic_batching={
+            "priority_levels": PRIORITY_BULK, "default_priority_level": PRIORITY_INTERACTIVE,
+            "default_queue_policy": _queue_policy(spec),
+        },
     )
+
+
+def _queue_policy(spec: ModelSpec, **extra) -> dict:
+    """Reject what waits longer than the spec's queue timeout, or than the request's own `timeout` when shorter."""
+    return {"default_timeout_microseconds": spec.queue_timeout_us, "allow_timeout_override": True,
+            "timeout_action": "REJECT", **extra}
 
 
 def scorer_config(spec: ModelSpec, name: str, target: str, *, instance_kind: str = "gpu") -> mc.ModelConfig:
@@ -93,7 +109,8 @@ def scorer_config(spec: ModelSpec, name: str, target: str, *, instance_kind: str
         "dynamic_batching": {
             "preferred_batch_size": list(spec.preferred_batch_sizes),
             "max_queue_delay_microseconds": spec.queue_delay_us,
-            "default_queue_policy": {"max_queue_size": spec.max_queue_size, "timeout_action": "REJECT"},
+            # A sub-batch carries its request's remaining time: it never outlives the request in the queue.
+            "default_queue_policy": _queue_policy(spec, max_queue_size=spec.max_queue_size),
         },
     }
     if target == "trt":

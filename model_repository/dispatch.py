@@ -1,4 +1,5 @@
-"""Length-aware dispatch: a request's rows ordered by length, cut into sub-batches padded to their own longest row."""
+"""Length-aware dispatch: a request's rows ordered by length, cut into sub-batches padded to their own longest row,
+and how many of them a request keeps in the scorer's queue at once (fair scheduling)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mxbai_triton.export.preprocess import padded_lengths
-from mxbai_triton.export.spec import ModelSpec
+from mxbai_triton.export.spec import PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_PARAMETER, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -67,3 +68,64 @@ def plan_sub_batches(lengths: np.ndarray, limits: DispatchLimits) -> list[np.nda
         batches.append(order[cut[end]:end])
         end = int(cut[end])
     return batches[::-1]
+
+
+@dataclass(frozen=True)
+class SchedulingPolicy:
+    """Which requests are bulk work, and how many sub-batches each kind keeps in the scorer's queue.
+
+    Triton's scorer queue is first come, first served. A bulk request keeps only `bulk_in_flight`
+    sub-batches in it, sending the next when one is answered, so the queue serves the active
+    requests in turn: a small request sent during a 1000-document one waits behind at most that
+    many executions, and the bulk request still gets its turn after every small one (no starvation).
+    """
+
+    interactive_max_tokens: int
+    bulk_in_flight: int
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> "SchedulingPolicy":
+        return cls(interactive_max_tokens=spec.interactive_max_tokens, bulk_in_flight=spec.bulk_sub_batches_in_flight)
+
+    def level(self, padded_tokens: int, requested: int = 0) -> int:
+        """PRIORITY_BULK for large requests and for those whose caller asks for it, else PRIORITY_INTERACTIVE.
+
+        A caller can lower its request's level, never raise it: a 1000-document request marked
+        interactive is still bulk work.
+        """
+        if requested >= PRIORITY_BULK or padded_tokens > self.interactive_max_tokens:
+            return PRIORITY_BULK
+        return PRIORITY_INTERACTIVE
+
+    def in_flight(self, level: int, sub_batches: int) -> int:
+        """Sub-batches a request of `level` may have in the scorer's queue at once."""
+        return sub_batches if level == PRIORITY_INTERACTIVE else min(self.bulk_in_flight, sub_batches)
+
+
+LEVEL_NAMES = {PRIORITY_INTERACTIVE: "interactive", PRIORITY_BULK: "bulk"}
+
+# Counters the tokenizer step publishes on Triton's metrics port, label `model` (and `class`, the
+# level's name, or `reason` for skipped sub-batches); read back by server.read_counters.
+COUNTERS = {
+    "mxbai_dispatch_documents": "documents dispatched to the scorer",
+    "mxbai_dispatch_sub_batches": "scorer requests (sub-batches) sent",
+    "mxbai_dispatch_real_tokens": "prompt tokens of the dispatched documents",
+    "mxbai_dispatch_padded_tokens": "tokens the scorer computes: rows x padded length",
+    "mxbai_dispatch_requests": "requests dispatched, by class (interactive or bulk)",
+    "mxbai_dispatch_request_seconds": "seconds from a request's dispatch to its last answer, by class",
+    "mxbai_dispatch_sub_batch_seconds": "seconds from sending a sub-batch to its answer (scorer queue + execution), by class",
+    "mxbai_dispatch_skipped_sub_batches": "sub-batches never sent, by reason (cancelled, deadline, failed)",
+}
+
+
+def requested_level(parameters: dict) -> int:
+    """The caller's level from the request's parameters (0 when it names none).
+
+    Raises:
+        ValueError: naming the parameter when it is not 0, 1 or 2.
+    """
+    value = parameters.get(PRIORITY_PARAMETER, 0)
+    if isinstance(value, bool) or value not in (0, PRIORITY_INTERACTIVE, PRIORITY_BULK):
+        raise ValueError(f"parameter '{PRIORITY_PARAMETER}' must be 0 (by size), {PRIORITY_INTERACTIVE} (interactive) "
+                         f"or {PRIORITY_BULK} (bulk), got {value!r}")
+    return int(value)

@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .dispatch import COUNTERS
+
 # Triton's administrative APIs: who holds the token may list/load models, map shared memory, change
 # logging and tracing. Inference, health, metadata, config and statistics stay open.
 RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
@@ -28,9 +30,8 @@ TOKEN_ENV = "MXBAI_TRITON_ADMIN_TOKEN"
 _TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9._~+/-]{16,}$")
 
 
-# Counters the tokenizer step publishes on Triton's metrics port (model_repository/tokenizer_backend.py).
-DISPATCH_COUNTERS = ("mxbai_dispatch_real_tokens", "mxbai_dispatch_padded_tokens", "mxbai_dispatch_sub_batches",
-                     "mxbai_dispatch_documents")
+# Counters the tokenizer step publishes on Triton's metrics port (model_repository/dispatch.py).
+DISPATCH_COUNTERS = tuple(COUNTERS)
 
 
 def read_counters(metrics_url: str, names=DISPATCH_COUNTERS) -> dict[str, float]:

@@ -1,9 +1,11 @@
-"""Triton python model: (query, documents, instruction) -> scores and token counts, via length-sorted sub-batches sent to the scorer."""
+"""Triton python model: (query, documents, instruction) -> scores and token counts, via length-sorted sub-batches
+sent to the scorer within each request's share of its queue, stopping when the request is cancelled or times out."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import numpy as np
 from mxbai_triton.export.preprocess import RerankPreprocessor
 from mxbai_triton.export.spec import TOKEN_COUNTS, ModelSpec
 
-from .dispatch import DispatchLimits, plan_sub_batches
+from .dispatch import COUNTERS, LEVEL_NAMES, DispatchLimits, SchedulingPolicy, plan_sub_batches, requested_level
 
 
 class RequestError(ValueError):
@@ -93,28 +95,54 @@ class TokenizerCore:
 
 
 class DispatchCounters:
-    """Prometheus counters on Triton's metrics endpoint: what the scorer was sent, real vs padded tokens."""
-
-    NAMES = {
-        "documents": "documents dispatched to the scorer",
-        "sub_batches": "scorer requests (sub-batches) sent",
-        "real_tokens": "prompt tokens of the dispatched documents",
-        "padded_tokens": "tokens the scorer computes: rows x padded length",
-    }
+    """The dispatch's Prometheus counters on Triton's metrics port (names and meanings: dispatch.COUNTERS)."""
 
     def __init__(self, pb_utils, model: str):
+        self.model = model
         # The families must outlive their metrics: keep both.
         self.families = {
-            key: pb_utils.MetricFamily(name=f"mxbai_dispatch_{key}", description=text, kind=pb_utils.MetricFamily.COUNTER)
-            for key, text in self.NAMES.items()
+            name: pb_utils.MetricFamily(name=name, description=text, kind=pb_utils.MetricFamily.COUNTER)
+            for name, text in COUNTERS.items()
         }
-        self.metrics = {key: family.Metric(labels={"model": model}) for key, family in self.families.items()}
+        self.metrics: dict[tuple[str, str], object] = {}
 
-    def add(self, batch: SubBatch) -> None:
-        self.metrics["documents"].increment(len(batch.rows))
-        self.metrics["sub_batches"].increment(1)
-        self.metrics["real_tokens"].increment(batch.real_tokens)
-        self.metrics["padded_tokens"].increment(batch.input_ids.size)
+    def _metric(self, key: str, **labels):
+        name = f"mxbai_dispatch_{key}"
+        index = (name, repr(sorted(labels.items())))
+        if index not in self.metrics:
+            self.metrics[index] = self.families[name].Metric(labels={"model": self.model, **labels})
+        return self.metrics[index]
+
+    def sent(self, batch: SubBatch, level: str, seconds: float) -> None:
+        self._metric("documents", **{"class": level}).increment(len(batch.rows))
+        self._metric("sub_batches", **{"class": level}).increment(1)
+        self._metric("real_tokens", **{"class": level}).increment(batch.real_tokens)
+        self._metric("padded_tokens", **{"class": level}).increment(batch.input_ids.size)
+        self._metric("sub_batch_seconds", **{"class": level}).increment(seconds)
+
+    def finished(self, level: str, seconds: float) -> None:
+        self._metric("requests", **{"class": level}).increment(1)
+        self._metric("request_seconds", **{"class": level}).increment(seconds)
+
+    def skipped(self, reason: str, count: int) -> None:
+        if count:
+            self._metric("skipped_sub_batches", reason=reason).increment(count)
+
+
+class Deadline:
+    """When a request stops being worth work: its Triton `timeout` after its dispatch began (none when 0)."""
+
+    def __init__(self, timeout_us: int, now: float | None = None):
+        self.at = None if not timeout_us else (time.monotonic() if now is None else now) + timeout_us / 1e6
+
+    def remaining_us(self) -> int:
+        """Microseconds left (at least 1 while a deadline is set), 0 when there is none."""
+        if self.at is None:
+            return 0
+        return max(1, int((self.at - time.monotonic()) * 1e6))
+
+    def passed(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
 
 
 class TritonPythonModel:
@@ -129,41 +157,83 @@ class TritonPythonModel:
         self.scorer = params["scorer_model"]
         self.core = TokenizerCore(Path(args["model_repository"]) / args["model_version"])
         spec = self.core.spec
+        self.policy = SchedulingPolicy.from_spec(spec)
         self.in_names = (spec.input_ids.name, spec.attention_mask.name)
         self.in_dtypes = (np.dtype(spec.input_ids.dtype), np.dtype(spec.attention_mask.dtype))
         self.scores_name = spec.scores.name
         self.counters = DispatchCounters(pb_utils, config["name"])
 
-    def _sub_request(self, batch: SubBatch):
-        tensors = [self.pb.Tensor(n, a.astype(d, copy=False))
-                   for n, a, d in zip(self.in_names, (batch.input_ids, batch.attention_mask), self.in_dtypes)]
-        return self.pb.InferenceRequest(model_name=self.scorer, inputs=tensors, requested_output_names=[self.scores_name])
-
     async def execute(self, requests):
         pb = self.pb
-        parsed, errors = [], {}
+        parsed, levels, errors = [], [], {}
         for i, request in enumerate(requests):
             try:
                 parsed.append(self.core.parse(*(
                     _numpy_or_none(pb.get_input_tensor_by_name(request, n)) for n in ("query", "documents", "instruction")
                 )))
+                levels.append(_requested_level(request))
             except RequestError as error:
                 errors[i] = _error(pb, str(error), "INVALID_ARG")
-        plans = self.core.plan(parsed)
-        # Every sub-batch of every request in flight at once: equal shapes merge in the scorer's batcher.
-        flat = [batch for plan in plans for batch in plan]
-        answers = iter(await asyncio.gather(*(self._sub_request(b).async_exec() for b in flat)))
-        for batch in flat:
-            self.counters.add(batch)
-        responses, plans = [], iter(plans)
-        for i in range(len(requests)):
-            if i in errors:
-                responses.append(pb.InferenceResponse(output_tensors=[], error=errors[i]))
-                continue
-            plan = next(plans)
-            outputs, error = self._gather(plan, [next(answers) for _ in plan])
-            responses.append(pb.InferenceResponse(output_tensors=[] if error else outputs, error=error))
-        return responses
+        plans, levels = iter(self.core.plan(parsed)), iter(levels)
+        dispatches = [None if i in errors else self._dispatch(request, next(plans), next(levels))
+                      for i, request in enumerate(requests)]
+        # Concurrently: sub-batches of several requests merge in the scorer's batcher.
+        answers = iter(await asyncio.gather(*(d for d in dispatches if d is not None)))
+        return [_failed(pb, errors[i]) if d is None else next(answers) for i, d in enumerate(dispatches)]
+
+    async def _dispatch(self, request, plan: list[SubBatch], requested: int):
+        """Send `plan` to the scorer within the request's share of its queue; the response (scores or the first error)."""
+        started = time.monotonic()
+        deadline = Deadline(request.timeout(), started)
+        level = self.policy.level(sum(b.input_ids.size for b in plan), requested)
+        label = LEVEL_NAMES[level]
+        window = self.policy.in_flight(level, len(plan))
+        answers: list = [None] * len(plan)
+        in_flight: dict[asyncio.Future, int] = {}
+        stop: tuple[str, str] | None = None
+        sent = 0
+        while sent < len(plan) or in_flight:
+            while sent < len(plan) and len(in_flight) < window and stop is None:
+                # Checked before every send of a window-limited request: work nobody waits for stops here.
+                stop = self._stop_reason(request, deadline, check_cancel=window < len(plan) or sent == 0)
+                if stop is None:
+                    in_flight[asyncio.ensure_future(self._send(plan[sent], deadline, label))] = sent
+                    sent += 1
+            if not in_flight:
+                break
+            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for future in done:
+                index = in_flight.pop(future)
+                answers[index] = future.result()
+                if answers[index].has_error() and stop is None:
+                    stop = ("failed", "")
+        self.counters.finished(label, time.monotonic() - started)
+        if stop is not None and stop[0] != "failed":
+            self.counters.skipped(stop[0], len(plan) - sent)
+            return _failed(self.pb, _error(self.pb, f"{stop[1]}: {len(plan) - sent} of {len(plan)} sub-batches were "
+                                                    "not sent to the scorer", "CANCELLED" if stop[0] == "cancelled" else "UNAVAILABLE"))
+        self.counters.skipped("failed", len(plan) - sent)
+        outputs, error = self._gather(plan, answers)
+        return self.pb.InferenceResponse(output_tensors=[] if error else outputs, error=error)
+
+    def _stop_reason(self, request, deadline: Deadline, *, check_cancel: bool) -> tuple[str, str] | None:
+        if deadline.passed():
+            return "deadline", "the request's timeout passed"
+        if check_cancel and request.is_cancelled():
+            return "cancelled", "the request was cancelled by its client"
+        return None
+
+    async def _send(self, batch: SubBatch, deadline: Deadline, label: str):
+        tensors = [self.pb.Tensor(n, a.astype(d, copy=False))
+                   for n, a, d in zip(self.in_names, (batch.input_ids, batch.attention_mask), self.in_dtypes)]
+        # The request's remaining time bounds the sub-batch's wait in the scorer's queue (Triton rejects
+        # it there once expired); 0 leaves the scorer's own queue timeout.
+        sub = self.pb.InferenceRequest(model_name=self.scorer, inputs=tensors, requested_output_names=[self.scores_name],
+                                       timeout=deadline.remaining_us())
+        started = time.monotonic()
+        answer = await sub.async_exec()
+        self.counters.sent(batch, label, time.monotonic() - started)
+        return answer
 
     def _gather(self, plan: list[SubBatch], answers) -> tuple[list, object]:
         """Scores and token counts in input order, or the first scorer error (never a default score)."""
@@ -178,6 +248,17 @@ class TritonPythonModel:
             scores[batch.rows] = self.pb.get_output_tensor_by_name(answer, self.scores_name).as_numpy().reshape(-1, 1)
             counts[batch.rows, 0] = batch.token_counts
         return [self.pb.Tensor(self.scores_name, scores), self.pb.Tensor(TOKEN_COUNTS.name, counts)], None
+
+
+def _requested_level(request) -> int:
+    try:
+        return requested_level(json.loads(request.parameters() or "{}"))
+    except ValueError as error:
+        raise RequestError(str(error)) from None
+
+
+def _failed(pb, error):
+    return pb.InferenceResponse(output_tensors=[], error=error)
 
 
 def _error(pb, message: str, code):

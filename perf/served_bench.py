@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mxbai_triton.model_repository.server import DISPATCH_COUNTERS, read_counters
+from mxbai_triton.model_repository.server import read_counters
 
 from .compare import prepare
 from .workload import LENGTH_SIGMAS, QUERY, mixed_documents, synthetic_documents
@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
             mixed_s = _timed_pool(args.concurrency, lambda w: client.scores(*w), queries)
             after = read_counters(metrics_url)
             grouped_s = _timed_pool(args.concurrency, lambda w: client.scores(*w), grouped_requests(queries, pre))
-            real, padded, subs = (after[n] - before[n] for n in DISPATCH_COUNTERS[:3])
+            real, padded, subs = (after[f"mxbai_dispatch_{n}"] - before[f"mxbai_dispatch_{n}"]
+                                  for n in ("real_tokens", "padded_tokens", "sub_batches"))
             ratio = f"{padded / real:.3f}" if real else "n/a (no dispatch counters)"
             print(f"| {label} | {real:.0f} | {ratio} | {subs:.0f} | {mixed_s:.2f} | {grouped_s:.2f} | "
                   f"{grouped_s / mixed_s:.2f} |", flush=True)
