@@ -13,6 +13,7 @@ from .workload import LENGTH_SIGMAS
 BENCHMARKS = {
     "compare": ("compare", "reference rank() vs in-process ONNX Runtime vs the Triton ensemble, one run"),
     "served": ("served_bench", "served path on mixed lengths: computed/real tokens, mixed vs grouped, latency"),
+    "fairness": ("fairness_bench", "small requests during a 1000-document one, bulk slowdown, abandoned requests"),
     "tokenizer": ("tokenizer_bench", "the tokenizer stage vs a bare batched tokenizers encode"),
     "gateway": ("gateway_bench", "what the HTTP rerank gateway adds over the gRPC client"),
     "fp16": ("fp16_check", "fp16/bf16 vs fp32 scores on the real shapes (torch, ONNX Runtime or emulated)"),

@@ -53,6 +53,8 @@ REFUSED_BY_THE_CLIENT = {
         ("q", ["ok", "bad \udcff"]), {}, ValueError, r"'documents\[1\]' has a lone surrogate at character 4"),
     "lone_surrogate_in_query": (("\ud800", ["d"]), {}, ValueError, "'query' has a lone surrogate at character 0"),
     "instruction_as_list": (("q", ["d"]), {"instruction": ["x"]}, TypeError, "'instruction' must be a str or None"),
+    "priority_out_of_range": (("q", ["d"]), {"priority": 3}, ValueError,
+                              r"priority must be 0 \(the server decides by size\), 1 \(interactive\) or 2 \(bulk\), got 3"),
 }
 
 
@@ -77,3 +79,11 @@ def test_client_returns_no_results_for_no_documents_without_a_request():
     with _unreachable_client() as client:
         assert client.rank("q", []) == []
         assert client.stats.requests == 0
+
+
+def test_a_call_carries_triton_priority_timeout_and_the_dispatch_parameter():
+    from mxbai_triton.client.transport import Call
+
+    assert Call("rr_tokenizer", 2, 1.5).options(grpc=True) == {
+        "timeout": 1_500_000, "priority": 2, "parameters": {"dispatch_priority": 2}, "client_timeout": 1.5}
+    assert Call("rr_tokenizer", 0, 60.0).options(grpc=False) == {"timeout": 60_000_000}

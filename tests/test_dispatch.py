@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mxbai_triton.export.spec import BASE_V2
-from mxbai_triton.model_repository.dispatch import DispatchLimits, plan_sub_batches
+from mxbai_triton.model_repository.dispatch import DispatchLimits, SchedulingPolicy, plan_sub_batches
 from mxbai_triton.perf.workload import LENGTH_SIGMAS, mixed_lengths
 
 TEMPLATE_AND_QUERY = 90
@@ -79,3 +79,14 @@ def test_extra_sub_batch_overhead_merges_more_rows():
     cheap = len(plan_sub_batches(lengths, _limits(overhead_tokens=0)))
     dear = len(plan_sub_batches(lengths, _limits(overhead_tokens=4096)))
     assert dear < cheap
+
+
+def test_requests_over_the_interactive_budget_or_marked_by_their_caller_are_bulk():
+    policy = SchedulingPolicy(interactive_max_tokens=1000, bulk_in_flight=1)
+    assert [policy.level(tokens, requested) for tokens, requested in
+            [(1000, 0), (1001, 0), (10, 2), (10, 1), (5000, 1)]] == [1, 2, 2, 1, 2]
+
+
+def test_bulk_requests_keep_a_window_of_sub_batches_and_interactive_ones_send_all():
+    policy = SchedulingPolicy(interactive_max_tokens=1000, bulk_in_flight=2)
+    assert [policy.in_flight(1, 7), policy.in_flight(2, 7), policy.in_flight(2, 1)] == [7, 2, 1]

@@ -1,0 +1,149 @@
+"""The tokenizer step's dispatch in-process, with a scripted scorer at the Triton edge: how many sub-batches each
+kind of request keeps in the scorer's queue, cancellation and timeouts between sub-batches, scorer errors."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+
+import numpy as np
+import pytest
+
+from mxbai_triton.export.preprocess import TOKENIZER_FILENAME
+from mxbai_triton.export.spec import PRIORITY_PARAMETER, ModelSpec
+from tests import fake_triton
+
+DOCUMENTS = [f"document {i} " + "word " * (3 * i) for i in range(12)]
+
+
+@pytest.fixture()
+def step(tiny_tokenizer_dir, tmp_path, monkeypatch):
+    """Build the tokenizer step over a spec with 4-row sub-batches; returns (make(scorer, **spec changes), preprocessor)."""
+    from mxbai_triton.export.preprocess import RerankPreprocessor
+
+    def make(scorer: fake_triton.Scorer, **changes):
+        version = tmp_path / "tokenizer" / "1"
+        version.mkdir(parents=True, exist_ok=True)
+        (version / TOKENIZER_FILENAME).unlink(missing_ok=True)
+        (version / TOKENIZER_FILENAME).symlink_to(tiny_tokenizer_dir / TOKENIZER_FILENAME)
+        ModelSpec.load(tiny_tokenizer_dir).with_overrides(max_batch_size=4, **changes).save(version)
+        fake_triton.install(scorer, monkeypatch)
+        backend = importlib.import_module("mxbai_triton.model_repository.tokenizer_backend")
+        model = backend.TritonPythonModel()
+        model.initialize(fake_triton.model_args(version, {"name": "rr_tokenizer", "parameters": {
+            "scorer_model": {"string_value": "rr_scorer"}}}))
+        return model
+
+    return make, RerankPreprocessor.from_dir(tiny_tokenizer_dir)
+
+
+def _expected(preprocessor, documents=DOCUMENTS) -> np.ndarray:
+    return np.array([sum(ids) for ids in preprocessor.encode("q", documents)], dtype=np.float32)
+
+
+def _run(model, *requests):
+    return asyncio.run(model.execute(list(requests)))
+
+
+def _scores(response) -> np.ndarray:
+    assert not response.has_error(), response.error().message()
+    return response.output("scores").as_numpy().reshape(-1)
+
+
+def test_an_interactive_request_sends_every_sub_batch_at_once_and_answers_in_input_order(step):
+    make, pre = step
+    scorer = fake_triton.Scorer(delay=0.01)
+    [response] = _run(make(scorer), fake_triton.Request("q", DOCUMENTS))
+    np.testing.assert_array_equal(_scores(response), _expected(pre))
+    assert len(scorer.sent) == 3 and scorer.most_in_flight == 3
+    assert fake_triton.counter("mxbai_dispatch_requests", **{"class": "interactive"}) == 1
+
+
+def test_a_request_over_the_interactive_token_budget_keeps_one_sub_batch_in_flight(step):
+    make, pre = step
+    scorer = fake_triton.Scorer(delay=0.01)
+    [response] = _run(make(scorer, interactive_max_tokens=64), fake_triton.Request("q", DOCUMENTS))
+    np.testing.assert_array_equal(_scores(response), _expected(pre))
+    assert len(scorer.sent) == 3 and scorer.most_in_flight == 1
+    assert fake_triton.counter("mxbai_dispatch_requests", **{"class": "bulk"}) == 1
+
+
+def test_bulk_sub_batches_in_flight_sets_the_window(step):
+    make, _ = step
+    scorer = fake_triton.Scorer(delay=0.01)
+    _run(make(scorer, interactive_max_tokens=64, bulk_sub_batches_in_flight=2), fake_triton.Request("q", DOCUMENTS))
+    assert len(scorer.sent) == 3 and scorer.most_in_flight == 2
+
+
+def test_a_small_request_its_caller_marks_bulk_is_dispatched_as_bulk(step):
+    make, pre = step
+    scorer = fake_triton.Scorer(delay=0.01)
+    [response] = _run(make(scorer), fake_triton.Request("q", DOCUMENTS, parameters={PRIORITY_PARAMETER: 2}))
+    np.testing.assert_array_equal(_scores(response), _expected(pre))
+    assert scorer.most_in_flight == 1
+
+
+def test_a_caller_cannot_raise_a_large_request_to_interactive(step):
+    make, _ = step
+    scorer = fake_triton.Scorer(delay=0.01)
+    _run(make(scorer, interactive_max_tokens=64), fake_triton.Request("q", DOCUMENTS, parameters={PRIORITY_PARAMETER: 1}))
+    assert scorer.most_in_flight == 1
+
+
+@pytest.mark.parametrize("value", [3, -1, "bulk", True])
+def test_a_bad_dispatch_priority_is_an_error_naming_the_parameter(step, value):
+    make, _ = step
+    scorer = fake_triton.Scorer()
+    [response] = _run(make(scorer), fake_triton.Request("q", DOCUMENTS, parameters={PRIORITY_PARAMETER: value}))
+    assert response.has_error() and response.error().code() == fake_triton.TritonError.INVALID_ARG
+    assert f"parameter '{PRIORITY_PARAMETER}' must be 0 (by size), 1 (interactive) or 2 (bulk)" in response.error().message()
+    assert scorer.sent == []
+
+
+def test_a_bulk_request_cancelled_between_sub_batches_sends_no_more(step):
+    make, _ = step
+    scorer = fake_triton.Scorer(delay=0.01)
+    request = fake_triton.Request("q", DOCUMENTS, cancelled=lambda: len(scorer.sent) >= 2)
+    [response] = _run(make(scorer, interactive_max_tokens=64), request)
+    assert len(scorer.sent) == 2
+    assert response.error().code() == fake_triton.TritonError.CANCELLED
+    assert "cancelled by its client: 1 of 3 sub-batches were not sent" in response.error().message()
+    assert fake_triton.counter("mxbai_dispatch_skipped_sub_batches", reason="cancelled") == 1
+
+
+def test_a_request_past_its_timeout_stops_and_its_sub_batches_carry_the_time_left(step):
+    make, _ = step
+    scorer = fake_triton.Scorer(delay=0.06)
+    [response] = _run(make(scorer, interactive_max_tokens=64), fake_triton.Request("q", DOCUMENTS, timeout_us=100_000))
+    assert len(scorer.sent) == 2  # sent at 0 and 60 ms; at 120 ms the 100 ms timeout has passed
+    assert response.error().code() == fake_triton.TritonError.UNAVAILABLE
+    assert "the request's timeout passed: 1 of 3 sub-batches were not sent" in response.error().message()
+    first, second = (s["timeout"] for s in scorer.sent)
+    assert 100_000 >= first > second > 0  # each sub-batch may wait in the scorer's queue only as long as its request
+    assert fake_triton.counter("mxbai_dispatch_skipped_sub_batches", reason="deadline") == 1
+
+
+def test_sub_batches_of_a_request_without_a_timeout_keep_the_scorers_queue_timeout(step):
+    make, _ = step
+    scorer = fake_triton.Scorer()
+    _run(make(scorer), fake_triton.Request("q", DOCUMENTS))
+    assert [s["timeout"] for s in scorer.sent] == [0, 0, 0]
+
+
+def test_a_scorer_error_fails_the_request_with_no_score_and_stops_sending(step):
+    make, _ = step
+    scorer = fake_triton.Scorer(delay=0.01, fail=lambda index: "out of memory" if index == 1 else None)
+    [response] = _run(make(scorer, interactive_max_tokens=64), fake_triton.Request("q", DOCUMENTS))
+    assert response.output_tensors == []
+    assert response.error().message() == "scorer 'rr_scorer' failed: out of memory"
+    assert len(scorer.sent) == 2
+    assert fake_triton.counter("mxbai_dispatch_skipped_sub_batches", reason="failed") == 1
+
+
+def test_a_bad_request_beside_a_good_one_fails_alone(step):
+    make, pre = step
+    scorer = fake_triton.Scorer()
+    bad = fake_triton.Request("q", [])
+    good, failed = _run(make(scorer), fake_triton.Request("q", DOCUMENTS), bad)
+    np.testing.assert_array_equal(_scores(good), _expected(pre))
+    assert failed.error().message() == "'documents' is empty: send at least one document"
