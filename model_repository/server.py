@@ -34,14 +34,16 @@ _TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9._~+/-]{16,}$")
 DISPATCH_COUNTERS = tuple(COUNTERS)
 
 
-def read_counters(metrics_url: str, names=DISPATCH_COUNTERS) -> dict[str, float]:
-    """Sum of each named counter over its labels, from a Prometheus endpoint ("http://host:port"; 0 when absent)."""
+def read_counters(metrics_url: str, names=DISPATCH_COUNTERS, **labels: str) -> dict[str, float]:
+    """Sum of each named counter over its series that carry `labels`, from a Prometheus endpoint
+    ("http://host:port"; 0 when absent)."""
     with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as response:
         text = response.read().decode()
     totals = dict.fromkeys(names, 0.0)
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
     for line in text.splitlines():
         name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in totals:
+        if name in totals and all(w in line for w in wanted):
             totals[name] += float(line.rsplit(" ", 1)[1])
     return totals
 

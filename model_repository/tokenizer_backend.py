@@ -206,7 +206,8 @@ class TritonPythonModel:
                 index = in_flight.pop(future)
                 answers[index] = future.result()
                 if answers[index].has_error() and stop is None:
-                    stop = ("failed", "")
+                    # A sub-batch the scorer's queue dropped at the request's timeout is the deadline's doing.
+                    stop = self._stop_reason(request, deadline, check_cancel=False) or ("failed", "")
         self.counters.finished(label, time.monotonic() - started)
         if stop is not None and stop[0] != "failed":
             self.counters.skipped(stop[0], len(plan) - sent)

@@ -1,0 +1,161 @@
+"""Fair scheduling and cancellation on a real tritonserver: small requests are served during a bulk one, a
+caller's low priority yields, and abandoned requests stop sending sub-batches.
+
+Bounds come from the server's own statistics (the scorer's mean execution) and from latencies measured
+in the same test, never from wall-clock constants."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from mxbai_triton.client import NO_RETRY, AsyncRerankClient, RerankClient, RerankError
+from mxbai_triton.model_repository.server import read_counters
+from mxbai_triton.perf.workload import mixed_documents, synthetic_documents
+from tests.reference import reference_scores
+
+pytestmark = pytest.mark.triton
+
+QUERY = "which documents talk about search relevance?"
+SMALL = synthetic_documents(3, 40, seed=7)
+BULK = mixed_documents(1000, 0.6, median=60, seed=3)
+MEDIUM = mixed_documents(300, 0.6, median=60, seed=4)  # under the interactive token budget
+ROWS = 8  # rows per scorer execution: the bulk request is ~130 sub-batches
+
+
+@pytest.fixture(scope="module")
+def server(tiny_export, tmp_path_factory):
+    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.model_repository.generate import generate_repository
+    from mxbai_triton.model_repository.server import TritonServer
+
+    spec = ModelSpec.load(tiny_export).with_overrides(max_batch_size=ROWS)
+    repository = generate_repository(tmp_path_factory.mktemp("fair-repository"), spec, target="portable", name="rr",
+                                     export_dir=tiny_export)
+    with TritonServer.on_free_ports(repository, stop_grace=0) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with RerankClient(server.grpc_url, model="rr", timeout=600) as client:
+        client.scores(QUERY, BULK)  # warm-up: ONNX Runtime allocates for these shapes once
+        yield client
+
+
+def _latency(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _execution(server) -> tuple[int, float]:
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(server.grpc_url) as c:
+        stats = c.get_inference_statistics("rr_scorer").model_stats[0]
+        return stats.execution_count, stats.inference_stats.compute_infer.ns / 1e9
+
+
+def _counter(server, name: str, **labels) -> float:
+    return read_counters(server.metrics_url, (f"mxbai_dispatch_{name}",), **labels)[f"mxbai_dispatch_{name}"]
+
+
+def _wait_for(condition, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "the server did not get there"
+        time.sleep(0.01)
+
+
+class _Running:
+    """A request in a thread; `finished` is its perf_counter() at the end."""
+
+    def __init__(self, fn):
+        self.finished: float | None = None
+        self.result = None
+
+        def run():
+            self.result = fn()
+            self.finished = time.perf_counter()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+
+def _start_after_dispatch_began(server, fn) -> _Running:
+    sent = _counter(server, "sub_batches")
+    job = _Running(fn)
+    _wait_for(lambda: _counter(server, "sub_batches") > sent + 1, 60)
+    return job
+
+
+def test_a_small_request_during_a_bulk_one_waits_for_about_one_scorer_execution(server, client, oracle):
+    idle = [_latency(lambda: client.scores(QUERY, SMALL)) for _ in range(10)]
+    executions, compute = _execution(server)
+    bulk = _start_after_dispatch_began(server, lambda: client.scores(QUERY, BULK))
+    during, finished = [], []
+    for _ in range(5):
+        during.append(_latency(lambda: client.scores(QUERY, SMALL)))
+        finished.append(time.perf_counter())
+    bulk.thread.join()
+    executions_after, compute_after = _execution(server)
+    mean_execution = (compute_after - compute) / (executions_after - executions)
+    assert max(finished) < bulk.finished  # every small request completed before the bulk one
+    # First come, first served it would wait for ~130 sub-batches; fair, for the one in flight and its own.
+    assert statistics.median(during) <= statistics.median(idle) + 2 * mean_execution + (max(idle) - min(idle)), \
+        (during, idle, mean_execution)
+    np.testing.assert_allclose(bulk.result, reference_scores(oracle, QUERY, BULK), atol=1e-4, rtol=0)
+
+
+def test_a_request_its_caller_marks_bulk_is_served_after_an_unmarked_one_sent_later(server, client):
+    marked = _start_after_dispatch_began(server, lambda: client.scores(QUERY, MEDIUM, priority=2))
+    unmarked = _Running(lambda: client.scores(QUERY, MEDIUM))
+    marked.thread.join()
+    unmarked.thread.join()
+    assert unmarked.finished < marked.finished
+    np.testing.assert_array_equal(marked.result, unmarked.result)
+
+
+def test_a_bulk_request_past_its_deadline_stops_and_the_next_request_is_not_delayed(server, client):
+    from mxbai_triton.model_repository.tokenizer_backend import TokenizerCore
+
+    planned = len(TokenizerCore(server.repository + "/rr_tokenizer/1").plan([(QUERY, BULK, None)])[0])
+    alone = _latency(lambda: client.scores(QUERY, BULK))
+    idle = [_latency(lambda: client.scores(QUERY, SMALL)) for _ in range(5)]
+    sent, skipped, requests = (_counter(server, n, **labels) for n, labels in
+                               [("sub_batches", {}), ("skipped_sub_batches", {"reason": "deadline"}), ("requests", {})])
+    with RerankClient(server.grpc_url, model="rr", timeout=alone / 4, retry=NO_RETRY) as impatient:
+        with pytest.raises(RerankError, match="Deadline Exceeded"):
+            impatient.scores(QUERY, BULK)
+    _wait_for(lambda: _counter(server, "requests") > requests, alone)  # the dispatch has given up
+    executions, compute = _execution(server)
+    after = _latency(lambda: client.scores(QUERY, SMALL))
+    assert _counter(server, "sub_batches") - sent < planned
+    assert _counter(server, "skipped_sub_batches", reason="deadline") - skipped > 0
+    executions_after, compute_after = _execution(server)
+    assert executions_after == executions + 1  # nothing of the abandoned request ran after it
+    assert after <= max(idle) + (compute_after - compute), (after, idle)
+
+
+def test_cancelling_the_awaiting_task_stops_the_dispatch(server, client):
+    cancelled, requests = _counter(server, "skipped_sub_batches", reason="cancelled"), _counter(server, "requests")
+
+    async def cancel_midway():
+        async with AsyncRerankClient(server.grpc_url, model="rr", timeout=600, retry=NO_RETRY) as impatient:
+            task = asyncio.ensure_future(impatient.scores(QUERY, BULK))
+            sent = _counter(server, "sub_batches")
+            while _counter(server, "sub_batches") <= sent + 1:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(cancel_midway())
+    _wait_for(lambda: _counter(server, "requests") > requests, 60)
+    assert _counter(server, "skipped_sub_batches", reason="cancelled") - cancelled > 0
