@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mxbai_triton.wire import PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_PARAMETER
+
 PROTOCOLS = ("grpc", "http")
 
 
@@ -61,7 +63,7 @@ class ServerLimits:
 
 
 # Triton's request priority: 0 the default (the server decides by size), 1 interactive, 2 bulk.
-PRIORITIES = (0, 1, 2)
+PRIORITIES = (0, PRIORITY_INTERACTIVE, PRIORITY_BULK)
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,6 @@ class Call:
 
     def options(self, grpc: bool) -> dict:
         """tritonclient infer() keywords: Triton's priority and timeout, the same priority as the dispatch's parameter."""
-        from mxbai_triton.export.spec import PRIORITY_PARAMETER
-
         options: dict = {"timeout": max(1, int(self.timeout * 1e6))}
         if self.priority:
             options["priority"] = self.priority

@@ -46,12 +46,6 @@ class TensorSpec:
 # Second output of the ensemble: each document's prompt tokens after truncation (usage reporting).
 TOKEN_COUNTS = TensorSpec("token_counts", "int32", (1,))
 
-# Triton priority levels of the tokenizer's queue: 1 interactive, 2 bulk (0 = the default level).
-PRIORITY_INTERACTIVE, PRIORITY_BULK = 1, 2
-# The same level as a request parameter, for the dispatch: a python model cannot read a request's
-# Triton priority (python_backend's InferenceRequest has no accessor and BLS requests no setter).
-PRIORITY_PARAMETER = "dispatch_priority"
-
 
 @dataclass(frozen=True)
 class ModelSpec:

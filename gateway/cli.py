@@ -77,8 +77,17 @@ def run_gateway(triton: str, models: str, host: str, port: int, args) -> int:
     app = create_app(settings, api_keys=read_api_keys(args.api_key_file))
     print(f"rerank API on http://{host}:{port} (POST /v2/rerank, /v1/rerank, /rerank) -> Triton {', '.join(settings.urls)}, "
           f"models {', '.join(settings.models)}", flush=True)
-    uvicorn.run(app, host=host, port=port, access_log=args.access_log, log_level="info")
+    uvicorn.run(app, host=host, port=port, access_log=args.access_log, log_level=_uvicorn_level(args))
     return 0
+
+
+def _uvicorn_level(args) -> str:
+    """uvicorn's own lines follow -v/-q; its start-up chatter stays hidden by default (the line above says it all)."""
+    if getattr(args, "verbose", False):
+        return "debug"
+    if getattr(args, "quiet", False):
+        return "error"
+    return "info" if args.access_log else "warning"
 
 
 def _api(args) -> int:

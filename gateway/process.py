@@ -9,13 +9,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from mxbai_triton.processes import free_port, spawn, stop
+
 
 class GatewayProcess:
     """The gateway in front of Triton gRPC `triton` (host:port, comma-separated for replicas), serving `models`."""
 
     def __init__(self, triton: str, models: str, *extra: str, port: int | None = None, log: Path | None = None):
-        from mxbai_triton.model_repository.server import free_port
-
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [sys.executable, "-m", "mxbai_triton", "api", "--triton", triton, "--model", models,
@@ -26,9 +26,9 @@ class GatewayProcess:
     def start(self, timeout: float = 60.0) -> "GatewayProcess":
         if self.log:
             with open(self.log, "ab") as out:  # the child keeps its own copy of the descriptor
-                self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT)
+                self.process = spawn(self.command, stdout=out, stderr=subprocess.STDOUT)
         else:
-            self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            self.process = spawn(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -42,13 +42,7 @@ class GatewayProcess:
         raise RuntimeError(f"the gateway did not answer on {self.url} within {timeout:g}s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process, 10)
 
     def __enter__(self) -> "GatewayProcess":
         return self.start()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -131,7 +131,9 @@ def _admin_token(path: str | None) -> str | None:
 
 
 def _serve(args) -> int:
-    from .server import TritonServer
+    from mxbai_triton.processes import busy_ports, spawn, stop
+
+    from .server import ServerError, TritonServer
 
     token = _admin_token(args.admin_token_file)
     if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -139,9 +141,13 @@ def _serve(args) -> int:
             f"warning: serving on {args.host} without an admin token: anyone who reaches the ports can use the "
             f"{', '.join(RESTRICTED_APIS)} APIs; set {TOKEN_ENV} or --admin-token-file", file=sys.stderr,
         )
+    if args.api_port is not None and busy_ports(args.host, {"API": args.api_port}):
+        raise ServerError(f"cannot serve on {args.host}: API port {args.api_port} already in use by another process "
+                          "(choose another: --api-port)")
     server = TritonServer(
         _repository_url(args.repository, args.s3_endpoint), http_port=args.http_port, grpc_port=args.grpc_port,
         metrics_port=args.metrics_port, host=args.host, admin_token=token,
+        stream_level=logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     gateway = None
@@ -152,36 +158,32 @@ def _serve(args) -> int:
             "(Ctrl-C stops)", flush=True,
         )
         if args.api_port is not None:
-            gateway = _start_gateway(args, server.grpc_url)
+            gateway = spawn(_gateway_command(args, server.grpc_url))
         while server.process.poll() is None:
             if gateway is not None and gateway.poll() is not None:
                 print(f"the rerank API gateway exited with status {gateway.returncode}; stopping", file=sys.stderr)
                 return 1
             time.sleep(0.5)
-        return server.process.returncode or 0
+        print(f"tritonserver exited with code {server.process.returncode}: {server.failure_reason()}", file=sys.stderr)
+        return 1
     finally:
         try:
-            if gateway is not None and gateway.poll() is None:
-                gateway.terminate()
-                try:
-                    gateway.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    gateway.kill()
-                    gateway.wait()
+            stop(gateway, 10)
         finally:
             server.stop()
 
 
-def _start_gateway(args, grpc_url: str) -> subprocess.Popen:
-    """`mxbai-triton api` in front of this server, as a child process (its own event loop and logs)."""
+def _gateway_command(args, grpc_url: str) -> list[str]:
+    """`mxbai-triton api` in front of this server, run as a child process (its own event loop and logs)."""
     from .generate import ensemble_names
 
     models = args.api_model or ",".join(ensemble_names(args.repository))
-    command = [sys.executable, "-m", "mxbai_triton", "api", "--triton", grpc_url, "--model", models,
+    verbosity = ["-v"] if args.verbose else ["-q"] if args.quiet else []
+    command = [sys.executable, "-m", "mxbai_triton", *verbosity, "api", "--triton", grpc_url, "--model", models,
                "--host", args.host, "--port", str(args.api_port), "--api-timeout", str(args.api_timeout),
                "--api-retry-for", str(args.api_retry_for)]
     if args.api_key_file:
         command += ["--api-key-file", args.api_key_file]
     if args.access_log:
         command.append("--access-log")
-    return subprocess.Popen(command)
+    return command

@@ -6,7 +6,8 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from mxbai_triton.export.memory import INSTANCE_BUDGET_BYTES
-from mxbai_triton.export.spec import PRIORITY_BULK, PRIORITY_INTERACTIVE, TOKEN_COUNTS, ModelSpec, TensorSpec
+from mxbai_triton.export.spec import TOKEN_COUNTS, ModelSpec, TensorSpec
+from mxbai_triton.wire import PRIORITY_BULK, PRIORITY_INTERACTIVE
 
 TARGETS = ("portable", "onnx", "trt")
 TRITON_DTYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32", "float32": "TYPE_FP32", "object": "TYPE_STRING"}

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -19,7 +18,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mxbai_triton.noise import is_triton_noise, triton_line_level
+from mxbai_triton.processes import busy_ports, free_port, pid_alive, spawn, stop
+
 from .dispatch import COUNTERS
+
+__all__ = ["ServerError", "TritonServer", "free_port", "read_counters"]
+log = logging.getLogger(__name__)
 
 # Triton's administrative APIs: who holds the token may list/load models, map shared memory, change
 # logging and tracing. Inference, health, metadata, config and statistics stay open.
@@ -98,23 +103,30 @@ def server_environment() -> dict[str, str]:
     return env
 
 
-def _tee(source, log) -> None:
-    with log:
+def _tee(source, log_file, threshold: int) -> None:
+    """Every line into the log file; those at `threshold` or above (Triton's own level, noise demoted) to stderr."""
+    with log_file:
         for line in source:
-            sys.stdout.buffer.write(line)
-            sys.stdout.flush()
-            log.write(line)
-            log.flush()
+            if triton_line_level(line.decode(errors="replace")) >= threshold:
+                sys.stderr.buffer.write(line)
+                sys.stderr.flush()
+            log_file.write(line)
+            log_file.flush()
 
 
 def _tail(log: str, lines: int = 40) -> str:
     return "\n".join(log.splitlines()[-lines:]) if log else "(no log)"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# What a start that failed says, first match wins: why, in Triton's words.
+_START_FAILURES = (
+    (r"failed to start (\w+) service: (?:\w+ - )?([^\n\"]+)", "could not start its {0} service: {1}"),
+    (r"failed to load '([^']+)' version \d+: ([^\n\"]+)", "model '{0}' failed to load: {1}"),
+    (r"^E\S* +\S+ +\d+ +\S+\] +\"?([^\n\"]+)", "{0}"),
+)
+# The services a server of ours has started, as its log announces them (readiness from our process only).
+_STARTED = {"HTTP": r"Started HTTPService at ", "gRPC": r"Started GRPCInferenceService at ", "metrics": r"Started Metrics Service at "}
+SHM_PREFIX = "mxbai_triton_"
 
 
 @dataclass
@@ -137,9 +149,11 @@ class TritonServer:
     # Seconds stop() gives in-flight requests after SIGTERM before SIGKILL; 0 kills at once (tests
     # and benchmarks, with nothing in flight: Triton's graceful unload polls once a second, ~4 s).
     stop_grace: float = 30.0
-    # The python backend's shared-memory regions get this prefix, so that stop() can remove what a
-    # killed server leaves in /dev/shm (a SIGKILL gives the stubs no chance to).
-    shm_prefix: str = field(default_factory=lambda: f"mxbai_triton_{uuid.uuid4().hex[:12]}_")
+    # The python backend's shared-memory regions get this prefix, with our PID in it, so that stop()
+    # removes what a killed server leaves in /dev/shm, and the next start what a killed owner left.
+    shm_prefix: str = field(default_factory=lambda: f"{SHM_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}_")
+    # Terminal output of the server's log with start(stream_log=True): lines at this level and above.
+    stream_level: int = logging.WARNING
     process: subprocess.Popen | None = None
     log_thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -174,6 +188,7 @@ class TritonServer:
             f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
+            *(["--log-verbose=1"] if self.stream_level <= logging.DEBUG else []),
             *self.restriction_args(),
             *self.extra_args,
         ]
@@ -188,10 +203,10 @@ class TritonServer:
         return [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
 
     def start(self, *, timeout: float = 180.0, stream_log: bool = False) -> "TritonServer":
-        """Check a local repository, start tritonserver and wait until every model is ready.
+        """Check a local repository and the ports, start tritonserver and wait until every model is ready.
 
         Raises:
-            ServerError: naming the missing or broken files, or the models tritonserver failed to load.
+            ServerError: naming the missing or broken files, a busy port, or why tritonserver did not start.
         """
         from .preflight import check_repository, is_remote
 
@@ -199,19 +214,22 @@ class TritonServer:
             problems = check_repository(self.repository)
             if problems:
                 raise ServerError(f"model repository {self.repository} cannot be served:\n  " + "\n  ".join(problems))
+        busy = busy_ports(self.host, {"HTTP": self.http_port, "gRPC": self.grpc_port, "metrics": self.metrics_port})
+        if busy:
+            raise ServerError(f"cannot serve on {self.host}: {', '.join(busy)} already in use by another process "
+                              "(choose other ports: --http-port, --grpc-port, --metrics-port)")
+        remove_orphaned_shared_memory()
         if self.log_path is None:
             self.log_path = Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
-        log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            self.command(), env={**server_environment(), **self.env}, stdout=subprocess.PIPE if stream_log else log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        log_file = open(self.log_path, "wb")
+        self.process = spawn(self.command(), env={**server_environment(), **self.env},
+                             stdout=subprocess.PIPE if stream_log else log_file, stderr=subprocess.STDOUT)
         self.log_thread = None
-        if stream_log:  # the terminal sees the log live; the file keeps it for error reports
-            self.log_thread = threading.Thread(target=_tee, args=(self.process.stdout, log), daemon=True)
+        if stream_log:  # the terminal sees what matters live; the file keeps every line for error reports
+            self.log_thread = threading.Thread(target=_tee, args=(self.process.stdout, log_file, self.stream_level), daemon=True)
             self.log_thread.start()
         else:
-            log.close()
+            log_file.close()
         self.wait_ready(timeout)
         return self
 
@@ -223,15 +241,24 @@ class TritonServer:
             return False
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+        """Until this server's own process has started its services and every model is ready."""
+        deadline, announced = time.monotonic() + timeout, time.monotonic() + 1.0
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise ServerError(f"tritonserver exited with code {self.process.returncode}{self.load_failures()}")
-            if self.is_ready():
+                raise ServerError(f"tritonserver exited with code {self.process.returncode}: {self.failure_reason()}")
+            if self.started_services() and self.is_ready():
                 return
+            if time.monotonic() >= announced:
+                log.info("waiting for tritonserver to load the models of %s (up to %.0f s)", self.repository, timeout)
+                announced = deadline + 1
             time.sleep(0.25)
         self.stop()
         raise ServerError(f"tritonserver not ready after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def started_services(self) -> bool:
+        """Whether our process's log announces all three services (another server on the ports would not)."""
+        text = self._log_text()
+        return all(re.search(pattern, text) for pattern in _STARTED.values())
 
     def _log_text(self) -> str:
         if self.log_thread is not None and self.process is not None and self.process.poll() is not None:
@@ -240,30 +267,25 @@ class TritonServer:
             return ""
         return self.log_path.read_text(errors="replace")
 
-    def load_failures(self) -> str:
-        """The models that failed to load and why, from the log (else its last lines)."""
-        log = self._log_text()
-        failures = dict.fromkeys(
-            f"model '{m.group(1)}' failed to load: {m.group(2).split(chr(92) + 'n')[0]}"
-            for m in re.finditer(r"failed to load '([^']+)' version \d+: ([^\n\"]+)", log)
-        )
-        if not failures:
-            return f":\n{_tail(log)}"
-        return ":\n  " + "\n  ".join(failures) + f"\n(full log: {self.log_path})"
+    def failure_reason(self) -> str:
+        """Why the server did not start, in one line per failed model or service (else its log's last lines)."""
+        log_text = self._log_text()
+        for pattern, form in _START_FAILURES:
+            found = list(dict.fromkeys(
+                form.format(*(g.split(chr(92) + "n")[0].strip() for g in m.groups()))
+                for m in re.finditer(pattern, log_text, flags=re.MULTILINE)
+                if not is_triton_noise(m.group(0))
+            ))
+            if found:
+                return "; ".join(found) + f" (full log: {self.log_path})"
+        return f"\n{_tail(log_text)}"
 
     def log_tail(self, lines: int = 40) -> str:
         return _tail(self._log_text(), lines)
 
     def stop(self, timeout: float | None = None) -> None:
         """SIGTERM (graceful: in-flight requests finish), then SIGKILL after `timeout` (default `stop_grace`)."""
-        grace = self.stop_grace if timeout is None else timeout
-        if self.process is not None and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
-                self.process.wait(grace if grace > 0 else None)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop(self.process, self.stop_grace if timeout is None else timeout)
         self.remove_shared_memory()
 
     def remove_shared_memory(self) -> None:
@@ -278,3 +300,16 @@ class TritonServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def remove_orphaned_shared_memory() -> list[str]:
+    """Delete /dev/shm regions of our servers whose owning process is gone (killed with no chance to clean)."""
+    removed, shm = [], Path("/dev/shm")
+    for region in shm.glob(f"{SHM_PREFIX}*_*") if shm.is_dir() else ():
+        owner = region.name[len(SHM_PREFIX):].split("_", 1)[0]
+        if owner.isdigit() and not pid_alive(int(owner)) and region.stat().st_uid == os.getuid():
+            region.unlink(missing_ok=True)
+            removed.append(region.name)
+    if removed:
+        log.debug("removed %d shared-memory regions of servers whose owner died", len(removed))
+    return removed

@@ -4,7 +4,6 @@ request's slowdown, and a small request right after abandoned bulk requests (por
 from __future__ import annotations
 
 import argparse
-import statistics
 import threading
 import time
 from dataclasses import dataclass

@@ -17,7 +17,8 @@ ALLOWED = {
     "perf": {"export", "model_repository", "client", "gateway", "perf"},
     "mxbai_triton": set(PACKAGES),
 }
-SHARED = {"mxbai_triton.console"}  # logging and exit codes: imports no stage
+# Logging and exit codes, third-party noise, child processes, the wire contract: import no stage.
+SHARED = {"mxbai_triton.console", "mxbai_triton.noise", "mxbai_triton.processes", "mxbai_triton.wire"}
 
 
 def _module_name(path: Path) -> str:
@@ -76,5 +77,6 @@ def test_each_stage_imports_only_the_stages_before_it():
     assert wrong == set()
 
 
-def test_the_shared_console_module_imports_no_stage():
-    assert _imports(ROOT / "mxbai_triton" / "console.py") == set()
+def test_the_shared_modules_import_no_stage():
+    for module in SHARED:
+        assert _imports(ROOT / "mxbai_triton" / f"{module.split('.')[1]}.py") == set(), module

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from mxbai_triton.export.preprocess import TOKENIZER_FILENAME
-from mxbai_triton.export.spec import PRIORITY_PARAMETER, ModelSpec
+from mxbai_triton.export.spec import ModelSpec
+from mxbai_triton.wire import PRIORITY_PARAMETER
 from tests import fake_triton
 
 DOCUMENTS = [f"document {i} " + "word " * (3 * i) for i in range(12)]
