@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .spec import ModelSpec
+from .text_cut import TextCutter, encode_heads
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -20,26 +21,36 @@ TOKENIZER_FILENAME = "tokenizer.json"
 
 
 @functools.lru_cache(maxsize=8)
-def _load_tokenizer(path: str, mtime_ns: int, size: int) -> "Tokenizer":
-    """One parse of a 7 MB tokenizer.json per file version (~0.7 s each): every preprocessor sets it up
-    the same way (no truncation, no padding) and only reads it afterwards."""
+def _load_tokenizer(path: str, mtime_ns: int, size: int, special_as_text: bool = False) -> "Tokenizer":
+    """One parse of a 7 MB tokenizer.json per file version and mode (~0.7 s each): every preprocessor sets
+    it up the same way (no truncation, no padding) and only reads it afterwards."""
     from tokenizers import Tokenizer
 
-    return Tokenizer.from_file(path)
+    tokenizer = Tokenizer.from_file(path)
+    tokenizer.encode_special_tokens = special_as_text
+    return tokenizer
 
 
 class RerankPreprocessor:
     """Turns (query, documents, instruction) into token ids exactly as `MxbaiRerankV2.prepare_inputs`.
 
     Special-token strings inside user text (e.g. "<|im_end|>") become special tokens, as the Hugging
-    Face tokenizer used by the reference does: parity over sanitising.
+    Face tokenizer used by the reference does (parity), unless the spec's `special_tokens_in_text` is
+    "text": then `text_tokenizer` (the same file with `encode_special_tokens`) encodes user text as
+    plain text, while the template keeps its special tokens.
     """
 
-    def __init__(self, tokenizer: "Tokenizer", spec: ModelSpec, *, max_length: int | None = None):
+    def __init__(self, tokenizer: "Tokenizer", spec: ModelSpec, *, max_length: int | None = None,
+                 text_tokenizer: "Tokenizer | None" = None):
         self.spec = spec
         self._tokenizer = tokenizer
-        self._tokenizer.no_truncation()
-        self._tokenizer.no_padding()
+        self._text_tokenizer = text_tokenizer or tokenizer
+        for t in {id(tokenizer): tokenizer, id(self._text_tokenizer): self._text_tokenizer}.values():
+            t.no_truncation()
+            t.no_padding()
+        if spec.special_tokens_in_text == "text" and not self._text_tokenizer.encode_special_tokens:
+            raise ValueError("special_tokens_in_text 'text' needs a text tokenizer with encode_special_tokens set")
+        self._cutter = TextCutter(self._text_tokenizer)
         t = spec.template
         self.prefix_ids = self._ids(t.prefix)
         self.suffix_ids = self._ids(t.suffix)
@@ -59,8 +70,9 @@ class RerankPreprocessor:
         directory = Path(directory)
         spec = spec or ModelSpec.load(directory)
         path = (directory / TOKENIZER_FILENAME).resolve()
-        stat = path.stat()
-        return cls(_load_tokenizer(str(path), stat.st_mtime_ns, stat.st_size), spec, **kwargs)
+        key = (str(path), path.stat().st_mtime_ns, path.stat().st_size)
+        text = _load_tokenizer(*key, special_as_text=True) if spec.special_tokens_in_text == "text" else None
+        return cls(_load_tokenizer(*key), spec, text_tokenizer=text, **kwargs)
 
     def _ids(self, text: str) -> list[int]:
         return self._tokenizer.encode(text, add_special_tokens=False).ids
@@ -98,18 +110,19 @@ class RerankPreprocessor:
             if instruction:
                 prompt = t.instruction.format(instruction=instruction) + t.sep + prompt
             query_prompts.append(prompt)
-        query_encodings = self._tokenizer.encode_batch_fast(query_prompts, add_special_tokens=False)
-        doc_ids = [e.ids for e in self._tokenizer.encode_batch_fast(
-            [t.document.format(document=d) for _, documents, _ in requests for d in documents],
-            add_special_tokens=False,
-        )]
+        # Only the tokens a prompt can keep are computed exactly: a 20 MB text costs what its head costs.
+        query_keep = self.max_length * 3 // 4
+        query_encodings = encode_heads(self._text_tokenizer, self._cutter, query_prompts, query_keep)
+        doc_ids = encode_heads(self._text_tokenizer, self._cutter,
+                               [t.document.format(document=d) for _, documents, _ in requests for d in documents],
+                               self.max_length)
         doc_lengths = np.fromiter(map(len, doc_ids), dtype=np.int64, count=len(doc_ids))
         flat = np.fromiter(itertools.chain.from_iterable(doc_ids), dtype=np.int64, count=int(doc_lengths.sum()))
         doc_offsets = np.concatenate(([0], np.cumsum(doc_lengths)))
         results, first = [], 0
         for (_, documents, _), query_encoding in zip(requests, query_encodings):
             last = first + len(documents)
-            query_ids = query_encoding.ids[: self.max_length * 3 // 4]
+            query_ids = query_encoding[:query_keep]
             doc_budget = min(self.spec.model_max_length - len(query_ids) - self.predefined_length, self.max_length)
             lengths = doc_lengths[first:last]
             # ids[:doc_budget] with Python's slice semantics (a negative budget drops from the end).

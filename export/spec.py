@@ -63,6 +63,12 @@ class ModelSpec:
     pad_token_id: int = 151643
     pad_to_multiple_of: int = 8
     template: PromptTemplate = field(default_factory=PromptTemplate)
+    # Special-token strings inside queries and documents ("<|im_end|>", "<|im_start|>assistant"):
+    # "parse" tokenizes them as special tokens, as the reference does (same tokens, same scores);
+    # "text" tokenizes them as plain text, so untrusted text cannot imitate the prompt's template
+    # around it (scores then differ from the reference for exactly those texts). The template's own
+    # special tokens are unchanged either way.
+    special_tokens_in_text: str = "parse"
     # Graph dtype of the exported scorer ("fp32" or "fp16"); inputs and output stay as below.
     dtype: str = "fp32"
     input_ids: TensorSpec = TensorSpec("input_ids", "int64", (-1,))
@@ -118,6 +124,8 @@ class ModelSpec:
     trt_profile_bounds: tuple[tuple[int, int], ...] = ((256, 256), (1024, 512), (-1, 2048))
 
     def __post_init__(self):
+        if self.special_tokens_in_text not in ("parse", "text"):
+            raise ValueError(f"special_tokens_in_text must be 'parse' or 'text', got {self.special_tokens_in_text!r}")
         if self.padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {self.padding_side!r}")
         if self.max_batch_tokens < self.max_sequence_length:

@@ -29,6 +29,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="ensemble name (default: from the spec)")
     p.add_argument("--engine", default=None, help="directory with model.plan (trt target)")
     p.add_argument("--instance-kind", default="gpu", choices=["gpu", "cpu"], help="onnx target: where ONNX Runtime runs")
+    p.add_argument("--special-tokens-in-text", default=None, choices=["parse", "text"],
+                   help="special-token strings inside queries and documents: parse them as special tokens, as the "
+                        "reference does (default, same scores), or as plain text (untrusted text cannot imitate the "
+                        "prompt template; scores of such texts then differ from the reference)")
     p.add_argument("--padding", default=None, choices=["buckets", "multiple"],
                    help="tokenizer padding: length buckets (lets requests merge) or multiple of 8 (least padding); "
                         "default: buckets for trt/onnx, multiple for portable")
@@ -87,6 +91,8 @@ def _repo(args) -> int:
         spec, export_dir = KNOWN_MODELS[args.source], None
     else:
         raise ValueError(f"{args.source}: neither an export directory (no {SPEC_FILENAME}) nor a known model")
+    if args.special_tokens_in_text:
+        spec = spec.with_overrides(special_tokens_in_text=args.special_tokens_in_text)
     root = generate_repository(
         args.out, spec, target=args.target, name=args.name, export_dir=export_dir,
         engine_dir=args.engine, instance_kind=args.instance_kind, padding=args.padding,
