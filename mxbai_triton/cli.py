@@ -21,6 +21,7 @@ from mxbai_triton.perf import cli as perf_cli
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mxbai-triton", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logs, and tracebacks with errors")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -28,6 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     for module in _stage_clis():
         module.register(commands)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mxbai-triton")
+    except PackageNotFoundError:  # run from a source tree (the GPU kit) without an install
+        return "(not installed)"
 
 
 def _stage_clis():

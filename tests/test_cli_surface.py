@@ -90,3 +90,10 @@ def test_repo_examples_regenerates_the_committed_examples(tmp_path, capsys):
     committed = sorted(p.relative_to(ROOT / "model_repository" / "examples")
                        for p in (ROOT / "model_repository" / "examples").rglob("config.pbtxt"))
     assert written == committed
+
+
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    run = run_cli("--version")
+    assert (run.returncode, run.stdout) == (0, f"mxbai-triton {version('mxbai-triton')}\n")

@@ -1,0 +1,100 @@
+"""An operator's first hour with `serve`: it never claims ports it does not own, leaves no process behind however
+it dies, and speaks only about what matters unless asked."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mxbai_triton.processes import busy_ports, free_port, wait_until
+from tests.conftest import serve_command
+
+pytestmark = pytest.mark.triton
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that contain `text` (ours: the repository path or a port)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(f"{entry.name}: {cmdline[:120]}")
+    return found
+
+
+def _start(command: list[str]) -> tuple[subprocess.Popen, list[str]]:
+    """A serve process, and its stdout lines up to and including the gateway's (or Triton's) ready line."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    wants_api = "--api-port" in command
+    for line in process.stdout:
+        lines.append(line)
+        if ("rerank API on" in line) if wants_api else ("models ready" in line):
+            return process, lines
+    raise AssertionError(f"serve exited {process.wait()}: {process.stderr.read()}")
+
+
+@pytest.fixture(scope="module")
+def quiet_serve(tiny_repository):
+    """`mxbai-triton -q serve --api-port`: Triton and the gateway, as an operator starts them."""
+    api_port = free_port()
+    command, ports = serve_command(tiny_repository, "--api-port", str(api_port))
+    command.insert(command.index("serve"), "-q")
+    process, lines = _start(command)
+    yield process, lines, {**ports, "api": api_port}
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+
+
+def test_a_second_serve_on_busy_ports_exits_1_naming_the_port_and_never_says_ready(quiet_serve, tiny_repository):
+    _, _, ports = quiet_serve
+    command, _ = serve_command(tiny_repository)
+    command[command.index("--grpc-port") + 1] = str(ports["grpc"])
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert "models ready" not in run.stdout
+    assert run.stderr.strip() == (f"mxbai-triton serve: error: cannot serve on 127.0.0.1: gRPC port {ports['grpc']} "
+                                  "already in use by another process (choose other ports: --http-port, --grpc-port, "
+                                  "--metrics-port)")
+
+
+def test_a_busy_api_port_is_refused_before_triton_starts(quiet_serve, tiny_repository):
+    _, _, ports = quiet_serve
+    command, own = serve_command(tiny_repository, "--api-port", str(ports["api"]))
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and f"API port {ports['api']} already in use" in run.stderr
+    assert busy_ports("127.0.0.1", {"HTTP": own["http"]}) == []  # nothing of the refused serve stayed up
+
+
+def test_quiet_serve_prints_only_its_own_ready_lines(quiet_serve):
+    process, lines, ports = quiet_serve
+    assert [line.split(":")[0] for line in lines] == ["models ready", "rerank API on http"]
+    time.sleep(1)  # anything Triton or uvicorn would still print after start-up
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    third_party = [line for line in stderr.splitlines() if re.match(r"[IWE]\d{4} |INFO:|WARNING:", line)]
+    assert third_party == []
+
+
+def test_kill_9_of_serve_leaves_no_process_and_no_port_behind(tiny_repository):
+    api_port = free_port()
+    command, ports = serve_command(tiny_repository, "--api-port", str(api_port))
+    process, _ = _start(command)
+    ours = {**ports, "api": api_port}
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    named = {name: port for name, port in ours.items()}
+    assert wait_until(lambda: busy_ports("127.0.0.1", named) == [], timeout=10), busy_ports("127.0.0.1", named)
+    assert wait_until(lambda: not _processes_mentioning(f"127.0.0.1:{ports['grpc']}"), timeout=10)
+    assert wait_until(lambda: not _processes_mentioning(str(tiny_repository)), timeout=10), \
+        _processes_mentioning(str(tiny_repository))
