@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from mxbai_triton.noise import quiet_exporter
+
 from .checkpoint import copy_tokenizer, ensure_reachable, load_causal_lm
 from .progress import Progress
 from .spec import ONNX_DATA_FILENAME, ONNX_FILENAME, SPEC_FILENAME, ModelSpec, resolve_spec
@@ -76,7 +78,8 @@ def export_onnx(
         scorer = FoldedHeadScorer(causal_lm, spec, compute_dtype=dtype).eval()
         example = (torch.full((2, 16), 9707, dtype=torch.int64), torch.ones((2, 16), dtype=torch.int64))
         batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-        with torch.no_grad():
+        verbose = log.isEnabledFor(logging.DEBUG)
+        with torch.no_grad(), quiet_exporter(verbose):
             program = torch.onnx.export(
                 scorer,
                 example,
@@ -86,6 +89,7 @@ def export_onnx(
                 dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}),
                 opset_version=opset,
                 optimize=True,
+                verbose=verbose,  # None prints the exporter's progress lines; ours say it in one line per step
             )
 
     path = out / ONNX_FILENAME

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import warnings
@@ -48,11 +49,21 @@ def triton_line_level(line: str) -> int:
     return logging.INFO if head == "I" else logging.DEBUG
 
 
-def quiet_exporter(verbose: bool) -> None:
-    """Hide the exporter's known noise unless `verbose`."""
+@contextlib.contextmanager
+def quiet_exporter(verbose: bool = False):
+    """Within the block, the exporter's known noise is hidden (unless `verbose`); restored afterwards."""
     if verbose:
+        yield
         return
-    for category, message, _ in PYTHON_WARNINGS:
-        warnings.filterwarnings("ignore", message=message, category=category)
-    for name, _ in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    loggers = [logging.getLogger(name) for name, _ in QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        for category, message, _ in PYTHON_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=category)
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mxbai_triton.cli import build_parser, main
 from mxbai_triton.perf.cli import BENCHMARKS
 from tests.conftest import run_cli
@@ -97,3 +99,18 @@ def test_version_prints_the_installed_version():
 
     run = run_cli("--version")
     assert (run.returncode, run.stdout) == (0, f"mxbai-triton {version('mxbai-triton')}\n")
+
+
+@pytest.mark.slow
+def test_quiet_export_prints_its_result_and_nothing_else(tiny_checkpoint, tmp_path):
+    run = run_cli("-q", "export", str(tiny_checkpoint), "--out", str(tmp_path / "export"))
+    assert run.returncode == 0, run.stderr
+    assert (run.stdout, run.stderr) == (f"exported {tmp_path / 'export' / 'model.onnx'}\n", "")
+
+
+@pytest.mark.slow
+def test_export_shows_our_progress_and_no_exporter_warnings(tiny_checkpoint, tmp_path):
+    run = run_cli("export", str(tiny_checkpoint), "--out", str(tmp_path / "export"))
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    assert lines and all(line.startswith("[") and "] " in line for line in lines), lines  # "[k/5] step ..." only
