@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import urllib.request
@@ -84,7 +85,19 @@ def run(args: argparse.Namespace) -> int:
     print("\nserver stopped.")
     if standin:
         print("\n" + STANDIN_WARNING)
+    print_next_steps(repository)
     return 0
+
+
+def print_next_steps(repository: Path) -> None:
+    """The commands that serve this same repository with the HTTP API, and query it (copy-paste ready)."""
+    cli = Path(sys.executable).parent / "mxbai-triton"
+    cli_text = os.path.relpath(cli) if cli.is_file() and not os.path.relpath(cli).startswith("..") else "mxbai-triton"
+    body = json.dumps({"model": "reranker", "query": "Who wrote Moby-Dick?", "documents": ["Herman Melville wrote Moby-Dick.", "Paris is in France."]})
+    print("\nnext: serve this repository with the rerank HTTP API (Ctrl-C stops it), then, from another terminal, query it:")
+    print(f"  {cli_text} serve {shlex.quote(os.path.relpath(repository))} --api-port 8080")
+    print(f"  curl -s localhost:8080/v2/rerank -H 'Content-Type: application/json' -d {shlex.quote(body)}")
+    print(f"  {cli_text} rank --model reranker --query 'Who wrote Moby-Dick?' 'Herman Melville wrote Moby-Dick.' 'Paris is in France.'")
 
 
 def main(argv: list[str] | None = None) -> int:
