@@ -21,8 +21,8 @@ TENSORRT_MISSING = (
     "TensorRT is not installed (import tensorrt failed). Build engines where TensorRT (10.15 or later: the graph "
     "uses ONNX Attention and RMSNormalization) and an NVIDIA GPU are: NVIDIA's TensorRT container of the same "
     "release as your Triton (e.g. nvcr.io/nvidia/tensorrt:26.10-py3 for tritonserver:26.10), or `pip install "
-    "tensorrt-cu13==<the TensorRT version of your Triton>` on a CUDA 13 machine. An engine only loads in the "
-    "TensorRT version that built it."
+    "tensorrt-cu13==<the TensorRT version of your Triton>` on a CUDA 13 machine (the `gpu` extra, pinned so). An "
+    "engine only loads in the TensorRT version that built it."
 )
 # Graph dtype each precision needs: strongly typed networks take their types from the ONNX graph.
 PRECISION_GRAPH_DTYPE = {"fp16": "fp16", "fp32": "fp32", "bf16": "bf16"}
