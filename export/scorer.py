@@ -88,9 +88,11 @@ class FoldedHeadScorer(nn.Module):
     def _last_token_attention(self, layer, x, cos, sin, real, last):
         """Attention of each row's last real token over keys 0..last, in fp32 with plain ops.
 
-        No fused kernel is needed (TensorRT builds an ONNX `Attention` as a non-decomposable
-        IAttention, and a one-query masked attention has no documented fused kernel), and there is
-        nothing for one to save: the scores are [b, kv_heads, groups, s], one sequence axis.
+        No fused kernel is needed, and there is nothing for one to save: the scores are
+        [b, kv_heads, groups, s], one sequence axis. As an ONNX `Attention` it would become an
+        IAttention that is not decomposable (onnx-tensorrt onnxOpImporters.cpp,
+        DEFINE_BUILTIN_OP_IMPORTER(Attention); TensorRT include/NvInfer.h:6904), whose build fails
+        without a fused kernel, and a one-query masked attention has no documented one.
         """
         attn = layer.self_attn
         b, s, _ = x.shape
