@@ -31,7 +31,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-validation", action="store_true", help="do not compare ONNX Runtime with PyTorch")
     p.set_defaults(handler=_export)
 
-    p = commands.add_parser("build-engine", help="build a TensorRT 10 engine (model.plan) from an export")
+    p = commands.add_parser("build-engine", help="build a TensorRT engine (model.plan) from an export, within one instance's memory budget")
     p.add_argument("export_dir", help="export directory (`export --dtype fp16` for an fp16 engine)")
     p.add_argument("--out", required=True, help="engine directory")
     p.add_argument("--precision", default="fp16", choices=["fp16", "bf16", "fp32"])
@@ -81,7 +81,7 @@ def _export(args) -> int:
 
 
 def _build_engine(args) -> int:
-    from .tensorrt import build_engine, import_tensorrt, parse_profiles
+    from .tensorrt import build_engine, import_tensorrt, memory_summary, parse_profiles
 
     import_tensorrt()  # before anything else: without TensorRT (TensorRTMissing, exit 3), do nothing
     profiles = parse_profiles(args.profiles) if args.profiles else None
@@ -90,6 +90,7 @@ def _build_engine(args) -> int:
         optimization_level=args.opt_level, timing_cache=args.timing_cache,
     )
     print(f"built {plan}")
+    print(memory_summary(plan.parent))
     return 0
 
 

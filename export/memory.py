@@ -1,4 +1,4 @@
-"""GPU memory of a scorer engine: weights, activation bytes per token, and what each TensorRT profile needs."""
+"""GPU memory of a scorer engine: weights, activation bytes per token, each TensorRT profile, and the instance budget."""
 
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ RESERVED_BYTES = 6 * GIB
 INSTANCE_BUDGET_BYTES = (GPU_BYTES - RESERVED_BYTES) // INSTANCES_PER_GPU
 # TensorRT (10.x) has failed on tensors of 2^31 elements or more (TensorRT#3815).
 MAX_TENSOR_ELEMENTS = 1 << 31
+# Graph dtypes whose attention no fused kernel runs: TensorRT's fused attention kernels take fp16/bf16
+# (docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/transformers-fused-attention.html), and
+# ONNX Runtime's CUDA provider runs fp32 GQA `Attention` unfused (onnxruntime#27880). Unfused, each layer
+# materialises [rows, heads, seq, seq] fp32 scores.
+UNFUSED_ATTENTION_DTYPES = frozenset({"fp32"})
 
 
 @dataclass(frozen=True)
@@ -61,20 +66,31 @@ def weight_bytes(arch: Architecture, dtype: str) -> int:
 
 
 def activation_bytes_per_token(arch: Architecture, dtype: str) -> int:
-    """Every intermediate tensor of one layer of the fused-attention graph, per token, all alive at once.
+    """Every intermediate tensor of one causal layer of the fused-attention graph, per token, all alive at once.
 
     An upper bound: TensorRT reuses activation memory across layers (so one layer counts) and often
     within one (which this does not count on). Fused attention keeps only per-row softmax statistics
-    (two fp32 values per head and token), never a [seq, seq] matrix.
+    (two fp32 values per head and token), never a [seq, seq] matrix; the last layer, one query per
+    row, needs less.
     """
     e, h, i = DTYPE_BYTES[dtype], arch.hidden, arch.intermediate
     kv = arch.kv_heads * arch.head_dim
     residual = 3 * 4 * h  # fp32 stream in, after attention, after the MLP
     norms = 2 * (4 * h + e * h)  # fp32 RMSNorm output and its cast, twice
-    qkv = e * (h + 2 * kv) + 4 * (h + kv) + e * (h + kv)  # projections, fp32 RoPE of Q and K, casts back
+    # projections, fp32 RoPE of Q and K, casts back, K and V zeroed at pad positions
+    qkv = e * (h + 2 * kv) + 4 * (h + kv) + e * (h + kv) + e * 2 * kv
     attention = e * h + 2 * 4 * arch.heads + e * h  # output, softmax statistics, o_proj
     mlp = 3 * e * i + e * h  # gate, up, their product, down
     return residual + norms + qkv + attention + mlp
+
+
+def unfused_attention_bytes(arch: Architecture, dtype: str, rows: int, seq: int) -> int:
+    """One layer's [rows, heads, seq, seq] fp32 scores where attention runs unfused, else 0.
+
+    A lower bound of the unfused path (its softmax output may be a second such tensor): enough to
+    show that it cannot fit.
+    """
+    return rows * arch.heads * seq * seq * 4 if dtype in UNFUSED_ATTENTION_DTYPES else 0
 
 
 @dataclass(frozen=True)
@@ -92,22 +108,31 @@ class ProfileMemory:
         return self.rows * self.seq_max
 
 
-def profile_memory(spec: ModelSpec, arch: Architecture, dtype: str) -> list[ProfileMemory]:
-    """Each TensorRT profile at its max shape [max_batch_size, seq_max]."""
+def profile_memory(spec: ModelSpec, arch: Architecture, dtype: str,
+                   profiles: tuple[tuple[int, int, int], ...] | None = None) -> list[ProfileMemory]:
+    """Each TensorRT profile (default: the spec's) at its max shape [max_batch_size, seq_max]."""
     per_token = activation_bytes_per_token(arch, dtype)
     out = []
-    for low, _, high in spec.trt_profiles:
-        tokens = spec.max_batch_size * high
-        # The largest tensor of a layer is the MLP's [rows, seq, intermediate] (the embedding table aside).
-        largest = max(tokens * arch.intermediate, arch.vocab * arch.hidden)
-        out.append(ProfileMemory(low, high, spec.max_batch_size, tokens * per_token, largest))
+    for low, _, high in profiles or spec.trt_profiles:
+        rows, tokens = spec.max_batch_size, spec.max_batch_size * high
+        unfused = unfused_attention_bytes(arch, dtype, rows, high)
+        # The largest tensor of a layer is the MLP's [rows, seq, intermediate] (the embedding table
+        # aside), or unfused attention's scores.
+        largest = max(tokens * arch.intermediate, arch.vocab * arch.hidden, unfused // 4)
+        out.append(ProfileMemory(low, high, rows, tokens * per_token + unfused, largest))
     return out
 
 
 def engine_bytes(spec: ModelSpec, arch: Architecture, dtype: str) -> int:
-    """Weights plus the largest profile's activations: one execution context allocated at a time
-    (Triton's tensorrt backend with `execution_context_allocation_strategy` ON_PROFILE_CHANGE)."""
-    return weight_bytes(arch, dtype) + max(p.activation_bytes for p in profile_memory(spec, arch, dtype))
+    """Weights plus the SUM of every profile's activations: what one instance keeps.
+
+    Triton's tensorrt backend creates one execution context per profile listed in the instance
+    group and pins each to its profile (tensorrt_backend src/instance_state.cc:2153); with
+    `execution_context_allocation_strategy: ON_PROFILE_CHANGE` a context allocates for its profile
+    when that profile is set (TensorRT include/NvInferRuntime.h:2930) and keeps it, so every
+    profile's memory is held at once. (STATIC would hold the largest profile's in every context.)
+    """
+    return weight_bytes(arch, dtype) + sum(p.activation_bytes for p in profile_memory(spec, arch, dtype))
 
 
 def dispatch_bytes(spec: ModelSpec, arch: Architecture, dtype: str) -> int:
@@ -115,16 +140,51 @@ def dispatch_bytes(spec: ModelSpec, arch: Architecture, dtype: str) -> int:
     return spec.max_batch_tokens * activation_bytes_per_token(arch, dtype)
 
 
+class OverBudget(RuntimeError):
+    """An engine's weights and profile memory exceed one instance's share of the GPU."""
+
+
+def check_instance_budget(weight_bytes_: int, profile_bytes: list[int], *, source: str, dtype: str,
+                          budget: int = INSTANCE_BUDGET_BYTES) -> int:
+    """Weights + the sum of the profiles' memory, or OverBudget naming each figure and the ways out.
+
+    Args:
+        weight_bytes_: Weights (or the serialized plan) loaded on the device.
+        profile_bytes: Device memory of each optimization profile, in profile order.
+        source: Where the figures come from ("TensorRT" or "the memory model"), for the message.
+        dtype: Graph dtype; fp32 gets the advice to export fp16/bf16 instead.
+        budget: Bytes one instance may use.
+
+    Returns:
+        The total in bytes.
+    """
+    total = weight_bytes_ + sum(profile_bytes)
+    if total <= budget:
+        return total
+    profiles = " + ".join(f"{b / GIB:.2f}" for b in profile_bytes)
+    advice = ("fp32 attention runs unfused ([rows, heads, length, length] fp32 scores): export the model with "
+              "`mxbai-triton export MODEL --dtype fp16` (or bf16) and build that"
+              if dtype in UNFUSED_ATTENTION_DTYPES else
+              "list fewer or shorter profiles (--profiles MIN:OPT:MAX,...) or lower the spec's max_batch_size")
+    raise OverBudget(
+        f"{source}: weights {weight_bytes_ / GIB:.2f} GiB + profiles {profiles} GiB = {total / GIB:.2f} GiB, over one "
+        f"instance's budget of {budget / GIB:.1f} GiB (each profile's execution context keeps its memory); {advice}"
+    )
+
+
 def memory_table(spec: ModelSpec, arch: Architecture, dtype: str) -> str:
-    """Markdown: each profile's max shape, its activations, and the engine total against the budget."""
+    """Markdown: each profile's max shape and activations, and the instance total (weights + every profile) against the budget."""
     weights = weight_bytes(arch, dtype)
     lines = [
         f"{spec.name} ({dtype}): weights {weights / GIB:.2f} GiB, {activation_bytes_per_token(arch, dtype) / 1024:.1f} KiB "
         f"of activations per token; budget per instance {INSTANCE_BUDGET_BYTES / GIB:.1f} GiB",
-        "", "| profile (seq) | max shape | activations GiB | weights + activations GiB | largest tensor (elements) |",
-        "|---|---|---:|---:|---:|",
+        "", "| profile (seq) | max shape | activations GiB | largest tensor (elements) |",
+        "|---|---|---:|---:|",
     ]
     for p in profile_memory(spec, arch, dtype):
         lines.append(f"| {p.seq_min}–{p.seq_max} | {p.rows} × {p.seq_max} | {p.activation_bytes / GIB:.2f} | "
-                     f"{(weights + p.activation_bytes) / GIB:.2f} | {p.largest_tensor_elements:,} |")
+                     f"{p.largest_tensor_elements:,} |")
+    profiles = engine_bytes(spec, arch, dtype) - weights
+    lines += ["", f"One instance keeps every profile: weights {weights / GIB:.2f} + profiles {profiles / GIB:.2f} = "
+                  f"{(weights + profiles) / GIB:.2f} GiB of its {INSTANCE_BUDGET_BYTES / GIB:.1f} GiB."]
     return "\n".join(lines)

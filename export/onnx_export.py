@@ -1,4 +1,4 @@
-"""Checkpoint (hub id or local dir) -> export dir with model.onnx, tokenizer files and spec.json."""
+"""Checkpoint (hub id or local dir) -> export dir with model.onnx, tokenizer files, config.json and spec.json."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def export_onnx(
 
     Args:
         model: "base-v2", "large-v2", a Hugging Face id or a local checkpoint directory.
-        out_dir: Export directory (created): model.onnx[.data], tokenizer files, spec.json.
+        out_dir: Export directory (created): model.onnx[.data], tokenizer files, config.json, spec.json.
         dtype: Graph compute dtype, "fp32", "fp16" or "bf16" (sensitive ops stay fp32).
         name: Optional model name for the spec (defaults to the checkpoint's).
         opset: ONNX opset; 23 or later, where `scaled_dot_product_attention` becomes the fused `Attention` op.
@@ -73,6 +73,8 @@ def export_onnx(
         copy_tokenizer(spec.source, out)
         _check_token_ids(out, spec)
         spec.save(out)
+        # The model's shape numbers, beside the graph as in optimum's exports: build-engine's memory estimate reads them.
+        causal_lm.config.to_json_file(out / "config.json")
 
     with progress.step(f"tracing the folded-head scorer ({dtype})"):
         scorer = FoldedHeadScorer(causal_lm, spec, compute_dtype=dtype).eval()

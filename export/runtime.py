@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def onnx_session(model: str | Path | bytes, *, threads: int = 0, optimize: bool = True):
-    """A CPU InferenceSession of `model` (a path, or a serialised ModelProto).
+def onnx_session(model: str | Path | bytes, *, threads: int = 0, optimize: bool = True, cuda_options: dict | None = None):
+    """An InferenceSession of `model` (a path, or a serialised ModelProto), on the CPU unless `cuda_options` are given.
 
     Args:
         model: The graph: a file (external data beside it) or serialised bytes.
         threads: Intra-op threads; 0 lets ONNX Runtime use every core.
         optimize: All graph optimisations (the serving setting); False runs the graph as written.
+        cuda_options: Run on ONNX Runtime's CUDA provider (onnxruntime-gpu) with these provider
+            options, as Triton's onnxruntime backend passes them; raises where that provider is missing.
     """
     import onnxruntime as ort
 
@@ -21,4 +23,10 @@ def onnx_session(model: str | Path | bytes, *, threads: int = 0, optimize: bool 
     )
     options.intra_op_num_threads = threads
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    if cuda_options is None:
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    # ONNX Runtime falls back to the CPU with a warning when the CUDA provider cannot load: refuse instead.
+    session = ort.InferenceSession(source, options, providers=[("CUDAExecutionProvider", cuda_options)])
+    if "CUDAExecutionProvider" not in session.get_providers():
+        raise RuntimeError("ONNX Runtime's CUDA provider is not available (install onnxruntime-gpu: the `gpu` extra)")
+    return session

@@ -33,16 +33,23 @@ class FoldedHeadScorer(nn.Module):
     """Scores right-padded [batch, seq] token ids with a Hugging Face Qwen2ForCausalLM's weights.
 
     Right padding: row r holds its tokens at positions 0..len_r-1 and pads after them, so causal
-    attention needs no mask tensor (no real token attends to a later position) and the attention is
-    `scaled_dot_product_attention(is_causal=True, enable_gqa=True)`, exported as ONNX `Attention`
-    (opset 23) that TensorRT and ONNX Runtime run as fused kernels: no tensor holds two sequence
-    axes. RoPE is relative, so the scores equal the reference's on its left-padded batches. Tied
-    embeddings make the head logits[16] - logits[15] = norm(h_last) . (E[16] - E[15]); the last
-    layer runs for each row's last real token only (its index from the mask's length): one query
-    attending keys 0..last through a [b, 1, 1, s] mask, then the MLP on that row.
+    attention needs no mask tensor (no real token attends to a later position). Every layer but the
+    last runs `scaled_dot_product_attention(is_causal=True, enable_gqa=True)`, exported as an ONNX
+    `Attention` node (opset 23) with Q, K and V only: the form TensorRT and ONNX Runtime run as
+    fused kernels, no tensor holding two sequence axes. RoPE is relative, so the scores equal the
+    reference's on its left-padded batches. Tied embeddings make the head
+    logits[16] - logits[15] = norm(h_last) . (E[16] - E[15]); the last layer runs for each row's
+    last real token only (its index from the mask's length): one query per row attending keys
+    0..last, written as MatMul/Softmax/MatMul in fp32 (its scores are [b, kv_heads, groups, s], one
+    sequence axis), then the MLP on that row.
 
-    Precision: weights, matmuls and Q/K/V run in `compute_dtype` (RoPE is applied in fp32, then
-    cast); the residual stream, RMSNorm and the final dot stay fp32 (Qwen2 overflows fp16 there).
+    Pad positions: K and V are zeroed there in every layer. A fused kernel multiplies a masked
+    probability (0) by V, and an additive mask adds to Q.K: a non-finite K or V at a pad position
+    (fp16 overflow on a run of pad tokens) would otherwise turn real rows' outputs into NaN.
+
+    Precision: weights, matmuls and Q/K/V of the causal layers run in `compute_dtype` (RoPE is
+    applied in fp32, then cast); the residual stream, RMSNorm, the last layer's attention and the
+    final dot stay fp32 (Qwen2 overflows fp16 there).
     """
 
     padding_side = PADDING_SIDE
@@ -64,31 +71,43 @@ class FoldedHeadScorer(nn.Module):
         self.register_buffer("inv_freq", inv_freq)
         self.body.to(self.dtype_)
 
-    def _attention(self, layer, x, cos, sin, last=None):
-        """Causal self-attention of every position, or, given `last` [b], of each row's last real token only."""
+    def _attention(self, layer, x, cos, sin, real):
+        """Causal self-attention of every position; `real` [b, 1, s, 1] marks the positions before each row's pads."""
         attn = layer.self_attn
         b, s, _ = x.shape
+        q = attn.q_proj(x).view(b, s, self.heads, self.head_dim).transpose(1, 2)
         k = attn.k_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
         v = attn.v_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
-        k = _rope(k, cos, sin).to(self.dtype_)
-        if last is None:
-            q = attn.q_proj(x).view(b, s, self.heads, self.head_dim).transpose(1, 2)
-            q = _rope(q, cos, sin).to(self.dtype_)
-            # K/V keep their kv_heads: the op broadcasts query groups over them (GQA), never repeating K/V.
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-        else:
-            # One query per row, at position `last`: it may see keys 0..last, a [b, 1, 1, s] mask
-            # (one sequence axis), instead of every position's causal attention.
-            x_last = x.gather(1, last[:, None, None].expand(-1, 1, x.shape[-1]))
-            q = attn.q_proj(x_last).view(b, 1, self.heads, self.head_dim).transpose(1, 2)
-            q = _rope(q, cos[last][:, None, None], sin[last][:, None, None]).to(self.dtype_)
-            visible = torch.arange(s, device=x.device)[None, :] <= last[:, None]
-            # Additive, in the compute dtype (TensorRT lists float types for Attention's inputs);
-            # key 0 is always visible, so no row is fully masked.
-            bias = torch.where(visible, 0.0, torch.finfo(self.dtype_).min).to(self.dtype_)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None, None, :], enable_gqa=True)
-            s = 1
+        q, k = _rope(q, cos, sin).to(self.dtype_), _rope(k, cos, sin).to(self.dtype_)
+        # where, not a product: 0 * inf is NaN.
+        k, v = torch.where(real, k, 0.0), torch.where(real, v, 0.0)
+        # K/V keep their kv_heads: the op broadcasts query groups over them (GQA), never repeating K/V.
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
         return attn.o_proj(out.transpose(1, 2).reshape(b, s, self.heads * self.head_dim))
+
+    def _last_token_attention(self, layer, x, cos, sin, real, last):
+        """Attention of each row's last real token over keys 0..last, in fp32 with plain ops.
+
+        No fused kernel is needed, and there is nothing for one to save: the scores are
+        [b, kv_heads, groups, s], one sequence axis. As an ONNX `Attention` it would become an
+        IAttention that is not decomposable (onnx-tensorrt onnxOpImporters.cpp,
+        DEFINE_BUILTIN_OP_IMPORTER(Attention); TensorRT include/NvInfer.h:6904), whose build fails
+        without a fused kernel, and a one-query masked attention has no documented one.
+        """
+        attn = layer.self_attn
+        b, s, _ = x.shape
+        groups = self.heads // self.kv_heads
+        k = _rope(attn.k_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2), cos, sin)
+        v = attn.v_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2).float()
+        k, v = torch.where(real, k, 0.0), torch.where(real, v, 0.0)
+        x_last = x.gather(1, last[:, None, None].expand(-1, 1, x.shape[-1]))
+        q = attn.q_proj(x_last).view(b, self.kv_heads, groups, self.head_dim)  # head h = kv head h // groups
+        q = _rope(q, cos[last][:, None, None], sin[last][:, None, None]) * self.head_dim**-0.5
+        scores = q @ k.transpose(2, 3)  # [b, kv_heads, groups, s]
+        # Key 0 is always visible, so no row is fully masked.
+        scores = torch.where(real.transpose(2, 3), scores, torch.finfo(torch.float32).min)
+        out = torch.softmax(scores, dim=-1) @ v  # [b, kv_heads, groups, head_dim]
+        return attn.o_proj(out.reshape(b, 1, self.heads * self.head_dim).to(self.dtype_))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         seq = input_ids.shape[1]
@@ -99,6 +118,7 @@ class FoldedHeadScorer(nn.Module):
         last = attention_mask.sum(dim=1) - 1  # each row's last real token
         # where, not clamp: TensorRT's Clip takes float types only (export/trt_operators.md).
         last = torch.where(last < 0, torch.zeros_like(last), last)
+        real = (torch.arange(seq, device=input_ids.device)[None, :] <= last[:, None])[:, None, :, None]
 
         hidden = self.body.embed_tokens(input_ids).float()  # residual stream: fp32
         layers = self.body.layers
@@ -107,9 +127,9 @@ class FoldedHeadScorer(nn.Module):
             if i == len(layers) - 1:
                 # Only the last real token feeds the head: the last layer runs for one row per sequence.
                 hidden = hidden.gather(1, last[:, None, None].expand(-1, 1, hidden.shape[-1]))
-                attn_out = self._attention(layer, normed, cos, sin, last)
+                attn_out = self._last_token_attention(layer, normed, cos, sin, real, last)
             else:
-                attn_out = self._attention(layer, normed, cos, sin)
+                attn_out = self._attention(layer, normed, cos, sin, real)
             hidden = hidden + attn_out.float()
             normed = _rms_norm(hidden, layer.post_attention_layernorm.weight, self.eps).to(self.dtype_)
             mlp = layer.mlp

@@ -1,4 +1,4 @@
-"""TensorRT 10 engines from an export: strongly typed network, one profile per sequence bucket, timing cache."""
+"""TensorRT engines from an export: strongly typed network, one profile per sequence bucket, timing cache, memory budget."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from .memory import ARCHITECTURES, INSTANCE_BUDGET_BYTES, Architecture, check_instance_budget, profile_memory, weight_bytes
 from .spec import ONNX_FILENAME, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -20,8 +21,8 @@ TENSORRT_MISSING = (
     "TensorRT is not installed (import tensorrt failed). Build engines where TensorRT (10.15 or later: the graph "
     "uses ONNX Attention and RMSNormalization) and an NVIDIA GPU are: NVIDIA's TensorRT container of the same "
     "release as your Triton (e.g. nvcr.io/nvidia/tensorrt:26.10-py3 for tritonserver:26.10), or `pip install "
-    "tensorrt-cu13==<the TensorRT version of your Triton>` on a CUDA 13 machine. An engine only loads in the "
-    "TensorRT version that built it."
+    "tensorrt-cu13==<the TensorRT version of your Triton>` on a CUDA 13 machine (the `gpu` extra, pinned so). An "
+    "engine only loads in the TensorRT version that built it."
 )
 # Graph dtype each precision needs: strongly typed networks take their types from the ONNX graph.
 PRECISION_GRAPH_DTYPE = {"fp16": "fp16", "fp32": "fp32", "bf16": "bf16"}
@@ -82,6 +83,31 @@ def _progress_monitor(trt):
     return LoggingMonitor()
 
 
+def estimated_memory(export_dir: Path, spec: ModelSpec, precision: str,
+                     profiles: tuple[tuple[int, int, int], ...]) -> dict | None:
+    """export/memory.py's figures for this build (weights, each profile), or None without the model's shape numbers."""
+    if (export_dir / "config.json").is_file():
+        arch = Architecture.from_checkpoint(export_dir)
+    elif spec.name in ARCHITECTURES:
+        arch = ARCHITECTURES[spec.name]
+    else:
+        log.warning("%s has no config.json (exported before it was written): no memory estimate before the build", export_dir)
+        return None
+    return {"weight_bytes": weight_bytes(arch, precision),
+            "profile_bytes": [p.activation_bytes for p in profile_memory(spec, arch, precision, profiles)]}
+
+
+def reported_memory(trt, logger, serialized) -> dict:
+    """What TensorRT says the built engine needs on the device: the plan it loads (weights and kernels) and each
+    profile's execution-context memory (`ICudaEngine.get_device_memory_size_for_profile_v2`, TensorRT
+    include/NvInferRuntime.h:3211, python/src/infer/pyCore.cpp:1426)."""
+    engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
+    if engine is None:
+        raise RuntimeError("TensorRT could not deserialize the engine it built (see its log above)")
+    return {"plan_bytes": int(serialized.nbytes),
+            "profile_bytes": [int(engine.get_device_memory_size_for_profile_v2(i)) for i in range(engine.num_optimization_profiles)]}
+
+
 def build_engine(
     export_dir: str | Path,
     out_dir: str | Path,
@@ -104,6 +130,11 @@ def build_engine(
 
     Returns:
         Path of model.plan.
+
+    Raises:
+        OverBudget: Before the build when the memory model's estimate, after it when TensorRT's own
+            figures (plan + every profile's context memory, all kept by one Triton instance) exceed
+            one instance's budget; no model.plan is written then.
     """
     trt = import_tensorrt()  # first: without TensorRT nothing else happens
     export_dir, out = Path(export_dir), Path(out_dir)
@@ -115,7 +146,13 @@ def build_engine(
             f"{export_dir} holds a {spec.dtype} graph; a {precision} engine needs `mxbai-triton export --dtype {precision}`"
         )
     profiles = profiles or spec.trt_profiles
+    estimate = estimated_memory(export_dir, spec, precision, profiles)
+    if estimate:  # what cannot fit is refused before a build of many minutes
+        check_instance_budget(estimate["weight_bytes"], estimate["profile_bytes"], source="memory model estimate",
+                              dtype=precision)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in (out / PLAN_FILENAME, out / METADATA_FILENAME):  # a refused build must not leave an older engine behind
+        stale.unlink(missing_ok=True)
     cache_path = Path(timing_cache) if timing_cache else out / TIMING_CACHE_FILENAME
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -144,9 +181,14 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError("TensorRT failed to build the engine (see its log above)")
+    build_seconds = round(time.perf_counter() - started, 1)
+    # Saved even when the engine is refused below: it shortens the next build.
+    cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    reported = reported_memory(trt, logger, serialized)
+    reported["total_bytes"] = check_instance_budget(reported["plan_bytes"], reported["profile_bytes"], source="TensorRT",
+                                                    dtype=precision)
     plan = out / PLAN_FILENAME
     plan.write_bytes(bytes(serialized))
-    cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
     bindings = {
         network.get_input(i).name: trt.nptype(network.get_input(i).dtype).__name__ for i in range(network.num_inputs)
     }
@@ -159,12 +201,29 @@ def build_engine(
         "profiles": [list(p) for p in profiles],
         "batch": {"min": 1, "opt": opt_batch, "max": max_batch},
         "input_dtypes": bindings,
-        "build_seconds": round(time.perf_counter() - started, 1),
+        "build_seconds": build_seconds,
         "source": spec.source,
+        # TensorRT's figures beside the memory model's: the first GPU builds tell how far apart they are.
+        "memory": {"instance_budget_bytes": INSTANCE_BUDGET_BYTES, "tensorrt": reported, "estimate": estimate},
     }
     (out / METADATA_FILENAME).write_text(json.dumps(metadata, indent=2) + "\n")
     spec.with_overrides(trt_profile_bounds=tuple((high, opt) for _, opt, high in profiles)).save(out)
     return plan
+
+
+def memory_summary(engine_dir: str | Path) -> str:
+    """One line: TensorRT's device memory for the engine in `engine_dir` beside the memory model's estimate."""
+    from .memory import GIB
+
+    memory = json.loads((Path(engine_dir) / METADATA_FILENAME).read_text())["memory"]
+    reported, estimate = memory["tensorrt"], memory["estimate"]
+    profiles = " + ".join(f"{b / GIB:.2f}" for b in reported["profile_bytes"])
+    line = (f"TensorRT: plan {reported['plan_bytes'] / GIB:.2f} GiB + profiles {profiles} GiB = "
+            f"{reported['total_bytes'] / GIB:.2f} GiB of {memory['instance_budget_bytes'] / GIB:.1f} GiB per instance")
+    if estimate:
+        total = estimate["weight_bytes"] + sum(estimate["profile_bytes"])
+        line += f" (memory model: {total / GIB:.2f} GiB)"
+    return line
 
 
 def engine_input_dtypes(engine_dir: str | Path) -> dict[str, str]:

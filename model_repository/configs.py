@@ -5,9 +5,11 @@ from __future__ import annotations
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from mxbai_triton.export.memory import INSTANCE_BUDGET_BYTES
+from mxbai_triton.export.memory import UNFUSED_ATTENTION_DTYPES
 from mxbai_triton.export.spec import TOKEN_COUNTS, ModelSpec, TensorSpec
 from mxbai_triton.wire import PRIORITY_BULK, PRIORITY_INTERACTIVE
+
+from .ort_cuda_options import SCORER_OPTIONS as CUDA_SCORER_OPTIONS
 
 TARGETS = ("portable", "onnx", "trt")
 TRITON_DTYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32", "float32": "TYPE_FP32", "object": "TYPE_STRING"}
@@ -120,19 +122,24 @@ def scorer_config(spec: ModelSpec, name: str, target: str, *, instance_kind: str
         raw["instance_group"] = [{
             "kind": "KIND_GPU", "count": 1, "profile": [str(i) for i in range(len(spec.trt_profiles))],
         }]
-        # One execution context's memory at a time, sized for the profile in use (export/memory.py
-        # budgets the largest profile); the default STATIC sizes every context for the largest.
+        # Each profile's context sized for its own profile (export/memory.py budgets weights + the
+        # sum over profiles); the default STATIC sizes every context for the largest.
         raw["parameters"] = {"execution_context_allocation_strategy": {"string_value": "ON_PROFILE_CHANGE"}}
         raw["model_warmup"] = _warmup(spec)
     elif target == "onnx":
         raw["platform"] = "onnxruntime_onnx"
         raw["instance_group"] = [{"kind": "KIND_GPU" if instance_kind == "gpu" else "KIND_CPU", "count": 1}]
         if instance_kind == "gpu":
-            # ONNX Runtime's CUDA arena grows by powers of two and never shrinks: allocate what is
-            # asked, within this instance's share of the GPU.
+            if spec.dtype in UNFUSED_ATTENTION_DTYPES:
+                raise ValueError(
+                    f"the onnx target on GPU needs an fp16 or bf16 export, and this one is {spec.dtype}: ONNX Runtime's "
+                    f"CUDA provider runs {spec.dtype} attention unfused (onnxruntime#27880), [rows, heads, length, length] "
+                    "scores per layer: 42 GiB for base-v2 at 48 x 4096, 171 GiB at 48 x 8272. Export with `mxbai-triton "
+                    "export MODEL --dtype fp16` (or bf16), or serve this export on CPU (--instance-kind cpu, or --target portable)")
+            # Passed to ONNX Runtime's CUDA provider verbatim: names and value forms it parses
+            # (model_repository/ort_cuda_options.py; a test checks them).
             raw["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [{
-                "name": "cuda",
-                "parameters": {"arena_extend_strategy": "1", "gpu_mem_limit": str(INSTANCE_BUDGET_BYTES)},
+                "name": "cuda", "parameters": dict(CUDA_SCORER_OPTIONS),
             }]}}
             raw["model_warmup"] = _warmup(spec)
     else:

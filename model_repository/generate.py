@@ -88,7 +88,14 @@ def generate_repository(
         spec = spec.with_overrides(max_attention_cells=PORTABLE_ATTENTION_CELLS)
     if target == "trt" and engine_dir:
         spec = _spec_for_engine(spec, Path(engine_dir))
+    on_gpu = target == "trt" or (target == "onnx" and instance_kind == "gpu")
+    if export_dir is None and on_gpu and spec.dtype == "fp32":
+        # Configs only, for a GPU target: written for the fp16 graph such a target serves (fp32
+        # attention runs unfused on GPUs; export/memory.py).
+        spec = spec.with_overrides(dtype="fp16")
     name = name or spec.triton_name
+    # Before anything is written or removed: a refused scorer (an fp32 graph for a GPU target) leaves the repository as it was.
+    scorer = scorer_config(spec, name, target, instance_kind=instance_kind)
     root = Path(out)
     names = model_names(name)
     for model in names.values():
@@ -115,7 +122,7 @@ def generate_repository(
         if not plan.is_file():
             raise FileNotFoundError(f"no {PLAN_FILENAME} in {engine_dir}: build one with `mxbai-triton build-engine`")
         scorer_files[PLAN_FILENAME] = plan
-    _write_model(root, scorer_config(spec, name, target, instance_kind=instance_kind), scorer_files)
+    _write_model(root, scorer, scorer_files)
     return root
 
 

@@ -1,8 +1,9 @@
 """FP16 safety of the folded-head scorer on the real shapes: finite, and how far from fp32.
 
 Runtimes: torch (CPU or GPU; CPU fp16 GEMMs are very slow) or ONNX Runtime on the exported graphs
-(CPU; every fp16-typed tensor is materialised in fp16, so overflow shows up as inf exactly as on a GPU,
-while products accumulate in fp32 as GPU tensor cores do), or `emulated`: the fp32 scorer at fp32
+(CPU, or `--device cuda` with onnxruntime-gpu and the onnx target's CUDA provider options; every
+fp16-typed tensor is materialised in fp16, so overflow shows up as inf exactly as on a GPU, while
+products accumulate in fp32 as GPU tensor cores do), or `emulated`: the fp32 scorer at fp32
 speed with every weight and every matmul input and output rounded to fp16 (overflow becomes inf as in
 fp16; accumulation stays fp32 as on tensor cores). It does not round the softmax probabilities or
 SiLU's output before their next product: precision there is slightly better than real fp16, range
@@ -53,14 +54,17 @@ def _torch_outputs(scorer, device, grid):
     return results
 
 
-def _onnx_outputs(checkpoint: Path, dtype: str, grid):
+def _onnx_outputs(checkpoint: Path, dtype: str, grid, device: str):
     from mxbai_triton.export.onnx_export import ensure_export
     from mxbai_triton.export.runtime import onnx_session
     from mxbai_triton.export.spec import ONNX_FILENAME
 
     export_dir = ensure_export(str(checkpoint), checkpoint.parent / f"{checkpoint.name}-export-{dtype}", dtype=dtype,
                                validate=False)
-    session = onnx_session(export_dir / ONNX_FILENAME)
+    cuda_options = None
+    if device.startswith("cuda"):  # the onnx target's own provider options (onnxruntime-gpu)
+        from mxbai_triton.model_repository.ort_cuda_options import SCORER_OPTIONS as cuda_options
+    session = onnx_session(export_dir / ONNX_FILENAME, cuda_options=cuda_options)
     results = []
     for _, ids, mask in grid:
         start = time.perf_counter()
@@ -100,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--long-cases takes {', '.join(LONG_CASES)}")
     grid = list(cases(spec, args.batch, lengths, args.long_length, long_cases))
     if args.runtime == "onnxruntime":
-        outputs = {dtype: _onnx_outputs(checkpoint, dtype, grid) for dtype in ("fp32", args.dtype)}
+        outputs = {dtype: _onnx_outputs(checkpoint, dtype, grid, args.device) for dtype in ("fp32", args.dtype)}
     elif args.runtime == "emulated":
         if args.dtype != "fp16":
             raise ValueError("--runtime emulated emulates fp16 only")
@@ -113,8 +117,7 @@ def run(args: argparse.Namespace) -> int:
         outputs = {"fp32": _torch_outputs(FoldedHeadScorer(lm, spec, "fp32"), args.device, grid)}
         outputs[args.dtype] = _torch_outputs(FoldedHeadScorer(copy.deepcopy(lm), spec, args.dtype), args.device, grid)
     origin = f"{args.size} stand-in" if args.checkpoint is None else "given checkpoint"
-    device = "cpu" if args.runtime == "onnxruntime" else args.device
-    print(f"{checkpoint} ({origin}), {args.dtype} vs fp32, {args.runtime} on {device}")
+    print(f"{checkpoint} ({origin}), {args.dtype} vs fp32, {args.runtime} on {args.device}")
     worst = 0.0
     for (label, _, _), (exact, seconds), (approx, low_seconds) in zip(grid, outputs["fp32"], outputs[args.dtype]):
         finite = bool(np.isfinite(approx).all())

@@ -1,16 +1,19 @@
 """GPU check kit: the fused-attention scorer on base and large shapes, with only torch installed.
 
 For each shape: fp16 and bf16 scores against fp32 (heavy right padding, 1-token rows, an 8k row),
-scorer tokens/s for 100 docs x ~300 tokens and for 4 x 8k, the fraction of the bf16 matmul peak
-measured on this GPU, and peak GPU memory against export/memory.py's model. Random weights (std
-0.02): valid for speed and memory, and for dtype agreement of the graph, not for trained accuracy.
-`--dry-run` runs the tiny shape on CPU with small lengths, so the kit is exercised by `make test`.
+again with the pad token's embedding set to NaN (every pad position non-finite: the fused kernels and
+the last layer's attention must keep it out of real rows), scorer tokens/s for 100 docs x ~300
+tokens and for 4 x 8k, the fraction of the bf16 matmul peak measured on this GPU, and the peak GPU
+memory of each TensorRT profile's largest shape against export/memory.py's model. Random weights
+(std 0.02): valid for speed and memory, and for dtype agreement of the graph, not for trained
+accuracy. `--dry-run` runs the tiny shape on CPU with small lengths, so the kit is exercised by `make test`.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
@@ -106,6 +109,56 @@ def agreement_cases(spec, long_length: int):
     yield f"2x{long_length}, second row 1 token", *pad_sequences(long_rows, long_length, spec.pad_token_id, spec.padding_side)
 
 
+@contextmanager
+def pad_embedding_set_to(scorer, pad_token_id: int, value: float):
+    """The scorer with the pad token's embedding row set to `value` (restored afterwards)."""
+    import torch
+
+    table = scorer.body.embed_tokens.weight
+    saved = table[pad_token_id].clone()
+    with torch.no_grad():
+        table[pad_token_id] = value
+    try:
+        yield scorer
+    finally:
+        with torch.no_grad():
+            table[pad_token_id] = saved
+
+
+def profile_peaks(scorer, spec, arch, dtype: str, device: str, profiles, rows: int) -> list[str]:
+    """Each profile's largest shape [rows, seq_max] run once: peak activation memory against the model's."""
+    import torch
+
+    from mxbai_triton.export.memory import GIB, profile_memory
+
+    lines, measured_total = [], 0
+    modelled = profile_memory(spec.with_overrides(max_batch_size=rows), arch, dtype, profiles)
+    for (low, _, high), model in zip(profiles, modelled):
+        ids = torch.randint(0, 151643, (rows, high), device=device)
+        label = f"  profile {low}-{high} at {rows} x {high} {dtype}: "
+        if not device.startswith("cuda"):
+            scorer(ids, torch.ones_like(ids))
+            lines.append(label + f"ran (no peak memory on CPU); modelled {model.activation_bytes / GIB:.2f} GiB")
+            continue
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        try:
+            scorer(ids, torch.ones_like(ids))
+            torch.cuda.synchronize()
+        except torch.cuda.OutOfMemoryError:
+            lines.append(label + f"OUT OF MEMORY (modelled {model.activation_bytes / GIB:.2f} GiB): torch ran it unfused?")
+            continue
+        used = torch.cuda.max_memory_allocated() - base
+        measured_total += used
+        lines.append(label + f"peak {used / GIB:.2f} GiB vs modelled {model.activation_bytes / GIB:.2f} GiB "
+                             f"({used / model.activation_bytes:.2f}x)")
+    if device.startswith("cuda"):
+        lines.append(f"  every profile kept at once (one Triton instance): measured {measured_total / GIB:.2f} GiB vs "
+                     f"modelled {sum(m.activation_bytes for m in modelled) / GIB:.2f} GiB")
+    return lines
+
+
 def check_shape(name: str, shape, device: str, args, peak: float) -> bool:
     import copy
 
@@ -113,9 +166,9 @@ def check_shape(name: str, shape, device: str, args, peak: float) -> bool:
 
     from mxbai_triton.export.memory import Architecture, activation_bytes_per_token, weight_bytes
     from mxbai_triton.export.scorer import FoldedHeadScorer
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.export.spec import KNOWN_MODELS, ModelSpec
 
-    spec = ModelSpec(name=name, source="random")
+    spec = KNOWN_MODELS.get(f"{name}-v2", ModelSpec(name=name, source="random"))
     lm = random_causal_lm(shape)
     scorers = {d: FoldedHeadScorer(copy.deepcopy(lm), spec, d).eval().to(device) for d in ("fp32", "fp16", "bf16")}
     ok = True
@@ -126,12 +179,15 @@ def check_shape(name: str, shape, device: str, args, peak: float) -> bool:
             exact = scorers["fp32"](t_ids, t_mask)[:, 0].float().cpu().numpy()
             for dtype in ("fp16", "bf16"):
                 got = scorers[dtype](t_ids, t_mask)[:, 0].float().cpu().numpy()
-                finite = bool(np.isfinite(got).all())
-                diff = float(np.max(np.abs(got - exact))) if finite else float("inf")
-                passed = finite and diff <= args.atol[dtype]
-                ok &= passed
-                print(f"  {label:34s} {dtype} vs fp32: max|diff| {diff:.4g} (tolerance {args.atol[dtype]}) "
-                      f"{'ok' if passed else 'FAIL'}", flush=True)
+                with pad_embedding_set_to(scorers[dtype], spec.pad_token_id, float("nan")) as poisoned:
+                    got_poisoned = poisoned(t_ids, t_mask)[:, 0].float().cpu().numpy()
+                for variant, scores in (("", got), (", pads NaN", got_poisoned)):
+                    finite = bool(np.isfinite(scores).all())
+                    diff = float(np.max(np.abs(scores - exact))) if finite else float("inf")
+                    passed = finite and diff <= args.atol[dtype]
+                    ok &= passed
+                    print(f"  {label:34s} {dtype}{variant} vs fp32: max|diff| {diff:.4g} (tolerance {args.atol[dtype]}) "
+                          f"{'ok' if passed else 'FAIL'}", flush=True)
         del scorers["fp32"]
         arch = Architecture(*shape)
         for rows, seq in ((args.docs, args.doc_tokens), (4, args.long_length)):
@@ -158,6 +214,9 @@ def check_shape(name: str, shape, device: str, args, peak: float) -> bool:
                     line += (f"; peak activations {used / 2**30:.2f} GiB vs modelled {modelled / 2**30:.2f} GiB "
                              f"(weights {weight_bytes(arch, dtype) / 2**30:.2f} GiB)")
                 print(line, flush=True)
+        profiles = args.profiles or spec.trt_profiles
+        for line in profile_peaks(scorers["fp16"], spec, arch, "fp16", device, profiles, args.profile_rows or spec.max_batch_size):
+            print(line, flush=True)
     return ok
 
 
@@ -170,6 +229,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--atol-fp16", type=float, default=0.02)
     parser.add_argument("--atol-bf16", type=float, default=0.1)
+    parser.add_argument("--profile-rows", type=int, default=0, help="rows of each profile's peak-memory run (default: max_batch_size)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -180,12 +240,13 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         device, shapes = "cpu", ["tiny"]
         args.docs, args.doc_tokens, args.long_length, args.repeats = 4, 32, 128, 1
+        args.profiles, args.profile_rows = ((1, 16, 32), (33, 48, 64)), 2
         peak = matmul_peak_tflops("cpu", 512, 4)
     else:
         if not torch.cuda.is_available():
             print("gpu-check: no CUDA device (use --dry-run on CPU)")
             return 3
-        device, shapes = "cuda", args.shapes.split(",")
+        device, shapes, args.profiles = "cuda", args.shapes.split(","), None
         peak = matmul_peak_tflops("cuda", 8192, 20)
         print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  CUDA {torch.version.cuda}")
     print(f"measured matmul peak: {peak:.3g} TFLOP/s ({'bf16' if device == 'cuda' else 'fp32'}, {device})")

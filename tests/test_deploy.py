@@ -128,3 +128,32 @@ def test_the_rerank_api_sidecar_runs_the_gateway_from_the_same_image_against_loc
 def test_the_image_installs_the_gateway_it_runs():
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert "COPY gateway /src/gateway" in dockerfile and "'/src[api]'" in dockerfile
+
+
+def test_the_image_build_context_leaves_out_exports_engines_and_virtualenvs():
+    root = DEPLOY.parent
+    ignored = {line for line in (root / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")}
+    assert {"artifacts", ".venv", ".venv-ma", "build", ".git", "*.onnx", "*.plan"} <= ignored
+    copied = [line.split()[1] for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")]
+    assert not set(copied) & ignored
+
+
+@pytest.mark.slow
+def test_every_package_the_image_installs_has_a_wheel_for_the_containers_python(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    python = re.search(r"^# python: (3\.\d+)", dockerfile, re.MULTILINE).group(1)
+    (target,) = re.findall(r"pip install --no-cache-dir '/src(\[\w+\])'", dockerfile)
+    run = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed", "--target", str(tmp_path),
+         "--only-binary=:all:", "--python-version", python, "--implementation", "cp", "--abi", "cp" + python.replace(".", ""),
+         *(f"--platform={p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")),
+         f"{DEPLOY.parent}{target}"],
+        capture_output=True, text=True, timeout=600,
+    )
+    if run.returncode and re.search(r"NewConnectionError|Failed to establish|Temporary failure in name resolution", run.stderr):
+        pytest.skip("the package index is unreachable from here")
+    assert run.returncode == 0, run.stderr[-2000:]

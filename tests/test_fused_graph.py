@@ -1,4 +1,5 @@
-"""The fused-attention scorer graph: ONNX Attention, no tensor with two sequence axes, every op parsable by TensorRT."""
+"""The fused-attention scorer graph: causal ONNX Attention with Q, K, V only, pads that cannot reach real rows,
+no tensor with two sequence axes, every op parsable by TensorRT."""
 
 from __future__ import annotations
 
@@ -21,17 +22,90 @@ def fp16_graph(tiny_checkpoint, tmp_path_factory):
     return out / ONNX_FILENAME
 
 
-def test_attention_is_the_onnx_attention_op_causal_without_a_mask_but_for_the_last_token_query(tiny_export):
+@pytest.fixture(scope="module")
+def bf16_graph(tiny_checkpoint, tmp_path_factory):
+    from mxbai_triton.export.onnx_export import export_onnx
+
+    out = tmp_path_factory.mktemp("exports") / "tiny-bf16-graph"
+    export_onnx(str(tiny_checkpoint), out, dtype="bf16", validate=False)
+    return out / ONNX_FILENAME
+
+
+def _graph(dtype, tiny_export, fp16_graph, bf16_graph):
+    return {"fp32": tiny_export / ONNX_FILENAME, "fp16": fp16_graph, "bf16": bf16_graph}[dtype]
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "fp16", "bf16"])
+def test_every_attention_node_is_causal_with_exactly_q_k_v(dtype, tiny_export, fp16_graph, bf16_graph):
     import onnx
 
-    model = onnx.load(str(tiny_export / ONNX_FILENAME), load_external_data=False)
+    model = onnx.load(str(_graph(dtype, tiny_export, fp16_graph, bf16_graph)), load_external_data=False)
     attention = [n for n in model.graph.node if n.op_type == "Attention"]
-    causal = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}["is_causal"] for n in attention]
-    # Tiny stand-in, 2 layers: layer 0 is causal over every position with Q, K, V only; the last layer
-    # has one query per row (its last real token) and an additive [b, 1, 1, s] mask of visible keys.
-    assert causal == [1, 0]
-    assert [len([i for i in n.input if i]) for n in attention] == [3, 4]
+    attributes = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in attention]
+    # Tiny stand-in, 2 layers: layer 0 is causal attention; the last layer's one query per row is plain ops.
+    assert [a["is_causal"] for a in attributes] == [1]
+    assert [(len(n.input), all(n.input)) for n in attention] == [(3, True)]  # Q, K, V: no mask, no past K/V
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 23
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "fp16", "bf16"])
+def test_the_last_layer_attends_with_one_fp32_softmax(dtype, tiny_export, fp16_graph, bf16_graph):
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(onnx.load(str(_graph(dtype, tiny_export, fp16_graph, bf16_graph)),
+                                                            load_external_data=False))
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    softmax = [n for n in inferred.graph.node if n.op_type == "Softmax"]
+    assert [types[n.input[0]] for n in softmax] == [onnx.TensorProto.FLOAT]
+
+
+def _poison_pad_embedding(graph_path, pad_token_id: int):
+    """The graph with the pad token's embedding row set to NaN: every pad position is non-finite from layer 0 on."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(graph_path))
+    (table,) = [t for t in model.graph.initializer if t.name.endswith("embed_tokens.weight")]
+    weights = numpy_helper.to_array(table).copy()
+    weights[pad_token_id] = np.nan
+    table.CopyFrom(numpy_helper.from_array(weights, table.name))
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "fp16"])
+def test_a_non_finite_pad_position_leaves_every_real_rows_score_finite_and_unchanged(dtype, tiny_export, fp16_graph):
+    from mxbai_triton.export.runtime import onnx_session
+    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.export.validate import grid_inputs
+
+    graph = _graph(dtype, tiny_export, fp16_graph, None)
+    spec = ModelSpec.load(tiny_export)
+    ids, mask = grid_inputs(4, 64, spec)  # rows of 64, 48, 32 and 16 real tokens, then pads
+    feed = {"input_ids": ids, "attention_mask": mask}
+    (clean,) = onnx_session(graph).run(None, feed)
+    (poisoned,) = onnx_session(_poison_pad_embedding(graph, spec.pad_token_id)).run(None, feed)
+    assert np.isfinite(poisoned).all()
+    np.testing.assert_array_equal(poisoned, clean)
+
+
+def test_a_non_finite_pad_position_leaves_bf16_scores_finite_and_unchanged(tiny_checkpoint):
+    # ONNX Runtime has no bf16 CPU kernels: the module the bf16 graph is traced from.
+    import torch
+
+    from mxbai_triton.export.checkpoint import load_causal_lm
+    from mxbai_triton.export.scorer import FoldedHeadScorer
+    from mxbai_triton.export.spec import resolve_spec
+    from mxbai_triton.export.validate import grid_inputs
+
+    spec = resolve_spec(str(tiny_checkpoint))
+    ids, mask = (torch.from_numpy(a) for a in grid_inputs(4, 64, spec))
+    clean_lm, poisoned_lm = load_causal_lm(str(tiny_checkpoint)), load_causal_lm(str(tiny_checkpoint))
+    with torch.no_grad():
+        poisoned_lm.model.embed_tokens.weight[spec.pad_token_id] = float("nan")
+        clean = FoldedHeadScorer(clean_lm, spec, "bf16").eval()(ids, mask)
+        poisoned = FoldedHeadScorer(poisoned_lm, spec, "bf16").eval()(ids, mask)
+    assert torch.isfinite(poisoned).all()
+    assert torch.equal(poisoned, clean)
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])

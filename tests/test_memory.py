@@ -1,4 +1,5 @@
-"""The GPU memory model: every TensorRT profile of every known model fits one instance's budget, no tensor reaches 2^31."""
+"""The GPU memory model: weights + every TensorRT profile of every known model fit one instance's budget, no tensor
+reaches 2^31, fp32's unfused attention does not fit, and the budget check refuses what TensorRT reports over it."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import pytest
 
 from mxbai_triton.export.memory import (
     ARCHITECTURES,
+    GIB,
     INSTANCE_BUDGET_BYTES,
     MAX_TENSOR_ELEMENTS,
     Architecture,
+    OverBudget,
     activation_bytes_per_token,
+    check_instance_budget,
     dispatch_bytes,
     engine_bytes,
     memory_table,
@@ -23,8 +27,41 @@ KNOWN = [BASE_V2, LARGE_V2]
 
 @pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
-def test_the_largest_profile_and_the_weights_fit_one_instance_of_two_on_an_80_gb_gpu(spec, dtype):
+def test_the_weights_and_every_profile_together_fit_one_instance_of_two_on_an_80_gb_gpu(spec, dtype):
     assert engine_bytes(spec, ARCHITECTURES[spec.name], dtype) <= INSTANCE_BUDGET_BYTES
+
+
+def test_an_instance_keeps_the_sum_of_its_profiles_not_the_largest():
+    arch = ARCHITECTURES[BASE_V2.name]
+    profiles = [p.activation_bytes for p in profile_memory(BASE_V2, arch, "fp16")]
+    assert len(profiles) == 3
+    assert engine_bytes(BASE_V2, arch, "fp16") == weight_bytes(arch, "fp16") + sum(profiles)
+
+
+@pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)
+def test_fp32_attention_runs_unfused_and_its_scores_alone_exceed_the_budget(spec):
+    arch = ARCHITECTURES[spec.name]
+    longest = profile_memory(spec, arch, "fp32")[-1]
+    scores = spec.max_batch_size * arch.heads * longest.seq_max**2
+    assert longest.largest_tensor_elements == scores
+    assert longest.activation_bytes > 4 * scores > INSTANCE_BUDGET_BYTES
+
+
+def test_the_budget_check_passes_tensorrts_figures_within_the_budget_and_returns_the_sum():
+    # What `engine.get_device_memory_size_for_profile_v2(i)` could report for base-v2's three profiles.
+    assert check_instance_budget(GIB, [GIB // 2, 3 * GIB, 24 * GIB], source="TensorRT", dtype="fp16") == 28 * GIB + GIB // 2
+
+
+def test_the_budget_check_refuses_an_engine_whose_profiles_together_exceed_the_budget():
+    # Each profile fits alone; the three contexts of one instance do not.
+    with pytest.raises(OverBudget, match=r"^TensorRT: weights 1.00 GiB \+ profiles 2.00 \+ 10.00 \+ 30.00 GiB = 43.00 GiB, "
+                                         r"over one instance's budget of 36.5 GiB \(.*\(--profiles MIN:OPT:MAX"):
+        check_instance_budget(GIB, [2 * GIB, 10 * GIB, 30 * GIB], source="TensorRT", dtype="fp16")
+
+
+def test_the_budget_check_tells_an_fp32_engine_to_export_fp16_instead():
+    with pytest.raises(OverBudget, match=r"fp32 attention runs unfused .* --dtype fp16"):
+        check_instance_budget(2 * GIB, [40 * GIB], source="the memory model", dtype="fp32")
 
 
 @pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)
@@ -55,8 +92,9 @@ def test_parameter_counts_are_the_published_model_sizes():
 
 def test_activation_bytes_per_token_add_up_every_intermediate_of_a_layer():
     arch = Architecture(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab=1000)
-    # residual 3*4*64, norms 2*(4*64+2*64), qkv 2*(64+64)+4*(64+32)+2*(64+32), attention 2*64+8*4+2*64, mlp 3*2*128+2*64
-    assert activation_bytes_per_token(arch, "fp16") == 768 + 768 + 832 + 288 + 896
+    # residual 3*4*64, norms 2*(4*64+2*64), qkv 2*(64+64)+4*(64+32)+2*(64+32)+2*2*32 (K/V zeroed at pads),
+    # attention 2*64+8*4+2*64, mlp 3*2*128+2*64
+    assert activation_bytes_per_token(arch, "fp16") == 768 + 768 + 960 + 288 + 896
     assert weight_bytes(arch, "fp32") == 2 * weight_bytes(arch, "fp16")
 
 
@@ -65,6 +103,15 @@ def test_architecture_reads_a_checkpoint_config(tiny_checkpoint):
     assert (arch.hidden, arch.layers, arch.heads, arch.kv_heads) == (64, 2, 4, 2)
 
 
-def test_memory_table_lists_every_profile():
+def test_memory_table_lists_every_profile_and_the_instance_total():
     table = memory_table(BASE_V2, ARCHITECTURES[BASE_V2.name], "fp16")
     assert table.count("\n| ") == len(BASE_V2.trt_profiles) + 1
+    assert table.endswith(f"= {engine_bytes(BASE_V2, ARCHITECTURES[BASE_V2.name], 'fp16') / GIB:.2f} GiB of its 36.5 GiB.")
+
+
+@pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)
+def test_the_readme_shows_the_memory_model_as_it_computes_today(spec):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert memory_table(spec, ARCHITECTURES[spec.name], "fp16") in readme

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2
 
+from mxbai_triton.export.memory import INSTANCE_BUDGET_BYTES
 from mxbai_triton.export.spec import BASE_V2
 from mxbai_triton.model_repository.configs import ensemble_config, scorer_config, tokenizer_config
 from mxbai_triton.model_repository.generate import EXAMPLES_DIR, generate_examples
+from mxbai_triton.model_repository.ort_cuda_options import option_problems
 from tests.conftest import run_cli
 
 
@@ -30,7 +32,7 @@ def test_trt_scorer_serves_every_optimization_profile():
 
 
 def test_scorer_batches_dynamically_with_the_spec_limits():
-    config = scorer_config(BASE_V2, "m", "onnx")
+    config = scorer_config(BASE_V2.with_overrides(dtype="fp16"), "m", "onnx")
     assert config.max_batch_size == BASE_V2.max_batch_size
     assert list(config.dynamic_batching.preferred_batch_size) == [24, 48]
     assert config.dynamic_batching.max_queue_delay_microseconds == BASE_V2.queue_delay_us
@@ -61,7 +63,7 @@ def test_the_tokenizer_queue_orders_by_priority_and_drops_requests_past_their_ti
 
 @pytest.mark.parametrize("target", ["portable", "onnx", "trt"])
 def test_a_sub_batch_waits_in_the_scorer_queue_no_longer_than_its_request(target):
-    policy = scorer_config(BASE_V2, "m", target).dynamic_batching.default_queue_policy
+    policy = scorer_config(BASE_V2.with_overrides(dtype="fp16"), "m", target).dynamic_batching.default_queue_policy
     # Triton applies a request's timeout only below a non-zero default (core scheduler_utils.cc).
     assert policy.allow_timeout_override and policy.default_timeout_microseconds > 0
     assert (policy.max_queue_size, policy.timeout_action) == (BASE_V2.max_queue_size, model_config_pb2.ModelQueuePolicy.REJECT)
@@ -71,6 +73,46 @@ def test_the_ensemble_names_its_dispatch_step_for_clients_that_cancel():
     assert ensemble_config(BASE_V2, "m").parameters["dispatch_model"].string_value == "m_tokenizer"
 
 
+@pytest.mark.parametrize("model", ["base-v2", "large-v2"])
+def test_every_cuda_provider_option_of_the_onnx_examples_is_a_name_and_value_onnx_runtime_parses(model):
+    from google.protobuf import text_format
+
+    text = (EXAMPLES_DIR / model / "onnx" / f"mxbai-rerank-{model}_scorer" / "config.pbtxt").read_text()
+    config = text_format.Parse(text, model_config_pb2.ModelConfig())
+    (cuda,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert cuda.name == "cuda"
+    assert dict(cuda.parameters) == {"arena_extend_strategy": "kSameAsRequested", "gpu_mem_limit": str(INSTANCE_BUDGET_BYTES)}
+    assert option_problems(dict(cuda.parameters)) == []
+
+
+def test_the_cuda_option_check_rejects_an_enum_given_by_number_and_an_unknown_name():
+    assert option_problems({"arena_extend_strategy": "1", "gpu_mem_limit": "36.5GiB", "use_tf32": "true", "arena": "0"}) == [
+        "arena_extend_strategy='1': the CUDA provider takes one of kNextPowerOfTwo, kSameAsRequested (names, not numbers)",
+        "gpu_mem_limit='36.5GiB': the CUDA provider takes a decimal unsigned integer",
+        "use_tf32='true': the CUDA provider takes 0 or 1",
+        "arena: not an option of ONNX Runtime's CUDA provider",
+    ]
+
+
+def test_the_onnx_gpu_target_refuses_an_fp32_export_and_says_what_to_export_instead():
+    with pytest.raises(ValueError, match=r"needs an fp16 or bf16 export, and this one is fp32: .* unfused .*--dtype fp16"):
+        scorer_config(BASE_V2, "m", "onnx")
+
+
+def test_the_onnx_target_on_cpu_serves_an_fp32_export():
+    config = scorer_config(BASE_V2, "m", "onnx", instance_kind="cpu")
+    assert [g.kind for g in config.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_CPU]
+    assert not config.optimization.execution_accelerators.gpu_execution_accelerator
+
+
+def test_configs_only_gpu_repositories_are_written_for_the_fp16_graph(tmp_path):
+    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.model_repository.generate import generate_repository
+
+    root = generate_repository(tmp_path, BASE_V2, target="onnx", name="m")
+    assert ModelSpec.load(root / "m_tokenizer" / "1").dtype == "fp16"
+
+
 def test_unknown_target_is_rejected():
     with pytest.raises(ValueError, match="unknown target 'tflite'"):
         scorer_config(BASE_V2, "m", "tflite")
@@ -78,12 +120,20 @@ def test_unknown_target_is_rejected():
 
 @pytest.mark.slow
 def test_repo_command_places_weights_and_tokenizer_for_the_onnx_target(tiny_export, tmp_path):
-    run = run_cli("repo", str(tiny_export), "--out", str(tmp_path), "--target", "onnx", "--name", "rr")
+    run = run_cli("repo", str(tiny_export), "--out", str(tmp_path), "--target", "onnx", "--instance-kind", "cpu", "--name", "rr")
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "rr_scorer" / "1" / "model.onnx").is_file()
     assert (tmp_path / "rr_tokenizer" / "1" / "tokenizer.json").is_file()
     assert 'platform: "onnxruntime_onnx"' in (tmp_path / "rr_scorer" / "config.pbtxt").read_text()
     assert (tmp_path / "rr" / "1").is_dir()
+
+
+@pytest.mark.slow
+def test_repo_command_refuses_an_fp32_export_for_the_onnx_gpu_target_and_writes_nothing(tiny_export, tmp_path):
+    run = run_cli("repo", str(tiny_export), "--out", str(tmp_path), "--target", "onnx", "--name", "rr")
+    assert run.returncode == 2
+    assert "needs an fp16 or bf16 export" in run.stderr and "--dtype fp16" in run.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
