@@ -60,9 +60,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                         f"requests carrying it (HTTP header '{ADMIN_HEADER}', gRPC metadata '{GRPC_ADMIN_HEADER}'). "
                         f"Default: ${TOKEN_ENV} if set")
     p.add_argument("--api-port", type=int, default=env.get("API_PORT"),
-                   help="also serve the rerank HTTP APIs (Cohere v2, Jina/vLLM, TEI) on this port, bound to --host")
+                   help="also serve the rerank HTTP APIs (Cohere v2, Jina/vLLM, TEI, NVIDIA NIM) on this port, bound to --host")
     p.add_argument("--api-model", default=env.get("API_MODEL"),
-                   help="ensemble name(s) for the API, comma-separated (default: the ensembles in a local repository)")
+                   help="ensemble name(s) for the API, comma-separated (default: the ensembles in a local repository, "
+                        "or those Triton's repository index lists for a remote one)")
     gateway_cli.add_server_flags(p, port_default=None)
     p.set_defaults(handler=_serve)
 
@@ -152,7 +153,7 @@ def _serve(args) -> int:
             "(Ctrl-C stops)", flush=True,
         )
         if args.api_port is not None:
-            gateway = _start_gateway(args, server.grpc_url)
+            gateway = _start_gateway(args, server.grpc_url, restricted=token is not None)
         while server.process.poll() is None:
             if gateway is not None and gateway.poll() is not None:
                 print(f"the rerank API gateway exited with status {gateway.returncode}; stopping", file=sys.stderr)
@@ -172,14 +173,22 @@ def _serve(args) -> int:
             server.stop()
 
 
-def _start_gateway(args, grpc_url: str) -> subprocess.Popen:
+def _start_gateway(args, grpc_url: str, *, restricted: bool) -> subprocess.Popen:
     """`mxbai-triton api` in front of this server, as a child process (its own event loop and logs)."""
     from .generate import ensemble_names
+    from .preflight import is_remote
 
-    models = args.api_model or ",".join(ensemble_names(args.repository))
-    command = [sys.executable, "-m", "mxbai_triton", "api", "--triton", grpc_url, "--model", models,
+    if args.api_model:
+        models = args.api_model
+    elif not is_remote(args.repository):
+        models = ",".join(ensemble_names(args.repository))  # named: works with the admin token too
+    elif restricted:
+        raise ValueError("with an admin token the gateway cannot list Triton's models: name them with --api-model")
+    else:
+        models = None  # the gateway finds them in Triton's repository index
+    command = [sys.executable, "-m", "mxbai_triton", "api", "--triton", grpc_url, *(["--model", models] if models else []),
                "--host", args.host, "--port", str(args.api_port), "--api-timeout", str(args.api_timeout),
-               "--api-retry-for", str(args.api_retry_for)]
+               "--api-retry-for", str(args.api_retry_for), "--api-refresh", str(args.api_refresh)]
     if args.api_key_file:
         command += ["--api-key-file", args.api_key_file]
     if args.access_log:
