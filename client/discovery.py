@@ -54,7 +54,7 @@ def _discovery_error(url: str, error: BaseException) -> DiscoveryError:
 
     text = describe(error)
     restricted = "restricted" in text
-    hint = " (Triton restricts its repository index to admin-token holders: name the model instead)" if restricted else ""
+    hint = " (Triton restricts its repository index to admin-token holders: name the model with --model)" if restricted else ""
     return DiscoveryError(f"cannot list the models of Triton at {url}: {text}{hint}", restricted=restricted)
 
 
@@ -108,7 +108,7 @@ def choose_model(urls: Sequence[str], requested: str | None, *, protocol: str = 
             return requested
         if problem is None:
             raise ValueError("no Triton URL given")
-        raise DiscoveryError(f"{problem}; name the ensemble with --model", restricted=problem.restricted)
+        raise problem
     if requested:
         if requested not in served:
             raise ValueError(not_served(requested, served, f"at {url}"))
