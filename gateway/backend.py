@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -121,7 +122,7 @@ class TritonBackend:
             if error.unavailable:
                 raise APIError(503, f"no Triton endpoint could take the request: {error}") from None
             if error.status == _MODEL_GONE_STATUS:  # unloaded since the last look at the index
-                await self.registry.refresh()
+                await self.registry.refresh(since=time.monotonic())
                 raise APIError(404, not_served(model, self.models), "model") from None
             if error.status in _BAD_REQUEST_STATUSES:
                 raise APIError(400, str(error)) from None

@@ -38,30 +38,40 @@ class ModelRegistry:
         self.models: tuple[str, ...] = wanted
         self.problem = "Triton has not answered yet"
         self._verdicts: dict[str, dict[str, bool]] = {url: {} for url in probes}
-        self._refresh: asyncio.Future | None = None
-        self._refreshed_at = -math.inf
+        self._look: asyncio.Future | None = None
+        self._look_started = -math.inf
 
     async def resolve(self, name: str | None) -> str:
         """The ensemble a request names, or the default one; APIError 404 (listing the served ones) or 503."""
+        asked = time.monotonic()
         if name:
             if name not in self.models:
-                await self.refresh(max_age=1.0)  # loaded a moment ago: served now, not after the next poll
+                await self.refresh(since=asked)  # loaded a moment ago: served now, not after the next poll
             if name not in self.models:
                 raise APIError(404, not_served(name, self.models), "model")
             return name
         if not self.models:
-            await self.refresh(max_age=1.0)
+            await self.refresh(since=asked)
         if not self.models:
             raise APIError(503, f"no rerank ensemble to serve: {self.problem}")
         return self.models[0]
 
-    async def refresh(self, *, max_age: float = 0.0) -> None:
-        """Look at Triton again unless the last look is under `max_age` seconds old; concurrent callers share one look."""
-        if time.monotonic() - self._refreshed_at < max_age:
-            return
-        if self._refresh is None or self._refresh.done():
-            self._refresh = asyncio.ensure_future(self._discover())
-        await asyncio.shield(self._refresh)  # a caller's deadline cancels its wait, not the look the others share
+    async def refresh(self, *, since: float | None = None) -> None:
+        """Look at Triton's repository index; concurrent callers share a look.
+
+        With `since` (a monotonic time), only a look that started at or after it will do: a request
+        for a model loaded a moment ago must not be answered from a look taken before the load.
+        """
+        while True:
+            look = self._look
+            if look is not None and (not look.done() if since is None else self._look_started >= since):
+                await asyncio.shield(look)  # a caller's deadline cancels its wait, not the look the others share
+                return
+            if look is None or look.done():
+                self._look_started = time.monotonic()
+                self._look = asyncio.ensure_future(self._discover())
+            else:
+                await asyncio.shield(look)  # an older look in flight: let it end, then decide again
 
     async def run(self) -> None:
         """Refresh every `refresh_every` seconds until cancelled."""
@@ -76,7 +86,6 @@ class ModelRegistry:
         answers = await asyncio.gather(*(
             served_rerankers_async(client, url, self._verdicts[url]) for url, client in self.probes.items()
         ), return_exceptions=True)
-        self._refreshed_at = time.monotonic()
         found = [a for a in answers if isinstance(a, set)]
         errors = [a for a in answers if not isinstance(a, set)]
         if found:
