@@ -50,6 +50,8 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
         discovery = asyncio.ensure_future(backend.registry.run())
         yield
         discovery.cancel()
+        backend.registry.close()
+        await asyncio.gather(discovery, return_exceptions=True)
         await backend.close()
 
     app = FastAPI(title="mxbai-triton rerank gateway", lifespan=lifespan, docs_url="/docs", redoc_url=None,

@@ -82,6 +82,11 @@ class ModelRegistry:
                 log.exception("model discovery failed")
             await asyncio.sleep(self.refresh_every)
 
+    def close(self) -> None:
+        """Cancel a look in flight (shutdown)."""
+        if self._look is not None and not self._look.done():
+            self._look.cancel()
+
     async def _discover(self) -> None:
         answers = await asyncio.gather(*(
             served_rerankers_async(client, url, self._verdicts[url]) for url, client in self.probes.items()
@@ -92,7 +97,7 @@ class ModelRegistry:
             names = set().union(*found)
             models = tuple(m for m in self.wanted if m in names) if self.wanted else tuple(sorted(names))
             where = ", ".join(self.probes)
-            self.problem = (f"none of {', '.join(self.wanted)} is READY on Triton at {where}" if self.wanted
+            self.problem = (f"none of {', '.join(self.wanted)} is a rerank ensemble READY on Triton at {where}" if self.wanted
                             else f"Triton at {where} serves no rerank ensemble")
         elif self.wanted and any(isinstance(e, DiscoveryError) and e.restricted for e in errors):
             models = self.wanted  # the index is for admin-token holders: serve the names given, as before discovery
