@@ -57,7 +57,7 @@ class ServerLimits:
     """What the ensemble's config parameters tell a client.
 
     `max_prompt_tokens` is the longest prompt (template + query + document) the tokenizer step
-    builds: a document whose prompt reaches it was cut to fit (its token count says so).
+    builds: a document whose prompt reaches it was cut to fit, or fills it to the last token.
     """
 
     max_documents: int
