@@ -1,4 +1,4 @@
-"""AIPerf against the gateway's Cohere, TEI and NIM endpoints, next to the gRPC client on the same server: CSV/JSON, a plot, a table.
+"""AIPerf on the gateway's Cohere, TEI and NIM endpoints, beside httpx and the gRPC client on the same server: CSV/JSON, a plot, a table.
 
 AIPerf (`aiperf` on PyPI, NVIDIA's successor to genai-perf) needs numpy 2 and transformers 5, so it
 lives in its own virtualenv, created on first use (default .venv-aiperf), as Model Analyzer does.
@@ -24,6 +24,7 @@ from .workload import LENGTH_SIGMAS, QUERY, documents_for, length_moments
 ENDPOINT_TYPES = ("cohere-rankings", "hf-tei-rankings", "nim-rankings")
 AIPERF_REQUIREMENT = "aiperf==0.13.0"
 GRPC_PATH = "grpc client"
+HTTPX_PATH = "httpx /v1/ranking"
 # perf/workload's QUERY is 7 Qwen2.5 tokens; AIPerf's synthetic queries get the same length.
 QUERY_TOKENS = 7
 
@@ -87,31 +88,48 @@ def run_aiperf(command: list[str], path: str, concurrency: int, out: Path) -> Po
     return read_aiperf(path, concurrency, out / "profile_export_aiperf.json")
 
 
-async def measure_grpc(url: str, model: str, documents: list[str], *, concurrency: int, requests: int) -> Point:
-    """The gRPC client, closed loop like AIPerf: `concurrency` workers share `requests` requests."""
+async def closed_loop(path: str, call, *, concurrency: int, requests: int) -> Point:
+    """`concurrency` workers share `requests` calls of `call`, after one warm-up call each (AIPerf's loop)."""
+    for _ in range(concurrency):
+        await call()
+    latencies, errors, left = [], [0], [requests]
+
+    async def worker() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            start = time.perf_counter()
+            try:
+                await call()
+            except Exception:  # noqa: BLE001 - counted, as AIPerf counts errors
+                errors[0] += 1
+                continue
+            latencies.append((time.perf_counter() - start) * 1e3)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    p50, p90, p99 = np.percentile(latencies, [50, 90, 99]).tolist() if latencies else (float("nan"),) * 3
+    return Point(path, concurrency, len(latencies), errors[0], p50, p90, p99, len(latencies) / elapsed)
+
+
+async def measure_clients(triton: str, gateway: str, model: str, documents: list[str], *, concurrency: int,
+                          requests: int) -> list[Point]:
+    """The gRPC client, and httpx on the NIM route: the gateway's cost without AIPerf's own client processes."""
+    import httpx
+
     from mxbai_triton.client import NO_RETRY, AsyncRerankClient
 
-    async with AsyncRerankClient(url, model=model, retry=NO_RETRY, timeout=300) as client:
-        for _ in range(concurrency):  # warm-up, as AIPerf's --warmup-request-count
+    body = {"model": model, "query": {"text": QUERY}, "passages": [{"text": d} for d in documents]}
+    async with AsyncRerankClient(triton, model=model, retry=NO_RETRY, timeout=300) as client, \
+            httpx.AsyncClient(base_url=gateway, timeout=300, limits=httpx.Limits(max_connections=concurrency)) as http:
+        async def via_http():
+            (await http.post("/v1/ranking", json=body)).raise_for_status()
+
+        async def via_grpc():
             await client.scores(QUERY, documents)
-        latencies, errors, left = [], [0], [requests]
 
-        async def worker() -> None:
-            while left[0] > 0:
-                left[0] -= 1
-                start = time.perf_counter()
-                try:
-                    await client.scores(QUERY, documents)
-                except Exception:  # noqa: BLE001 - counted, as AIPerf counts errors
-                    errors[0] += 1
-                    continue
-                latencies.append((time.perf_counter() - start) * 1e3)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    p50, p90, p99 = np.percentile(latencies, [50, 90, 99]).tolist() if latencies else (float("nan"),) * 3
-    return Point(GRPC_PATH, concurrency, len(latencies), errors[0], p50, p90, p99, len(latencies) / elapsed)
+        return [await closed_loop(HTTPX_PATH, via_http, concurrency=concurrency, requests=requests),
+                await closed_loop(GRPC_PATH, via_grpc, concurrency=concurrency, requests=requests)]
 
 
 def write_results(points: list[Point], out: Path, title: str) -> tuple[Path, Path, str]:
@@ -215,8 +233,8 @@ def _benchmark(args, binary: Path, types: list[str], gateway: str, triton: str, 
             points.append(run_aiperf(aiperf_command(
                 binary, endpoint_type, url=gateway, model=model, tokenizer=tokenizer, passages=args.passages,
                 tokens=tokens, concurrency=concurrency, requests=args.requests, out=run_dir), endpoint_type, concurrency, run_dir))
-        points.append(asyncio.run(measure_grpc(triton, model, documents, concurrency=concurrency, requests=args.requests)))
-    title = (f"AIPerf vs gRPC client: {model} ({served}), {args.passages} passages x {tokens[0]}±{tokens[1]} tokens "
+        points += asyncio.run(measure_clients(triton, gateway, model, documents, concurrency=concurrency, requests=args.requests))
+    title = (f"AIPerf vs httpx vs gRPC client: {model} ({served}), {args.passages} passages x {tokens[0]}±{tokens[1]} tokens "
              f"({args.lengths}), {args.requests} requests per run, {time.strftime('%Y-%m-%d')}")
     csv_path, png, table = write_results(points, out, title)
     print(table)
