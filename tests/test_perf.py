@@ -95,7 +95,7 @@ def test_aiperf_command_runs_offline_against_the_gateway_with_the_workload(tmp_p
         "--rankings-passages-prompt-token-mean", "72", "--rankings-passages-prompt-token-stddev", "47",
         "--rankings-query-prompt-token-mean", "7", "--rankings-query-prompt-token-stddev", "0", "--concurrency", "16",
         "--request-count", "160", "--warmup-request-count", "16", "--random-seed", "0", "--artifact-dir", str(tmp_path / "o"),
-        "--ui-type", "none"]
+        "--ui-type", "none", "--no-server-metrics", "--no-gpu-telemetry"]
 
 
 def test_aiperf_results_are_read_from_its_json_export_and_written_with_a_plot(tmp_path):
