@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libb64-0d
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast lint demo analyze gpu-check clean
+.PHONY: setup test test-fast lint demo analyze aiperf gpu-check clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,13 @@ analyze: setup
 	$(BIN)/mxbai-triton perf analyze --repository $(REPO) --out artifacts/model-analyzer $(MA_ARGS)
 	cd artifacts/model-analyzer && ../../.venv-ma/bin/model-analyzer profile -f config.yaml
 
+# NVIDIA AIPerf on the gateway's cohere-rankings, hf-tei-rankings and nim-rankings endpoints beside the gRPC
+# client (the small stand-in, served here). AIPerf needs numpy 2 and transformers 5: `perf aiperf` installs it
+# into its own .venv-aiperf on first use.
+AIPERF_ARGS ?=
+aiperf: setup
+	$(BIN)/mxbai-triton perf aiperf $(AIPERF_ARGS)
+
 # GPU check kit: on a machine with only torch (no install, no internet), one call of a few minutes.
 # The package is put on the path through a symlinked tree instead of pip. GPU_CHECK_ARGS=--dry-run on CPU.
 GPU_PYTHON ?= python3
@@ -62,4 +69,4 @@ gpu-check:
 	PYTHONPATH=build/gpu-kit $(GPU_PYTHON) -m mxbai_triton.perf.gpu_check $(GPU_CHECK_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-ma artifacts build .pytest_cache
+	rm -rf $(VENV) .venv-ma .venv-aiperf artifacts build .pytest_cache

@@ -10,7 +10,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("rank", help="rank documents for a query through a running Triton ensemble")
     p.add_argument("--url", action="append", default=None,
                    help="host:port (gRPC 8001, HTTP 8000 by default); repeat it for replicas (default 127.0.0.1:8001)")
-    p.add_argument("--model", required=True, help="ensemble name")
+    p.add_argument("--model", default=None,
+                   help="ensemble name (default: the one rerank ensemble the server serves; several: it lists them)")
     p.add_argument("--protocol", default="grpc", choices=["grpc", "http"])
     p.add_argument("--query", required=True)
     p.add_argument("--instruction", default=None)
@@ -23,9 +24,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _rank(args) -> int:
+    from .discovery import choose_model
     from .rerank import RerankClient
 
-    with RerankClient(args.url or ["127.0.0.1:8001"], model=args.model, protocol=args.protocol, timeout=args.timeout) as client:
+    urls = args.url or ["127.0.0.1:8001"]
+    model = choose_model(urls, args.model, protocol=args.protocol, timeout=args.timeout)
+    with RerankClient(urls, model=model, protocol=args.protocol, timeout=args.timeout) as client:
         results = client.rank(
             args.query, args.documents, top_k=args.top_k, instruction=args.instruction, normalize=args.normalize
         )

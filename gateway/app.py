@@ -1,4 +1,5 @@
-"""The FastAPI app: Cohere v2 `/v2/rerank`, Jina/vLLM `/v1/rerank`, TEI `/rerank`, `/v1/models`, `/health`, `/metrics`."""
+"""The FastAPI app: Cohere v2 `/v2/rerank`, Jina/vLLM `/v1/rerank`, TEI or Jina/vLLM `/rerank`, NIM `/v1/ranking`,
+`/v1/models`, `/health`, `/live`, `/metrics`, `/docs`."""
 
 from __future__ import annotations
 
@@ -6,54 +7,55 @@ import asyncio
 import hmac
 import json
 import logging
-import math
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from mxbai_triton.client.rerank import rank_order, sigmoid_normalize
-
+from . import openapi
 from .backend import BackendSettings, TritonBackend
 from .errors import APIError, error_body, validation_error
 from .metrics import GatewayMetrics
-from .schemas import CohereV2Request, JinaRequest, TEIRequest
+from .responses import CohereV2Response, Health, JinaResponse, ModelCard, ModelList, NIMRankingResponse, TEIRank
+from .schemas import CohereV2Request, JinaRequest, NIMRankingRequest, TEIRequest, rerank_shape
+from .serving import RerankServing
 
 log = logging.getLogger(__name__)
 
 # Status for a body that parses as JSON but does not fit the schema: what each API answers.
-_SCHEMA_ERROR_STATUS = {"cohere": 400, "jina": 400, "tei": 422}
+_SCHEMA_ERROR_STATUS = {"cohere": 400, "jina": 400, "tei": 422, "nim": 422}
+# The API whose shape a `POST /rerank` body has, by its schema.
+_RERANK_APIS = {TEIRequest: "tei", JinaRequest: "jina"}
 
-
-class Ranked:
-    """One request's answer: the order (raw score desc, ties by index) and both kinds of score."""
-
-    def __init__(self, raw: np.ndarray, estimated_max: float, top_n: int | None, token_counts: np.ndarray | None):
-        self.raw = raw
-        self.relevance = sigmoid_normalize(raw, estimated_max) if len(raw) else raw.astype(np.float64)
-        # Sort on the raw scores: the sigmoid can round two different large scores to the same 1.0.
-        self.order = rank_order(raw, top_n)
-        self.total_tokens = None if token_counts is None else int(token_counts.sum())
+# One handler per API: (body schema, serving call), picked from the parsed JSON.
+Pick = Callable[[dict], tuple[str, type[BaseModel], Callable[[BaseModel], Awaitable]]]
 
 
 def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozenset()) -> FastAPI:
-    """The gateway for Triton at `settings.urls`; with `api_keys`, rerank and model routes need `Authorization: Bearer KEY`."""
+    """The gateway for Triton at `settings.urls`; with `api_keys`, rerank and model routes need `Authorization: Bearer KEY`.
+
+    The probes (/health, /live), /metrics and the OpenAPI page (/docs, /openapi.json) stay open.
+    """
     metrics = GatewayMetrics()
-    state: dict[str, TritonBackend] = {}
+    state: dict = {}
 
     @asynccontextmanager
     async def lifespan(_app):
         # gRPC aio channels belong to the loop that creates them: create them in the server's loop.
-        state["backend"] = TritonBackend(settings)
+        backend = TritonBackend(settings)
+        state["serving"] = RerankServing(backend, metrics)
+        discovery = asyncio.ensure_future(backend.registry.run())
         yield
-        await state["backend"].close()
+        discovery.cancel()
+        backend.registry.close()
+        await asyncio.gather(discovery, return_exceptions=True)
+        await backend.close()
 
-    app = FastAPI(title="mxbai-triton rerank gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="mxbai-triton rerank gateway", lifespan=lifespan, docs_url="/docs", redoc_url=None,
+                  description="Rerank HTTP APIs (Cohere v2, Jina/vLLM, TEI, NVIDIA NIM) in front of Triton.")
 
     def authorize(request: Request) -> None:
         if not api_keys:
@@ -64,13 +66,16 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
         if scheme.lower() != "bearer" or not any(hmac.compare_digest(given, k.encode()) for k in api_keys):
             raise APIError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'")
 
-    async def answer(api: str, request: Request, schema: type[BaseModel], run: Callable[[BaseModel], Awaitable]) -> Response:
+    async def answer(api: str, request: Request, pick: Pick) -> Response:
+        """Authorize, parse, call, answer: the one path of every rerank route (errors, metrics, statuses)."""
         started, status = time.perf_counter(), 200
         metrics.in_flight.inc()
         try:
             authorize(request)
-            body = await _parse(request, schema, _SCHEMA_ERROR_STATUS[api])
-            return JSONResponse(await run(body))
+            data = await _read_json(request, _SCHEMA_ERROR_STATUS[api])
+            api, schema, run = pick(data)
+            result = await run(_validate(schema, data, _SCHEMA_ERROR_STATUS[api]))
+            return JSONResponse(_dump(result))
         except APIError as error:
             status = error.status
             return JSONResponse(error_body(api, error), status_code=status)
@@ -80,83 +85,72 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
         except Exception as error:  # noqa: BLE001 - the server stays up; the client hears what broke
             log.exception("unexpected failure in %s", request.url.path)
             status = 500
-            return JSONResponse(error_body(api, APIError(500, f"internal error: {type(error).__name__}: {error}")), status_code=status)
+            return JSONResponse(error_body(api, APIError(500, f"internal error: {type(error).__name__}: {error}")),
+                                status_code=status)
         finally:
             metrics.in_flight.dec()
             metrics.answered(api, status, time.perf_counter() - started)
 
-    async def rank(api: str, model_name: str | None, query: str, documents: list[str], instruction: str | None,
-                   top_n: int | None, field: str = "documents") -> tuple[str, Ranked]:
-        backend = state["backend"]
-        model = backend.resolve(model_name)
-        if not documents:
-            return model, Ranked(np.zeros(0, np.float32), 0.0, top_n, np.zeros(0, np.int64))
-        scored, limits = await backend.score(model, query, documents, instruction, field=field)
-        ranked = Ranked(scored.scores, limits.estimated_max, top_n, scored.token_counts)
-        metrics.scored(api, len(documents), ranked.total_tokens)
-        return model, ranked
+    def serving() -> RerankServing:
+        return state["serving"]
 
-    @app.post("/v2/rerank")
+    def fixed(api: str, schema: type[BaseModel], call: str) -> Pick:
+        return lambda _data: (api, schema, getattr(serving(), call))
+
+    def by_shape(data: dict):
+        try:
+            schema = rerank_shape(data)
+        except ValueError as error:
+            raise APIError(422, str(error)) from None
+        api = _RERANK_APIS[schema]
+        return api, schema, getattr(serving(), api)
+
+    @app.post("/v2/rerank", **openapi.operation("cohere", (CohereV2Request,), CohereV2Response, "Cohere v2 rerank."))
     async def cohere_v2(request: Request) -> Response:
-        async def run(body: CohereV2Request):
-            texts = body.texts()
-            _, ranked = await rank("cohere", body.model, body.query, texts, body.instruction, body.top_n)
-            return {
-                "id": str(uuid.uuid4()),
-                "results": [_result(ranked, i, texts if body.return_documents else None) for i in ranked.order],
-                "meta": _cohere_meta(len(texts), ranked.total_tokens),
-            }
-        return await answer("cohere", request, CohereV2Request, run)
+        return await answer("cohere", request, fixed("cohere", CohereV2Request, "cohere"))
 
-    @app.post("/v1/rerank")
+    @app.post("/v1/rerank", **openapi.operation("jina", (JinaRequest,), JinaResponse, "Jina / vLLM / Cohere v1 rerank."))
     async def jina_v1(request: Request) -> Response:
-        async def run(body: JinaRequest):
-            texts = body.texts()
-            model, ranked = await rank("jina", body.model, body.query, texts, body.instruction, body.top_n)
-            results = [_result(ranked, i, texts if body.return_documents else None) for i in ranked.order]
-            out = {"id": str(uuid.uuid4()), "model": model, "results": results,
-                   "meta": _cohere_meta(len(texts), ranked.total_tokens, version="1")}
-            if ranked.total_tokens is not None:
-                out["usage"] = {"total_tokens": ranked.total_tokens, "prompt_tokens": ranked.total_tokens}
-            return out
-        return await answer("jina", request, JinaRequest, run)
+        return await answer("jina", request, fixed("jina", JinaRequest, "jina"))
 
-    @app.post("/rerank")
-    async def tei(request: Request) -> Response:
-        async def run(body: TEIRequest):
-            _, ranked = await rank("tei", body.model, body.query, body.texts, body.instruction, None, "texts")
-            scores = ranked.raw if body.raw_scores else ranked.relevance
-            return [
-                {"index": i, "score": float(scores[i]), **({"text": body.texts[i]} if body.return_text else {})}
-                for i in ranked.order
-            ]
-        return await answer("tei", request, TEIRequest, run)
+    @app.post("/rerank", **openapi.operation(
+        "tei", (TEIRequest, JinaRequest), list[TEIRank] | JinaResponse,
+        "TEI's body (`texts`) answered in TEI's shape; the Jina/vLLM/Infinity body (`documents`) answered in that "
+        "shape, its errors in the OpenAI style."))
+    async def rerank(request: Request) -> Response:
+        return await answer("tei", request, by_shape)
 
-    @app.get("/v1/models")
+    @app.post("/v1/ranking", **openapi.operation(
+        "nim", (NIMRankingRequest,), NIMRankingResponse,
+        "NVIDIA NIM reranking: rankings best first, logit = raw score. truncate NONE (default) refuses a passage "
+        "the model would cut; END cuts it as the reference does."))
+    async def nim_ranking(request: Request) -> Response:
+        return await answer("nim", request, fixed("nim", NIMRankingRequest, "nim"))
+
+    @app.get("/v1/models", response_model=ModelList, description="The rerank ensembles served (discovered on Triton).")
     async def models(request: Request) -> Response:
         try:
             authorize(request)
         except APIError as error:
             return JSONResponse(error_body("jina", error), status_code=error.status)
-        return JSONResponse({"object": "list", "data": [
-            {"id": m, "object": "model", "created": 0, "owned_by": "mxbai-triton"} for m in state["backend"].models
-        ]})
+        return JSONResponse(_dump(ModelList(data=[ModelCard(id=m) for m in serving().backend.models])))
 
-    @app.get("/health")
+    @app.get("/health", response_model=Health, description="Readiness: 200 when every served ensemble is ready on an endpoint.")
     async def health() -> Response:
-        endpoints = await state["backend"].ready()
+        endpoints = await serving().backend.ready()
         ready = any(endpoints.values())
-        return JSONResponse({"status": "ok" if ready else "unavailable", "triton": endpoints},
+        return JSONResponse(_dump(Health(status="ok" if ready else "unavailable", triton=endpoints)),
                             status_code=200 if ready else 503)
 
-    @app.get("/live")
+    @app.get("/live", response_model=Health, description="Liveness: 200 while the process runs.")
     async def live() -> Response:
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, description="Prometheus metrics of the gateway.")
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    openapi.install(app, (CohereV2Request, JinaRequest, TEIRequest, NIMRankingRequest))
     return app
 
 
@@ -164,7 +158,7 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
 MAX_BODY_BYTES = 64 << 20
 
 
-async def _parse(request: Request, schema: type[BaseModel], schema_status: int) -> BaseModel:
+async def _read_json(request: Request, schema_status: int) -> dict:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise APIError(413, f"the body has {int(declared)} bytes, more than the limit of {MAX_BODY_BYTES}")
@@ -177,22 +171,18 @@ async def _parse(request: Request, schema: type[BaseModel], schema_status: int) 
         raise APIError(400, f"the body is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise APIError(schema_status, f"the body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _validate(schema: type[BaseModel], data: dict, schema_status: int) -> BaseModel:
     try:
         return schema.model_validate(data)
     except ValidationError as error:
         raise validation_error(error.errors(include_url=False), schema_status) from None
 
 
-def _result(ranked: Ranked, index: int, texts: list[str] | None) -> dict:
-    result: dict = {"index": index, "relevance_score": float(ranked.relevance[index])}
-    if texts is not None:
-        result["document"] = {"text": texts[index]}
-    return result
-
-
-def _cohere_meta(documents: int, tokens: int | None, *, version: str = "2") -> dict:
-    # Cohere bills one search unit per query with up to 100 documents.
-    meta: dict = {"api_version": {"version": version}, "billed_units": {"search_units": max(1, math.ceil(documents / 100))}}
-    if tokens is not None:
-        meta["tokens"] = {"input_tokens": tokens, "output_tokens": 0}
-    return meta
+def _dump(result):
+    """Response models as JSON-ready data; fields left unset by the API (None) are left out."""
+    if isinstance(result, list):
+        return [_dump(item) for item in result]
+    return result.model_dump(exclude_none=True) if isinstance(result, BaseModel) else result

@@ -27,14 +27,15 @@ _env = EnvDefaults(ENV_PREFIX).get
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
-        "api", help="serve the Cohere v2, Jina/vLLM and TEI rerank HTTP APIs in front of running Triton servers",
+        "api", help="serve the Cohere v2, Jina/vLLM, TEI and NVIDIA NIM rerank HTTP APIs in front of running Triton servers",
         description=f"Flags can also come from the environment: {ENV_PREFIX}TRITON, _MODEL, _HOST, _PORT, _TIMEOUT, "
-                    "_RETRY_FOR, _KEY_FILE, _ACCESS_LOG.",
+                    "_RETRY_FOR, _REFRESH, _KEY_FILE, _ACCESS_LOG.",
     )
     p.add_argument("--triton", default=_env("TRITON", "127.0.0.1:8001"),
                    help="gRPC host:port of Triton, comma-separated for replicas (default 127.0.0.1:8001)")
-    p.add_argument("--model", default=_env("MODEL"), required=_env("MODEL") is None,
-                   help="ensemble name(s), comma-separated; the first answers requests that name no model")
+    p.add_argument("--model", default=_env("MODEL"),
+                   help="serve only these ensemble(s), comma-separated, the first answering requests that name no "
+                        "model (default: every rerank ensemble Triton serves, found in its repository index)")
     add_server_flags(p, port_default=8080)
     p.set_defaults(handler=_api)
 
@@ -48,6 +49,8 @@ def add_server_flags(p: argparse.ArgumentParser, *, port_default: int | None) ->
                    help="seconds a rerank request may take in all before a 504 (default 60)")
     p.add_argument("--api-retry-for", type=float, default=_env("RETRY_FOR", 10.0),
                    help="seconds of retries over the Triton endpoints while none answers, before a 503 (default 10)")
+    p.add_argument("--api-refresh", type=float, default=_env("REFRESH", 5.0),
+                   help="seconds between two looks at Triton's repository index for ensembles loaded or unloaded (default 5)")
     p.add_argument("--api-key-file", default=_env("KEY_FILE"),
                    help="file of accepted API keys, one per line: requests then need 'Authorization: Bearer <key>'")
     p.add_argument("--access-log", action="store_true", default=_env("ACCESS_LOG", "") not in ("", "0", "false"),
@@ -63,7 +66,7 @@ def read_api_keys(path: str | None) -> frozenset[str]:
     return keys
 
 
-def run_gateway(triton: str, models: str, host: str, port: int, args) -> int:
+def run_gateway(triton: str, models: str | None, host: str, port: int, args) -> int:
     import uvicorn
 
     from .app import create_app
@@ -71,12 +74,13 @@ def run_gateway(triton: str, models: str, host: str, port: int, args) -> int:
 
     settings = BackendSettings(
         urls=tuple(u.strip() for u in triton.split(",") if u.strip()),
-        models=tuple(m.strip() for m in models.split(",") if m.strip()),
-        timeout=args.api_timeout, retry_for=args.api_retry_for,
+        models=tuple(m.strip() for m in (models or "").split(",") if m.strip()),
+        timeout=args.api_timeout, retry_for=args.api_retry_for, refresh_every=args.api_refresh,
     )
     app = create_app(settings, api_keys=read_api_keys(args.api_key_file))
-    print(f"rerank API on http://{host}:{port} (POST /v2/rerank, /v1/rerank, /rerank) -> Triton {', '.join(settings.urls)}, "
-          f"models {', '.join(settings.models)}", flush=True)
+    served = f"models {', '.join(settings.models)}" if settings.models else "every rerank ensemble it serves"
+    print(f"rerank API on http://{host}:{port} (POST /v2/rerank, /v1/rerank, /rerank, /v1/ranking; /docs) -> Triton "
+          f"{', '.join(settings.urls)}, {served}", flush=True)
     uvicorn.run(app, host=host, port=port, access_log=args.access_log, log_level=_uvicorn_level(args))
     return 0
 

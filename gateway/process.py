@@ -13,13 +13,14 @@ from mxbai_triton.processes import free_port, spawn, stop
 
 
 class GatewayProcess:
-    """The gateway in front of Triton gRPC `triton` (host:port, comma-separated for replicas), serving `models`."""
+    """The gateway in front of Triton gRPC `triton` (host:port, comma-separated for replicas), serving `models`
+    (None: every rerank ensemble found there)."""
 
-    def __init__(self, triton: str, models: str, *extra: str, port: int | None = None, log: Path | None = None):
+    def __init__(self, triton: str, models: str | None, *extra: str, port: int | None = None, log: Path | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [sys.executable, "-m", "mxbai_triton", "api", "--triton", triton, "--model", models,
-                        "--port", str(self.port), *extra]
+        self.command = [sys.executable, "-m", "mxbai_triton", "api", "--triton", triton,
+                        *(["--model", models] if models else []), "--port", str(self.port), *extra]
         self.log = log
         self.process: subprocess.Popen | None = None
 

@@ -1,4 +1,4 @@
-"""Request bodies of the three rerank APIs, as pydantic models; unknown fields are ignored, as the SDKs send extras."""
+"""Request bodies of the rerank APIs (Cohere v2, Jina/vLLM, TEI, NVIDIA NIM); unknown fields are ignored, as SDKs send extras."""
 
 from __future__ import annotations
 
@@ -66,3 +66,35 @@ class TEIRequest(_Request):
     # Accepted for compatibility; documents are truncated as the reference truncates them (README).
     truncate: bool | None = None
     truncation_direction: Literal["right", "Right"] = "right"
+
+
+class NIMRankingRequest(BaseModel):
+    """NVIDIA NIM reranking `POST /v1/ranking` (NVIDIARerank of LangChain/LlamaIndex/Haystack, LiteLLM nvidia_nim, AIPerf)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    # NIM requires it; here it may be left out, as in the other APIs (the first served ensemble answers).
+    model: str | None = None
+    query: TextDocument
+    passages: list[TextDocument]
+    # NIM's default: a passage too long for the model is an error, not silently cut.
+    truncate: Literal["NONE", "END"] = "NONE"
+    instruction: str | None = None
+
+
+# What each body shape of `POST /rerank` must carry: TEI's and the Jina/vLLM/Infinity one.
+RERANK_SHAPES = {"texts": TEIRequest, "documents": JinaRequest}
+
+
+def rerank_shape(data: dict) -> type[_Request]:
+    """The schema of a `POST /rerank` body: TEI's when it has `texts`, Jina/vLLM's when it has `documents`.
+
+    Raises:
+        ValueError: naming what each shape needs, when the body has both fields or neither.
+    """
+    present = [field for field in RERANK_SHAPES if field in data]
+    if len(present) == 1:
+        return RERANK_SHAPES[present[0]]
+    found = "both 'texts' and 'documents'" if present else "neither 'texts' nor 'documents'"
+    raise ValueError(f"the body has {found}: TEI's shape needs 'query' and 'texts' (list of strings); the Jina/vLLM "
+                     "shape needs 'query' and 'documents' (strings or {'text': ...} objects)")

@@ -64,9 +64,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                         f"requests carrying it (HTTP header '{ADMIN_HEADER}', gRPC metadata '{GRPC_ADMIN_HEADER}'). "
                         f"Default: ${TOKEN_ENV} if set")
     p.add_argument("--api-port", type=int, default=env.get("API_PORT"),
-                   help="also serve the rerank HTTP APIs (Cohere v2, Jina/vLLM, TEI) on this port, bound to --host")
+                   help="also serve the rerank HTTP APIs (Cohere v2, Jina/vLLM, TEI, NVIDIA NIM) on this port, bound to --host")
     p.add_argument("--api-model", default=env.get("API_MODEL"),
-                   help="ensemble name(s) for the API, comma-separated (default: the ensembles in a local repository)")
+                   help="ensemble name(s) for the API, comma-separated (default: the ensembles in a local repository, "
+                        "or those Triton's repository index lists for a remote one)")
     gateway_cli.add_server_flags(p, port_default=None)
     p.set_defaults(handler=_serve)
 
@@ -155,6 +156,7 @@ def _serve(args) -> int:
         metrics_port=args.metrics_port, host=args.host, admin_token=token,
         stream_level=logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING,
     )
+    gateway_command = None if args.api_port is None else _gateway_command(args, server.grpc_url, restricted=token is not None)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     gateway = None
     try:
@@ -163,8 +165,8 @@ def _serve(args) -> int:
             f"models ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {args.host}:{args.metrics_port} "
             "(Ctrl-C stops)", flush=True,
         )
-        if args.api_port is not None:
-            gateway = spawn(_gateway_command(args, server.grpc_url))
+        if gateway_command is not None:
+            gateway = spawn(gateway_command)
         while server.process.poll() is None:
             if gateway is not None and gateway.poll() is not None:
                 print(f"the rerank API gateway exited with status {gateway.returncode}; stopping", file=sys.stderr)
@@ -179,15 +181,23 @@ def _serve(args) -> int:
             server.stop()
 
 
-def _gateway_command(args, grpc_url: str) -> list[str]:
+def _gateway_command(args, grpc_url: str, *, restricted: bool) -> list[str]:
     """`mxbai-triton api` in front of this server, run as a child process (its own event loop and logs)."""
     from .generate import ensemble_names
+    from .preflight import is_remote
 
-    models = args.api_model or ",".join(ensemble_names(args.repository))
+    if args.api_model:
+        models = args.api_model
+    elif not is_remote(args.repository):
+        models = ",".join(ensemble_names(args.repository))  # named: works with the admin token too
+    elif restricted:
+        raise ValueError("with an admin token the gateway cannot list Triton's models: name them with --api-model")
+    else:
+        models = None  # the gateway finds them in Triton's repository index
     verbosity = ["-v"] if args.verbose else ["-q"] if args.quiet else []
-    command = [sys.executable, "-m", "mxbai_triton", *verbosity, "api", "--triton", grpc_url, "--model", models,
+    command = [sys.executable, "-m", "mxbai_triton", *verbosity, "api", "--triton", grpc_url, *(["--model", models] if models else []),
                "--host", args.host, "--port", str(args.api_port), "--api-timeout", str(args.api_timeout),
-               "--api-retry-for", str(args.api_retry_for)]
+               "--api-retry-for", str(args.api_retry_for), "--api-refresh", str(args.api_refresh)]
     if args.api_key_file:
         command += ["--api-key-file", args.api_key_file]
     if args.access_log:

@@ -64,6 +64,9 @@ def ensemble_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
             # request is cancelled (core ensemble_scheduler.cc: only steps scheduled afterwards), so
             # clients that cancel (RerankClient, the gateway) call this model directly: same contract.
             "dispatch_model": {"string_value": names["tokenizer"]},
+            # The longest prompt the tokenizer step builds; a document's token count reaching it
+            # means the document was cut (the gateway's `truncate: NONE` refuses such documents).
+            "max_prompt_tokens": {"string_value": str(_max_prompt_tokens(spec))},
         },
         # One step: the tokenizer sends the scorer length-sorted sub-batches itself (BLS), so the
         # token tensors never cross the ensemble; README "Length-aware dispatch" has the hop costs.
@@ -73,6 +76,11 @@ def ensemble_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
             "output_map": {t["name"]: t["name"] for t in _text_outputs(spec)},
         }]},
     )
+
+
+def _max_prompt_tokens(spec: ModelSpec) -> int:
+    """The reference's cap: query and document within max_length, the template (79 Qwen2.5 tokens) around them."""
+    return min(spec.max_length + spec.predefined_length_hint, spec.model_max_length)
 
 
 def tokenizer_config(spec: ModelSpec, name: str) -> mc.ModelConfig:

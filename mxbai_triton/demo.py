@@ -93,7 +93,8 @@ def print_next_steps(repository: Path) -> None:
     """The commands that serve this same repository with the HTTP API, and query it (copy-paste ready)."""
     cli = Path(sys.executable).parent / "mxbai-triton"
     cli_text = os.path.relpath(cli) if cli.is_file() and not os.path.relpath(cli).startswith("..") else "mxbai-triton"
-    body = json.dumps({"model": "reranker", "query": "Who wrote Moby-Dick?", "documents": ["Herman Melville wrote Moby-Dick.", "Paris is in France."]})
+    body = json.dumps({"model": "reranker", "query": "Who wrote Moby-Dick?",
+                       "documents": ["Herman Melville wrote Moby-Dick.", "Paris is in France."]})
     print("\nnext: serve this repository with the rerank HTTP API (Ctrl-C stops it), then, from another terminal, query it:")
     print(f"  {cli_text} serve {shlex.quote(os.path.relpath(repository))} --api-port 8080")
     print(f"  curl -s localhost:8080/v2/rerank -H 'Content-Type: application/json' -d {shlex.quote(body)}")

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .workload import LENGTH_SIGMAS, QUERY, mixed_documents, synthetic_documents
+from .workload import QUERY, documents_for
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,7 @@ def write_input_data(path: Path, *, docs: int, doc_tokens: int, lengths: str = "
     `lengths` "uniform" gives every document `doc_tokens` tokens; a LENGTH_SIGMAS label draws mixed
     lengths around that median, as retrieved chunks are.
     """
-    if lengths == "uniform":
-        documents = synthetic_documents(docs, doc_tokens, seed)
-    else:
-        documents = mixed_documents(docs, LENGTH_SIGMAS[lengths], median=doc_tokens, seed=seed)
+    documents = documents_for(docs, lengths, doc_tokens, seed)
     payload = {"data": [{
         "query": {"content": [QUERY], "shape": [1]},
         "documents": {"content": documents, "shape": [len(documents)]},

@@ -16,6 +16,7 @@ BENCHMARKS = {
     "fairness": ("fairness_bench", "small requests during a 1000-document one, bulk slowdown, abandoned requests"),
     "tokenizer": ("tokenizer_bench", "the tokenizer stage vs a bare batched tokenizers encode"),
     "gateway": ("gateway_bench", "what the HTTP rerank gateway adds over the gRPC client"),
+    "aiperf": ("aiperf_bench", "AIPerf (its own venv) on the gateway's Cohere, TEI and NIM endpoints vs the gRPC client"),
     "fp16": ("fp16_check", "fp16/bf16 vs fp32 scores on the real shapes (torch, ONNX Runtime or emulated)"),
     "gpu": ("gpu_check", "the GPU check kit: dtype agreement, tokens/s vs the matmul peak, peak memory"),
     "gpu-throughput": ("gpu_throughput", "tokens/s of the PyTorch scorer on a GPU vs its matmul roofline"),
@@ -47,7 +48,7 @@ def legacy_argv(argv: list[str]) -> list[str]:
 def _register_sweep(group: argparse._SubParsersAction) -> None:
     p = group.add_parser("sweep", help="perf_analyzer sweep over concurrency: CSV, PNG plot, Markdown summary")
     p.add_argument("--url", default="127.0.0.1:8001", help="host:port of the server (gRPC by default)")
-    p.add_argument("--model", required=True, help="ensemble name")
+    p.add_argument("--model", default=None, help="ensemble name (default: the one rerank ensemble the server serves)")
     p.add_argument("--protocol", default="grpc", choices=["grpc", "http"])
     p.add_argument("--docs", type=int, default=100, help="documents per request")
     p.add_argument("--doc-tokens", type=int, default=256, help="tokens per document (the median for mixed lengths)")
@@ -61,8 +62,11 @@ def _register_sweep(group: argparse._SubParsersAction) -> None:
 
 
 def _perf(args) -> int:
+    from mxbai_triton.client.discovery import choose_model
+
     from .analyzer import plot, read_points, run_sweep, summary
 
+    args.model = choose_model([args.url], args.model, protocol=args.protocol)
     out = Path(args.out)
     csv_path = run_sweep(
         args.url, args.model, out, docs=args.docs, doc_tokens=args.doc_tokens, lengths=args.lengths,

@@ -38,3 +38,19 @@ def mixed_documents(
     lengths = mixed_lengths(count, sigma, median=median, seed=seed)
     lengths[rng.choice(count, size=min(outliers, count), replace=False)] = LONGEST_DOCUMENT
     return [" ".join(rng.choice(WORDS, size=int(n))) for n in lengths]
+
+
+def length_moments(lengths: str, median: int, *, samples: int = 100_000) -> tuple[int, int]:
+    """(mean, standard deviation) in tokens of the document lengths "uniform" or a LENGTH_SIGMAS label
+    draws around `median`: the normal distribution a benchmark with only normal lengths (AIPerf) can match."""
+    if lengths == "uniform":
+        return median, 0
+    drawn = mixed_lengths(samples, LENGTH_SIGMAS[lengths], median=median)
+    return round(float(drawn.mean())), round(float(drawn.std()))
+
+
+def documents_for(count: int, lengths: str, median: int, seed: int = 0) -> list[str]:
+    """`count` documents of `median` tokens ("uniform") or of mixed lengths around it (a LENGTH_SIGMAS label)."""
+    if lengths == "uniform":
+        return synthetic_documents(count, median, seed)
+    return mixed_documents(count, LENGTH_SIGMAS[lengths], median=median, seed=seed)

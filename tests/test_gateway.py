@@ -1,4 +1,4 @@
-"""The rerank HTTP APIs on a real tritonserver: the official Cohere SDK, and httpx for the Jina/vLLM and TEI shapes."""
+"""The rerank HTTP APIs on a real tritonserver: the official Cohere SDK, and httpx for the Jina/vLLM and TEI shapes (both at /rerank)."""
 
 from __future__ import annotations
 
@@ -87,6 +87,26 @@ def test_tei_shape_returns_raw_or_normalised_scores_sorted(gateway, oracle):
         np.testing.assert_allclose([r["score"] for r in body], np.asarray(expected)[order], atol=1e-4, rtol=0)
 
 
+def test_rerank_path_takes_the_vllm_body_and_answers_in_its_shape(gateway, oracle):
+    # What LiteLLM's hosted_vllm, infinity and together_ai providers post to /rerank.
+    raw, relevance, order = _expected(oracle)
+    body = httpx.post(f"{gateway.url}/rerank", json={"model": "reranker", "query": QUERY, "documents": DOCUMENTS,
+                                                      "top_n": 3, "return_documents": True}).json()
+    assert (body["model"], body["usage"]["total_tokens"]) == ("reranker", _prompt_tokens(oracle))
+    assert [r["index"] for r in body["results"]] == order[:3]
+    assert [r["document"]["text"] for r in body["results"]] == [DOCUMENTS[i] for i in order[:3]]
+    np.testing.assert_allclose([r["relevance_score"] for r in body["results"]], relevance[order[:3]], atol=1e-4, rtol=0)
+
+
+def test_both_rerank_shapes_score_like_the_reference(gateway, oracle):
+    raw, relevance, order = _expected(oracle)
+    tei = httpx.post(f"{gateway.url}/rerank", json={"query": QUERY, "texts": DOCUMENTS, "raw_scores": True}).json()
+    vllm = httpx.post(f"{gateway.url}/rerank", json={"query": QUERY, "documents": DOCUMENTS}).json()["results"]
+    assert [r["index"] for r in tei] == [r["index"] for r in vllm] == order
+    np.testing.assert_allclose([r["score"] for r in tei], raw[order], atol=1e-4, rtol=0)
+    np.testing.assert_allclose([r["relevance_score"] for r in vllm], relevance[order], atol=1e-4, rtol=0)
+
+
 def test_instruction_extension_scores_like_the_reference_instruction(gateway, oracle):
     instruction = "Find the author of the book"
     _, relevance, order = _expected(oracle, instruction=instruction)
@@ -119,7 +139,19 @@ BAD_REQUESTS = [
     ("/v1/rerank", {"model": "other", "query": QUERY, "documents": ["a"]}, 404,
      {"error": {"message": "model 'other' is not served here; served: reranker", "type": "NotFoundError",
                 "param": "model", "code": 404}}),
-    ("/rerank", {"query": QUERY}, 422, {"error": "'texts': Field required", "error_type": "Validation"}),
+    ("/rerank", {"query": QUERY}, 422,
+     {"error": "the body has neither 'texts' nor 'documents': TEI's shape needs 'query' and 'texts' (list of strings); the "
+               "Jina/vLLM shape needs 'query' and 'documents' (strings or {'text': ...} objects)", "error_type": "Validation"}),
+    ("/rerank", {"query": QUERY, "texts": ["a"], "documents": ["a"]}, 422,
+     {"error": "the body has both 'texts' and 'documents': TEI's shape needs 'query' and 'texts' (list of strings); the "
+               "Jina/vLLM shape needs 'query' and 'documents' (strings or {'text': ...} objects)", "error_type": "Validation"}),
+    ("/rerank", {"query": QUERY, "texts": "a"}, 422, {"error": "'texts': Input should be a valid list", "error_type": "Validation"}),
+    ("/rerank", {"query": QUERY, "documents": ["a", 7]}, 400,
+     {"error": {"message": "'documents[1]': Input should be a string or an object with a string 'text'",
+                "type": "BadRequestError", "param": "documents[1]", "code": 400}}),
+    ("/rerank", {"model": "other", "query": QUERY, "documents": ["a"]}, 404,
+     {"error": {"message": "model 'other' is not served here; served: reranker", "type": "NotFoundError",
+                "param": "model", "code": 404}}),
     ("/rerank", {"query": QUERY, "texts": TOO_MANY}, 413,
      {"error": f"'texts' has {len(TOO_MANY)} items, more than the limit of {SERVED_MAX_DOCUMENTS} per request; "
                "split the list", "error_type": "Validation"}),

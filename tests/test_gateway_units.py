@@ -1,6 +1,9 @@
-"""The gateway's pure parts, without a server: error shapes, field names in messages, score checks, request schemas."""
+"""The gateway's pure parts, without a server: error shapes, field names, score checks, request schemas and shapes,
+truncate NONE, model discovery against fake Triton endpoints, the OpenAPI description."""
 
 from __future__ import annotations
+
+import asyncio
 
 import numpy as np
 import pytest
@@ -51,3 +54,180 @@ def test_retries_must_stop_before_the_deadline():
 def test_cohere_documents_may_be_strings_or_text_objects():
     request = CohereV2Request.model_validate({"model": "m", "query": "q", "documents": ["a", {"text": "b"}]})
     assert request.texts() == ["a", "b"] and request.return_documents is False
+
+
+# --- model discovery, in-process against fake Triton endpoints ---
+
+class FakeTriton:
+    """The two calls discovery makes, on an aio gRPC client: the repository index and a model's config."""
+
+    def __init__(self, models: dict[str, bool] | Exception):
+        self.models = models  # name -> is a rerank ensemble; or the error every call raises
+
+    async def get_model_repository_index(self, client_timeout=None):
+        if isinstance(self.models, Exception):
+            raise self.models
+        return {"models": [{"name": n, "state": "READY"} for n in self.models] + [{"name": "gone", "state": "UNAVAILABLE"}]}
+
+    async def get_model_config(self, name, client_timeout=None):
+        inputs = [{"name": "query", "data_type": "TYPE_STRING"}, {"name": "documents", "data_type": "TYPE_STRING"}]
+        parameters = {"estimated_max": {}, "max_documents_per_request": {}} if self.models[name] else {"scorer_model": {}}
+        return {"config": {"name": name, "input": inputs, "parameters": parameters}}
+
+
+def _triton_error(message: str):
+    from tritonclient.utils import InferenceServerException
+
+    return InferenceServerException(message, status="StatusCode.UNAVAILABLE")
+
+
+RESTRICTED = "This protocol is restricted, expecting header 'triton-grpc-protocol-admin-token'"
+
+
+def _registry(*endpoints, wanted=(), removed=None):
+    from mxbai_triton.gateway.registry import ModelRegistry
+
+    return ModelRegistry({f"h:{i}": e for i, e in enumerate(endpoints)}, wanted,
+                         on_removed=None if removed is None else removed.append)
+
+
+def test_discovery_serves_the_rerank_ensembles_ready_on_any_endpoint_sorted():
+    registry = _registry(FakeTriton({"b": True, "b_tokenizer": False}), FakeTriton({"a": True}))
+    asyncio.run(registry.refresh())
+    assert registry.models == ("a", "b")
+
+
+def test_the_model_filter_keeps_its_order_and_drops_what_triton_does_not_serve():
+    registry = _registry(FakeTriton({"a": True, "b": True, "c": True}), wanted=("b", "zz", "a"))
+    asyncio.run(registry.refresh())
+    assert registry.models == ("b", "a")
+
+
+def test_a_triton_outage_keeps_serving_what_was_served():
+    endpoint = FakeTriton({"a": True})
+    registry = _registry(endpoint)
+    asyncio.run(registry.refresh())
+    endpoint.models = _triton_error("failed to connect to all addresses")
+    asyncio.run(registry.refresh())
+    assert registry.models == ("a",)
+    assert registry.problem == "cannot list the models of Triton at h:0: failed to connect to all addresses"
+
+
+def test_a_restricted_index_serves_the_named_models_as_given():
+    registry = _registry(FakeTriton(_triton_error(RESTRICTED)), wanted=("m",))
+    asyncio.run(registry.refresh())
+    assert registry.models == ("m",)
+
+
+def test_a_restricted_index_without_model_names_is_a_503_saying_to_name_them():
+    registry = _registry(FakeTriton(_triton_error(RESTRICTED)))
+    with pytest.raises(APIError, match=r"no rerank ensemble to serve: .*restricts its repository index .* --model") as raised:
+        asyncio.run(registry.resolve(None))
+    assert raised.value.status == 503
+
+
+def test_a_model_loaded_after_the_last_look_is_served_and_an_unknown_one_lists_the_served():
+    endpoint = FakeTriton({"a": True})
+    registry = _registry(endpoint)
+    asyncio.run(registry.refresh())
+    endpoint.models = {"a": True, "new": True}
+    assert asyncio.run(registry.resolve("new")) == "new"
+    with pytest.raises(APIError, match=r"^model 'nope' is not served here; served: a, new$") as raised:
+        asyncio.run(registry.resolve("nope"))
+    assert (raised.value.status, raised.value.field) == (404, "model")
+
+
+def test_models_that_go_are_reported_once():
+    removed: list[set[str]] = []
+    endpoint = FakeTriton({"a": True, "b": True})
+    registry = _registry(endpoint, removed=removed)
+    asyncio.run(registry.refresh())
+    endpoint.models = {"a": True}
+    asyncio.run(registry.refresh())
+    asyncio.run(registry.refresh())
+    assert (registry.models, removed) == (("a",), [{"b"}])
+
+
+def test_a_model_is_a_reranker_by_its_inputs_and_parameters_not_its_name():
+    from mxbai_triton.client.discovery import is_reranker, ready_models
+
+    tokenizer_step = {"input": [{"name": "query", "data_type": "TYPE_STRING"}, {"name": "documents", "data_type": "TYPE_STRING"}],
+                      "parameters": {"scorer_model": {"string_value": "x_scorer"}}}
+    ensemble = {**tokenizer_step, "parameters": {"estimated_max": {}, "max_documents_per_request": {}}}
+    wrong_dtype = {**ensemble, "input": [{"name": "query", "data_type": "TYPE_INT32"}, {"name": "documents", "data_type": "TYPE_STRING"}]}
+    assert [is_reranker(c) for c in (tokenizer_step, ensemble, wrong_dtype)] == [False, True, False]
+    assert ready_models([{"name": "b", "state": "READY"}, {"name": "a", "state": "READY"}, {"name": "c"}]) == ["a", "b"]
+
+
+# --- request shapes and truncate NONE, without a server ---
+
+def test_rerank_path_picks_the_shape_by_its_document_field():
+    from mxbai_triton.gateway.schemas import TEIRequest, rerank_shape
+
+    assert rerank_shape({"query": "q", "texts": []}) is TEIRequest
+    assert rerank_shape({"query": "q", "documents": []}) is JinaRequest
+
+
+@pytest.mark.parametrize("body, found", [({"query": "q"}, "neither 'texts' nor 'documents'"),
+                                         ({"query": "q", "texts": [], "documents": []}, "both 'texts' and 'documents'")])
+def test_a_rerank_body_with_both_fields_or_neither_says_what_each_shape_needs(body, found):
+    from mxbai_triton.gateway.schemas import rerank_shape
+
+    with pytest.raises(ValueError, match=rf"^the body has {found}: TEI's shape needs 'query' and 'texts' .*; the "
+                                         r"Jina/vLLM shape needs 'query' and 'documents'"):
+        rerank_shape(body)
+
+
+def _ranked(counts, cap=100, documents=None):
+    from mxbai_triton.gateway.serving import Ranked
+
+    scores = np.zeros(len(counts) if documents is None else documents, np.float32)
+    return Ranked("m", scores, 12.0, None, None if counts is None else np.array(counts), cap)
+
+
+def test_truncate_none_passes_passages_under_the_cap_and_names_those_at_it():
+    from mxbai_triton.gateway.serving import refuse_cut_passages
+
+    refuse_cut_passages(_ranked([99, 12, 50]))
+    with pytest.raises(APIError, match=r"^Input length of passages\[0\], passages\[2\] \(prompt template \+ query \+ passage\) "
+                                       r"exceeds maximum allowed token size 99; send 'truncate': 'END'") as raised:
+        refuse_cut_passages(_ranked([100, 12, 100]))
+    assert (raised.value.status, raised.value.field) == (400, "passages")
+
+
+def test_truncate_none_names_ten_cut_passages_and_counts_the_rest():
+    from mxbai_triton.gateway.serving import refuse_cut_passages
+
+    with pytest.raises(APIError, match=r"passages\[9\] and 2 more \(prompt"):
+        refuse_cut_passages(_ranked([100] * 12))
+
+
+def test_truncate_none_cannot_be_checked_without_token_counts():
+    from mxbai_triton.gateway.serving import refuse_cut_passages
+
+    with pytest.raises(APIError, match="reports no token counts, so 'truncate': 'NONE' cannot be checked"):
+        refuse_cut_passages(_ranked(None, documents=2))
+
+
+def test_nim_errors_have_nim_shape():
+    assert error_body("nim", APIError(404, "no such model", "model")) == {
+        "object": "error", "message": "no such model", "type": "NotFoundError", "param": "model", "code": 404}
+
+
+def test_openapi_describes_every_route_with_its_request_body_and_is_served_at_docs():
+    from fastapi.testclient import TestClient
+
+    from mxbai_triton.gateway.app import create_app
+
+    app = create_app(BackendSettings(urls=("127.0.0.1:1",)))
+    schema = app.openapi()
+    assert set(schema["paths"]) == {"/v2/rerank", "/v1/rerank", "/rerank", "/v1/ranking", "/v1/models", "/health", "/live",
+                                    "/metrics"}
+    bodies = {path: ops["post"]["requestBody"]["content"]["application/json"]["schema"]
+              for path, ops in schema["paths"].items() if "post" in ops}
+    assert bodies["/v1/ranking"] == {"$ref": "#/components/schemas/NIMRankingRequest"}
+    assert bodies["/rerank"] == {"oneOf": [{"$ref": "#/components/schemas/TEIRequest"}, {"$ref": "#/components/schemas/JinaRequest"}]}
+    components = schema["components"]["schemas"]
+    assert {"CohereV2Request", "JinaRequest", "TEIRequest", "NIMRankingRequest", "TextDocument", "NIMRankingResponse"} <= set(components)
+    assert components["NIMRankingRequest"]["properties"]["truncate"]["enum"] == ["NONE", "END"]
+    assert TestClient(app).get("/docs").status_code == 200  # open, like the probes (README)

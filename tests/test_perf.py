@@ -74,3 +74,41 @@ def test_served_benchmark_reports_latency_and_little_padding_for_mixed_requests(
     row = next(line for line in run.stdout.splitlines() if line.startswith("| lognormal-1.0 |"))
     computed_over_real = float(row.split("|")[3])
     assert 1.0 <= computed_over_real <= 1.15
+
+
+def test_aiperf_gets_the_workload_lengths_as_a_normal_mean_and_deviation():
+    from mxbai_triton.perf.workload import length_moments
+
+    assert length_moments("uniform", 60) == (60, 0)
+    # lognormal(median 60, sigma 0.6): mean 60·e^0.18 = 71.8, deviation 71.8·sqrt(e^0.36 − 1) = 47.3
+    assert length_moments("lognormal-0.6", 60) == (72, 47)
+
+
+def test_aiperf_command_runs_offline_against_the_gateway_with_the_workload(tmp_path):
+    from mxbai_triton.perf.aiperf_bench import aiperf_command
+
+    command = aiperf_command(Path("v/bin/aiperf"), "nim-rankings", url="http://127.0.0.1:8080", model="reranker",
+                             tokenizer=tmp_path, passages=10, tokens=(72, 47), concurrency=16, requests=160, out=tmp_path / "o")
+    assert command == [
+        "v/bin/aiperf", "profile", "--endpoint-type", "nim-rankings", "--url", "http://127.0.0.1:8080", "--model", "reranker",
+        "--tokenizer", str(tmp_path.resolve()), "--rankings-passages-mean", "10", "--rankings-passages-stddev", "0",
+        "--rankings-passages-prompt-token-mean", "72", "--rankings-passages-prompt-token-stddev", "47",
+        "--rankings-query-prompt-token-mean", "7", "--rankings-query-prompt-token-stddev", "0", "--concurrency", "16",
+        "--request-count", "160", "--warmup-request-count", "16", "--random-seed", "0", "--artifact-dir", str(tmp_path / "o"),
+        "--ui-type", "none", "--no-server-metrics", "--no-gpu-telemetry"]
+
+
+def test_aiperf_results_are_read_from_its_json_export_and_written_with_a_plot(tmp_path):
+    from mxbai_triton.perf.aiperf_bench import Point, read_aiperf, write_results
+
+    export = tmp_path / "profile_export_aiperf.json"  # the fields AIPerf 0.13 writes that we read
+    export.write_text(json.dumps({
+        "request_latency": {"unit": "ms", "avg": 30.0, "p50": 25.5, "p90": 40.25, "p99": 70.0},
+        "request_throughput": {"unit": "requests/sec", "avg": 33.5}, "request_count": {"unit": "requests", "avg": 158.0},
+        "error_summary": [{"error_details": {"code": 500}, "count": 2}]}))
+    point = read_aiperf("nim-rankings", 16, export)
+    assert point == Point("nim-rankings", 16, 158, 2, 25.5, 40.25, 70.0, 33.5)
+    csv_path, png, table = write_results([point, Point("grpc client", 16, 160, 0, 20.0, 30.0, 50.0, 40.0)], tmp_path, "t")
+    assert "| nim-rankings | 16 | 158 | 2 | 25.5 | 40.2 | 70.0 | 33.50 |" in table
+    assert csv_path.read_text().splitlines()[0] == "path,concurrency,requests,errors,p50_ms,p90_ms,p99_ms,requests_per_s"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,120 @@
+"""Which rerank ensembles a Triton serves: its repository index, then each ready model's inputs and parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .transport import RerankError, _module
+
+# A model is one of our rerank ensembles when it takes our text inputs and publishes our parameters
+# (the tokenizer step has the same inputs but not the parameters).
+RERANK_INPUTS = ("query", "documents")
+RERANK_PARAMETERS = ("estimated_max", "max_documents_per_request")
+
+
+class DiscoveryError(RerankError):
+    """Triton could not be asked which models it serves: unreachable, or its index is a restricted API."""
+
+    def __init__(self, message: str, *, restricted: bool = False):
+        super().__init__(message, unavailable=not restricted)
+        self.restricted = restricted
+
+
+def _as_dict(message) -> dict:
+    if isinstance(message, (dict, list)):
+        return message
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def ready_models(index) -> list[str]:
+    """Names of the READY models in a repository index (gRPC message or HTTP JSON), sorted."""
+    index = _as_dict(index)
+    entries = index if isinstance(index, list) else index.get("models", [])
+    return sorted({entry["name"] for entry in entries if entry.get("state") == "READY"})
+
+
+def is_reranker(config) -> bool:
+    """True when a model config (gRPC message or HTTP JSON) has our BYTES inputs and our parameters."""
+    config = _as_dict(config)
+    config = config.get("config", config)
+    dtypes = {tensor.get("name"): tensor.get("data_type") for tensor in config.get("input", [])}
+    parameters = config.get("parameters", {})
+    return all(dtypes.get(name) == "TYPE_STRING" for name in RERANK_INPUTS) and all(p in parameters for p in RERANK_PARAMETERS)
+
+
+def not_served(name: str, served: Sequence[str], where: str = "here") -> str:
+    """The one message for a model name nobody serves: it lists the ones that are."""
+    return f"model {name!r} is not served {where}; served: {', '.join(served) or 'none'}"
+
+
+def _discovery_error(url: str, error: BaseException) -> DiscoveryError:
+    from .resilience import describe
+
+    text = describe(error)
+    restricted = "restricted" in text
+    hint = " (Triton restricts its repository index to admin-token holders: name the model with --model)" if restricted else ""
+    return DiscoveryError(f"cannot list the models of Triton at {url}: {text}{hint}", restricted=restricted)
+
+
+def served_rerankers(url: str, *, protocol: str = "grpc", timeout: float = 10.0) -> list[str]:
+    """The rerank ensembles READY on the Triton at `url` ("host:port"), sorted; DiscoveryError when it cannot tell."""
+    module = _module(protocol, asynchronous=False)
+    if protocol == "http":
+        client, extra = module.InferenceServerClient(url, connection_timeout=timeout, network_timeout=timeout), {}
+    else:
+        client, extra = module.InferenceServerClient(url), {"client_timeout": timeout}
+    try:
+        ready = ready_models(client.get_model_repository_index(**extra))
+        return [name for name in ready if is_reranker(client.get_model_config(name, **extra))]
+    except Exception as error:  # noqa: BLE001 - any failure to ask is reported as one DiscoveryError
+        raise _discovery_error(url, error) from None
+    finally:
+        client.close()
+
+
+async def served_rerankers_async(client, url: str, known: dict[str, bool], *, timeout: float = 5.0) -> set[str]:
+    """asyncio twin of `served_rerankers` on an open aio gRPC client; `known` caches each name's verdict
+    while it stays in the index (entries of names that left it are dropped)."""
+    try:
+        ready = ready_models(await client.get_model_repository_index(client_timeout=timeout))
+        for name in ready:
+            if name not in known:
+                known[name] = is_reranker(await client.get_model_config(name, client_timeout=timeout))
+    except Exception as error:  # noqa: BLE001
+        raise _discovery_error(url, error) from None
+    for name in set(known) - set(ready):
+        del known[name]
+    return {name for name in ready if known[name]}
+
+
+def choose_model(urls: Sequence[str], requested: str | None, *, protocol: str = "grpc", timeout: float = 10.0) -> str:
+    """The ensemble a command should use: `requested` when it is served, else the one served reranker.
+
+    Raises ValueError naming the served ensembles (an unknown name, none, or several to choose from);
+    DiscoveryError when no endpoint can list its models and no name was given. With a name and no
+    index to check it against (restricted), the name is trusted.
+    """
+    problem: DiscoveryError | None = None
+    for url in urls:
+        try:
+            served = served_rerankers(url, protocol=protocol, timeout=timeout)
+            break
+        except DiscoveryError as error:
+            problem = error
+    else:
+        if requested:
+            return requested
+        if problem is None:
+            raise ValueError("no Triton URL given")
+        raise problem
+    if requested:
+        if requested not in served:
+            raise ValueError(not_served(requested, served, f"at {url}"))
+        return requested
+    if len(served) == 1:
+        return served[0]
+    if not served:
+        raise ValueError(f"no rerank ensemble is served at {url}")
+    raise ValueError(f"{len(served)} rerank ensembles are served at {url}: {', '.join(served)}; choose one with --model")
