@@ -74,13 +74,16 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
             authorize(request)
             data = await _read_json(request, _SCHEMA_ERROR_STATUS[api])
             api, schema, run = pick(data)
-            result = await run(_validate(schema, data, _SCHEMA_ERROR_STATUS[api]))
+            result = await _unless_disconnected(request, run(_validate(schema, data, _SCHEMA_ERROR_STATUS[api])))
             return JSONResponse(_dump(result))
         except APIError as error:
             status = error.status
             return JSONResponse(error_body(api, error), status_code=status)
+        except ClientGone:
+            status = 499  # the client went away (nginx's code); its Triton request was cancelled
+            return Response(status_code=status)
         except asyncio.CancelledError:
-            status = 499  # the client went away (nginx's code); nothing to answer
+            status = 499
             raise
         except Exception as error:  # noqa: BLE001 - the server stays up; the client hears what broke
             log.exception("unexpected failure in %s", request.url.path)
@@ -172,6 +175,37 @@ async def _read_json(request: Request, schema_status: int) -> dict:
     if not isinstance(data, dict):
         raise APIError(schema_status, f"the body must be a JSON object, got {type(data).__name__}")
     return data
+
+
+class ClientGone(Exception):
+    """The HTTP client disconnected before its answer was ready."""
+
+
+async def _unless_disconnected(request: Request, work: Awaitable):
+    """`work`'s result, or ClientGone after cancelling it when the client disconnects first.
+
+    Cancelling the scoring call cancels its gRPC request, and Triton stops the dispatch between
+    sub-batches: work nobody waits for stops. The body has been read, so the next ASGI message is
+    the disconnect.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise ClientGone()
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+
+
+async def _disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _validate(schema: type[BaseModel], data: dict, schema_status: int) -> BaseModel:

@@ -92,11 +92,13 @@ class TritonBackend:
 
     async def score(
         self, model: str, query: str, documents: Sequence[str], instruction: str | None, *, field: str = "documents",
+        priority: int = 0,
     ) -> tuple[Scored, ServerLimits]:
         """Raw scores and token counts in input order; APIError with the status the failure deserves.
 
-        One deadline covers the config read and the scoring. `field` is what the caller's API calls
-        the document list, for the error message.
+        One deadline covers the config read and the scoring; Triton gets it as the request's timeout,
+        and cancelling this call (the HTTP client went away) cancels the request on Triton. `field` is
+        what the caller's API calls the document list, for the error message.
         """
         async def run() -> tuple[Scored, ServerLimits]:
             client = self._client(model)
@@ -105,7 +107,7 @@ class TritonBackend:
                 raise APIError(
                     413, f"'{field}' has {len(documents)} items, more than the limit of {limits.max_documents} "
                          "per request; split the list", field)
-            scored = await client.scored(query, documents, instruction=instruction)
+            scored = await client.scored(query, documents, instruction=instruction, priority=priority)
             check_scored(scored, len(documents))
             return scored, limits
 

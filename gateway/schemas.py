@@ -6,14 +6,26 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mxbai_triton.wire import PRIORITY_BULK
+
+# Cohere's field, in every API: lower is sooner, 0 (the default) the highest. Any value >= 1 marks the
+# request bulk work, served a few sub-batches at a time after interactive requests (README "Scheduling").
+PRIORITY_FIELD = Field(default=None, ge=0, description="0 (default): interactive or bulk by size; >= 1: bulk work")
+
+
+def triton_priority(priority: int | None) -> int:
+    """Triton's request priority for a body's `priority`: 0 lets the server decide by size, bulk otherwise."""
+    return PRIORITY_BULK if priority else 0
+
 
 class _Request(BaseModel):
-    # SDKs send fields we have no use for (Cohere's `priority`, `rank_fields`): ignore, do not refuse.
+    # SDKs send fields we have no use for (Cohere's `rank_fields`): ignore, do not refuse.
     model_config = ConfigDict(extra="ignore")
 
     query: str
     # Extension of every schema: the reference's instruction line (MxbaiRerankV2 `instruction`).
     instruction: str | None = None
+    priority: int | None = PRIORITY_FIELD
 
 
 class TextDocument(BaseModel):
@@ -80,6 +92,7 @@ class NIMRankingRequest(BaseModel):
     # NIM's default: a passage too long for the model is an error, not silently cut.
     truncate: Literal["NONE", "END"] = "NONE"
     instruction: str | None = None
+    priority: int | None = PRIORITY_FIELD
 
 
 # What each body shape of `POST /rerank` must carry: TEI's and the Jina/vLLM/Infinity one.

@@ -27,7 +27,7 @@ from .responses import (
     TEIRank,
     Tokens,
 )
-from .schemas import CohereV2Request, JinaRequest, NIMRankingRequest, TEIRequest
+from .schemas import CohereV2Request, JinaRequest, NIMRankingRequest, TEIRequest, triton_priority
 
 # Passages named in one `truncate: NONE` refusal; the count says how many more.
 _NAMED_TOO_LONG = 10
@@ -60,24 +60,25 @@ class RerankServing:
         self.metrics = metrics
 
     async def rank(self, api: str, model_name: str | None, query: str, documents: list[str], instruction: str | None,
-                   top_n: int | None, *, field: str = "documents") -> Ranked:
+                   top_n: int | None, *, field: str = "documents", priority: int | None = None) -> Ranked:
         model = await self.backend.resolve(model_name)
         if not documents:
             return Ranked(model, np.zeros(0, np.float32), 0.0, top_n, np.zeros(0, np.int64))
-        scored, limits = await self.backend.score(model, query, documents, instruction, field=field)
+        scored, limits = await self.backend.score(model, query, documents, instruction, field=field,
+                                                  priority=triton_priority(priority))
         ranked = Ranked(model, scored.scores, limits.estimated_max, top_n, scored.token_counts, limits.max_prompt_tokens)
         self.metrics.scored(api, len(documents), ranked.total_tokens)
         return ranked
 
     async def cohere(self, body: CohereV2Request) -> CohereV2Response:
         texts = body.texts()
-        ranked = await self.rank("cohere", body.model, body.query, texts, body.instruction, body.top_n)
+        ranked = await self.rank("cohere", body.model, body.query, texts, body.instruction, body.top_n, priority=body.priority)
         return CohereV2Response(id=str(uuid.uuid4()), results=ranked.relevance_results(texts if body.return_documents else None),
                                 meta=_cohere_meta(len(texts), ranked.total_tokens))
 
     async def jina(self, body: JinaRequest) -> JinaResponse:
         texts = body.texts()
-        ranked = await self.rank("jina", body.model, body.query, texts, body.instruction, body.top_n)
+        ranked = await self.rank("jina", body.model, body.query, texts, body.instruction, body.top_n, priority=body.priority)
         usage = None if ranked.total_tokens is None else JinaUsage(total_tokens=ranked.total_tokens,
                                                                    prompt_tokens=ranked.total_tokens)
         return JinaResponse(id=str(uuid.uuid4()), model=ranked.model, usage=usage,
@@ -85,14 +86,16 @@ class RerankServing:
                             meta=_cohere_meta(len(texts), ranked.total_tokens, version="1"))
 
     async def tei(self, body: TEIRequest) -> list[TEIRank]:
-        ranked = await self.rank("tei", body.model, body.query, body.texts, body.instruction, None, field="texts")
+        ranked = await self.rank("tei", body.model, body.query, body.texts, body.instruction, None, field="texts",
+                                 priority=body.priority)
         scores = ranked.raw if body.raw_scores else ranked.relevance
         return [TEIRank(index=i, score=float(scores[i]), text=body.texts[i] if body.return_text else None)
                 for i in ranked.order]
 
     async def nim(self, body: NIMRankingRequest) -> NIMRankingResponse:
         texts = [passage.text for passage in body.passages]
-        ranked = await self.rank("nim", body.model, body.query.text, texts, body.instruction, None, field="passages")
+        ranked = await self.rank("nim", body.model, body.query.text, texts, body.instruction, None, field="passages",
+                                 priority=body.priority)
         if body.truncate == "NONE":
             refuse_cut_passages(ranked)
         usage = None if ranked.total_tokens is None else NIMUsage(prompt_tokens=ranked.total_tokens,

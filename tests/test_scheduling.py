@@ -163,3 +163,35 @@ def test_cancelling_the_awaiting_task_stops_the_dispatch(server, client):
     asyncio.run(cancel_midway())
     _wait_for(lambda: _counter(server, "requests") > requests, 60)
     assert _counter(server, "skipped_sub_batches", reason="cancelled") - cancelled > 0
+
+
+@pytest.fixture(scope="module")
+def gateway(server):
+    from mxbai_triton.gateway.process import GatewayProcess
+
+    with GatewayProcess(server.grpc_url, "rr") as gateway:
+        yield gateway
+
+
+@pytest.mark.parametrize("priority, level", [(None, "interactive"), (0, "interactive"), (1, "bulk"), (7, "bulk")])
+def test_the_gateways_priority_field_reaches_the_dispatch_with_cohere_s_meaning(server, gateway, priority, level):
+    import httpx
+
+    before = _counter(server, "requests", **{"class": level})
+    body = {"model": "rr", "query": QUERY, "documents": SMALL, **({} if priority is None else {"priority": priority})}
+    response = httpx.post(f"{gateway.url}/v2/rerank", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    assert _counter(server, "requests", **{"class": level}) == before + 1
+
+
+def test_a_client_that_disconnects_from_the_gateway_stops_its_request_on_triton(server, client, gateway):
+    import httpx
+
+    cancelled, requests = _counter(server, "skipped_sub_batches", reason="cancelled"), _counter(server, "requests")
+    alone = _latency(lambda: client.scores(QUERY, BULK))
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes its connection
+        httpx.post(f"{gateway.url}/v1/rerank", json={"query": QUERY, "documents": BULK}, timeout=alone / 4)
+    _wait_for(lambda: _counter(server, "requests") > requests + 1, alone)
+    assert _counter(server, "skipped_sub_batches", reason="cancelled") > cancelled
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert 'mxbai_gateway_requests_total{api="jina",code="499"} 1.0' in metrics
