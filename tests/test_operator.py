@@ -98,3 +98,32 @@ def test_kill_9_of_serve_leaves_no_process_and_no_port_behind(tiny_repository):
     assert wait_until(lambda: not _processes_mentioning(f"127.0.0.1:{ports['grpc']}"), timeout=10)
     assert wait_until(lambda: not _processes_mentioning(str(tiny_repository)), timeout=10), \
         _processes_mentioning(str(tiny_repository))
+
+
+def test_kill_9_of_serve_in_the_middle_of_scoring_leaves_no_python_backend_stub(tiny_repository):
+    import threading
+
+    from mxbai_triton.client import NO_RETRY, RerankClient
+    from mxbai_triton.perf.workload import mixed_documents
+
+    command, ports = serve_command(tiny_repository)
+    process, _ = _start(command)
+    documents = mixed_documents(1000, 0.6, median=200, outliers=3, seed=5)
+    busy = threading.Event()
+
+    def keep_scoring():
+        with RerankClient(f"127.0.0.1:{ports['grpc']}", model="rr", retry=NO_RETRY) as client:
+            while True:
+                busy.set()
+                try:
+                    client.scores("q", documents)
+                except Exception:  # noqa: BLE001 - the server is killed under it
+                    return
+
+    threading.Thread(target=keep_scoring, daemon=True).start()
+    busy.wait()
+    time.sleep(1.0)  # sub-batches are executing
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert wait_until(lambda: not _processes_mentioning(str(tiny_repository)), timeout=10), \
+        _processes_mentioning(str(tiny_repository))
