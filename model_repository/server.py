@@ -247,6 +247,7 @@ class TritonServer:
             if self.process is not None and self.process.poll() is not None:
                 raise ServerError(f"tritonserver exited with code {self.process.returncode}: {self.failure_reason()}")
             if self.started_services() and self.is_ready():
+                self.restrict_shared_memory()
                 return
             if time.monotonic() >= announced:
                 log.info("waiting for tritonserver to load the models of %s (up to %.0f s)", self.repository, timeout)
@@ -287,6 +288,16 @@ class TritonServer:
         """SIGTERM (graceful: in-flight requests finish), then SIGKILL after `timeout` (default `stop_grace`)."""
         stop(self.process, self.stop_grace if timeout is None else timeout)
         self.remove_shared_memory()
+
+    def restrict_shared_memory(self) -> None:
+        """Make this server's python-backend regions (they carry request text) readable by this user only.
+
+        The backend creates them 0644 whatever the umask (boost.interprocess sets the mode); with model
+        control mode "none" every region exists once the models are ready.
+        """
+        shm = Path("/dev/shm")
+        for region in shm.glob(f"{self.shm_prefix}*") if shm.is_dir() else ():
+            region.chmod(0o600)
 
     def remove_shared_memory(self) -> None:
         """Delete this server's python-backend regions left in /dev/shm (none after a graceful stop)."""
