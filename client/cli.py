@@ -5,34 +5,40 @@ from __future__ import annotations
 import argparse
 import json
 
+DEFAULT_URLS = {"grpc": "127.0.0.1:8001", "http": "127.0.0.1:8000"}
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("rank", help="rank documents for a query through a running Triton ensemble")
     p.add_argument("--url", action="append", default=None,
-                   help="host:port (gRPC 8001, HTTP 8000 by default); repeat it for replicas (default 127.0.0.1:8001)")
+                   help="host:port of the server; repeat it for replicas (default: 127.0.0.1:8001 for gRPC, "
+                        "127.0.0.1:8000 for HTTP)")
     p.add_argument("--model", default=None,
                    help="ensemble name (default: the one rerank ensemble the server serves; several: it lists them)")
-    p.add_argument("--protocol", default="grpc", choices=["grpc", "http"])
-    p.add_argument("--query", required=True)
-    p.add_argument("--instruction", default=None)
-    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--protocol", default="grpc", choices=["grpc", "http"], help="KServe protocol to speak")
+    p.add_argument("--query", required=True, help="the query to rank the documents for")
+    p.add_argument("--instruction", default=None, help="the reference's optional instruction line")
+    p.add_argument("--top-k", type=int, default=None, help="print only the best K (default: all)")
+    p.add_argument("--priority", type=int, default=0, choices=[0, 1, 2],
+                   help="Triton priority: 0 the server decides by size, 1 interactive, 2 bulk work")
     p.add_argument("--normalize", action="store_true", help="sigmoid(score - estimated_max/2), as the reference")
-    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds one try may take")
+    p.add_argument("--retry-for", type=float, default=10.0, help="seconds of retries while no server answers")
     p.add_argument("--json", action="store_true", help="one JSON object per result")
-    p.add_argument("documents", nargs="+", metavar="DOC")
+    p.add_argument("documents", nargs="+", metavar="DOC", help="the documents to rank")
     p.set_defaults(handler=_rank)
 
 
 def _rank(args) -> int:
     from .discovery import choose_model
-    from .rerank import RerankClient
+    from .rerank import RerankClient, RetryPolicy
 
-    urls = args.url or ["127.0.0.1:8001"]
+    urls = args.url or [DEFAULT_URLS[args.protocol]]
     model = choose_model(urls, args.model, protocol=args.protocol, timeout=args.timeout)
-    with RerankClient(urls, model=model, protocol=args.protocol, timeout=args.timeout) as client:
-        results = client.rank(
-            args.query, args.documents, top_k=args.top_k, instruction=args.instruction, normalize=args.normalize
-        )
+    retry = RetryPolicy(deadline=args.retry_for)
+    with RerankClient(urls, model=model, protocol=args.protocol, timeout=args.timeout, retry=retry) as client:
+        results = client.rank(args.query, args.documents, top_k=args.top_k, instruction=args.instruction,
+                              normalize=args.normalize, priority=args.priority)
     print_ranking(args.query, results, as_json=args.json)
     return 0
 

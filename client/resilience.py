@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import Generic, TypeVar
 
 from .transport import RerankError
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -177,6 +179,10 @@ class EndpointPool(Generic[T]):
         deadline = self.policy.deadline
         if deadline is not None and time.monotonic() + sleep - started >= deadline:
             return None
+        until = f", for up to {deadline:g} s in all" if deadline is not None else ""
+        # The first retry says what the caller is waiting for; the following ones only with -v.
+        log.log(logging.INFO if retry == 0 else logging.DEBUG, "no answer from %s (%s); trying again (try %d of %d%s)",
+                url, describe(error), retry + 2, self.policy.attempts, until)
         return sleep
 
     def _start(self) -> float:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 
 from mxbai_triton.noise import quiet_exporter
 
-from .checkpoint import copy_tokenizer, ensure_reachable, load_causal_lm
+from .checkpoint import TOKENIZER_FILES, copy_tokenizer, ensure_reachable, load_causal_lm
 from .progress import Progress
 from .spec import ONNX_DATA_FILENAME, ONNX_FILENAME, SPEC_FILENAME, ModelSpec, resolve_spec
 from .validate import check_signature, validate_export
@@ -58,13 +60,48 @@ def export_onnx(
     if dtype not in ("fp32", "fp16", "bf16"):
         raise ValueError(f"dtype must be fp32, fp16 or bf16, got {dtype!r}")
     ensure_reachable(resolve_spec(model).source)  # before torch loads: an unreachable hub fails in a second
+    final = Path(out_dir)
+    _check_replaceable(final)
+    # Written into a sibling folder and renamed at the end: an export is whole or absent, never half there.
+    out = final.parent / f".{final.name}.partial-{os.getpid()}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    try:
+        _export_into(out, final, model, dtype=dtype, name=name, opset=opset, validate=validate)
+        _replace(out, final)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return final / ONNX_FILENAME
 
+
+# What an export directory holds: another file in it means it is not one, and is never replaced.
+EXPORT_FILES = frozenset({ONNX_FILENAME, ONNX_DATA_FILENAME, SPEC_FILENAME, "config.json", *TOKENIZER_FILES})
+
+
+def _check_replaceable(final: Path) -> None:
+    if final.exists() and not final.is_dir():
+        raise NotADirectoryError(f"{final} is a file, not an export directory")
+    others = sorted(p.name for p in final.iterdir() if p.name not in EXPORT_FILES) if final.is_dir() else []
+    if others:
+        raise ValueError(f"refusing to replace {final}: it holds files an export does not write ({', '.join(others[:5])}); "
+                         "choose an empty or new --out")
+
+
+def _replace(staged: Path, final: Path) -> None:
+    """Move the finished export into place (the old one, if any, out of the way first, then removed)."""
+    old = final.parent / f".{final.name}.old-{os.getpid()}"
+    if final.exists():
+        final.rename(old)
+    staged.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _export_into(out: Path, final: Path, model: str, *, dtype: str, name: str | None, opset: int, validate: bool) -> None:
+    """The export of `model` written into `out` (progress names `final`, where it will be)."""
     import torch
 
     from .scorer import PADDING_SIDE, FoldedHeadScorer
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     spec = resolve_spec(model, name=name).with_overrides(dtype=dtype, padding_side=PADDING_SIDE)
     progress = Progress(total=4 + int(validate))
 
@@ -95,9 +132,7 @@ def export_onnx(
             )
 
     path = out / ONNX_FILENAME
-    with progress.step(f"writing {path}"):
-        for stale in (path, out / ONNX_DATA_FILENAME):
-            stale.unlink(missing_ok=True)
+    with progress.step(f"writing {final / ONNX_FILENAME}"):
         weight_bytes = sum(p.numel() * p.element_size() for p in scorer.parameters())
         program.save(str(path), external_data=weight_bytes > EXTERNAL_DATA_THRESHOLD_BYTES)
 
@@ -109,7 +144,6 @@ def export_onnx(
             # The scorer cast the model's weights in place: compare against a fresh fp32 copy.
             reference = causal_lm if dtype == "fp32" else load_causal_lm(spec.source)
             validate_export(out, causal_lm=reference, fallback=scorer)
-    return path
 
 
 def ensure_export(model: str, out_dir: str | Path, *, dtype: str = "fp32", validate: bool = True) -> Path:

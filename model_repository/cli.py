@@ -76,6 +76,7 @@ def _repo(args) -> int:
     from mxbai_triton.export.spec import KNOWN_MODELS, SPEC_FILENAME, ModelSpec
 
     from .generate import generate_examples, generate_repository
+    from .preflight import check_export
 
     if args.examples:
         if args.source:
@@ -86,10 +87,13 @@ def _repo(args) -> int:
     if not args.source or not args.out:
         raise ValueError("repo needs SOURCE and --out (or --examples)")
     source = Path(args.source)
-    if (source / SPEC_FILENAME).is_file():
-        spec, export_dir = ModelSpec.load(source), source
-    elif args.source in KNOWN_MODELS:
+    if args.source in KNOWN_MODELS and not source.exists():
         spec, export_dir = KNOWN_MODELS[args.source], None
+    elif source.is_dir() or any(source.parent.glob(f".{source.name}.partial-*")):
+        problems = check_export(source)
+        if problems:
+            raise ValueError(f"{args.source} cannot be used:\n  " + "\n  ".join(problems))
+        spec, export_dir = ModelSpec.load(source), source
     else:
         raise ValueError(f"{args.source}: neither an export directory (no {SPEC_FILENAME}) nor a known model")
     if args.special_tokens_in_text:

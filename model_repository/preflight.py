@@ -122,3 +122,17 @@ def check_repository(repository: str | Path) -> list[str]:
     for model_dir in models:
         _check_model(model_dir, names, problems)
     return problems
+
+
+def check_export(export_dir: str | Path) -> list[str]:
+    """What an export directory lacks for `repo` (an interrupted or hand-copied one); empty when it is whole."""
+    directory = Path(export_dir)
+    if not (directory / SPEC_FILENAME).is_file():
+        partial = sorted(directory.parent.glob(f".{directory.name}.partial-*"))
+        hint = f"; an interrupted export left {partial[0]}: run the export again" if partial else ""
+        return [f"{directory}: not an export directory (no {SPEC_FILENAME}){hint}"]
+    problems: list[str] = []
+    _check_files(directory, (SPEC_FILENAME, TOKENIZER_FILENAME, ONNX_FILENAME), problems)
+    _check_spec(directory, problems)
+    _check_tokenizer(directory, problems)
+    return problems

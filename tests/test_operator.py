@@ -132,3 +132,4 @@ def test_kill_9_of_serve_in_the_middle_of_scoring_leaves_no_python_backend_stub(
 def test_the_python_backends_shared_memory_is_readable_by_its_user_only(served):
     regions = list(Path("/dev/shm").glob(f"{served.shm_prefix}*"))
     assert regions and {oct(r.stat().st_mode & 0o777) for r in regions} == {"0o600"}
+
