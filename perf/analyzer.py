@@ -65,23 +65,34 @@ def perf_analyzer_env() -> dict[str, str]:
 
 def run_sweep(
     url: str, model: str, out_dir: Path, *, docs: int, doc_tokens: int, concurrency: str,
-    lengths: str = "uniform", protocol: str = "grpc", measurement_ms: int = 5000, stability: int = 20, max_trials: int = 10,
+    lengths: str = "uniform", protocol: str = "grpc", window_requests: int = 8, measurement_ms: int | None = None,
+    stability: int = 30, max_trials: int = 10,
 ) -> Path:
-    """Run perf_analyzer over `concurrency` ("start:end:step") and return its CSV path."""
+    """Run perf_analyzer over `concurrency` ("start:end:step") and return its CSV path.
+
+    Windows hold `window_requests` requests each (count_windows): a time window of a few seconds holds
+    one or two 100-document requests on a CPU, and such windows never agree within `stability` %.
+    `measurement_ms` asks for time windows instead.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     data = write_input_data(out_dir / "input_data.json", docs=docs, doc_tokens=doc_tokens, lengths=lengths)
     csv_path = out_dir / "perf_analyzer.csv"
     command = [
         perf_analyzer_binary(), "-m", model, "-u", url, "-i", protocol,
         "--input-data", str(data), "--concurrency-range", concurrency,
-        "--measurement-interval", str(measurement_ms), "--stability-percentage", str(stability),
+        *(["--measurement-mode", "time_windows", "--measurement-interval", str(measurement_ms)] if measurement_ms else
+          ["--measurement-mode", "count_windows", "--measurement-request-count", str(window_requests)]),
+        "--stability-percentage", str(stability),
         "--max-trials", str(max_trials), "--percentile=95", "-f", str(csv_path),
     ]
     print("$ " + " ".join(command), flush=True)
     # perf_analyzer's own output is the progress display: one block per concurrency level.
     completed = subprocess.run(command, env=perf_analyzer_env())
     if completed.returncode != 0:
-        raise RuntimeError(f"perf_analyzer exited with {completed.returncode}")
+        raise RuntimeError(
+            f"perf_analyzer exited with {completed.returncode}: if it found no stable measurement (a busy machine), "
+            f"raise --stability (now {stability}) or --window-requests (now {window_requests}) or --max-trials "
+            f"(now {max_trials}), or lower --concurrency (now {concurrency}) or --docs (now {docs})")
     return csv_path
 
 

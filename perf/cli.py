@@ -54,9 +54,16 @@ def _register_sweep(group: argparse._SubParsersAction) -> None:
     p.add_argument("--doc-tokens", type=int, default=256, help="tokens per document (the median for mixed lengths)")
     p.add_argument("--lengths", default="uniform", choices=["uniform", *LENGTH_SIGMAS],
                    help="document lengths: all equal, or lognormal around --doc-tokens like retrieved chunks")
-    p.add_argument("--concurrency", default="1:16:2", help="perf_analyzer range start:end:step")
-    p.add_argument("--measurement-ms", type=int, default=5000, help="measurement window per trial")
-    p.add_argument("--stability", type=int, default=20, help="percent by which trials may differ (perf_analyzer)")
+    p.add_argument("--concurrency", default="1:4:1",
+                   help="perf_analyzer range start:end:step (widen it on a GPU server, e.g. 1:32:4)")
+    p.add_argument("--window-requests", type=int, default=8,
+                   help="requests per measurement window (windows are counted in requests, not time, so slow "
+                        "requests on a CPU still fill them)")
+    p.add_argument("--measurement-ms", type=int, default=None,
+                   help="time windows of this many ms instead of --window-requests (perf_analyzer's time_windows)")
+    p.add_argument("--stability", type=int, default=30,
+                   help="percent by which three windows in a row may differ before a level counts as measured")
+    p.add_argument("--max-trials", type=int, default=10, help="windows perf_analyzer tries per level before giving up")
     p.add_argument("--out", default="artifacts/perf", help="output directory")
     p.set_defaults(handler=_perf)
 
@@ -70,8 +77,9 @@ def _perf(args) -> int:
     out = Path(args.out)
     csv_path = run_sweep(
         args.url, args.model, out, docs=args.docs, doc_tokens=args.doc_tokens, lengths=args.lengths,
-        concurrency=args.concurrency, protocol=args.protocol, measurement_ms=args.measurement_ms,
-        stability=args.stability,
+        concurrency=args.concurrency, protocol=args.protocol, window_requests=args.window_requests,
+        measurement_ms=args.measurement_ms,
+        stability=args.stability, max_trials=args.max_trials,
     )
     points = read_points(csv_path)
     png = plot(points, args.docs, out / "latency_vs_throughput.png",
