@@ -25,7 +25,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="model repository root")
     p.add_argument("--examples", action="store_true",
                    help="regenerate the committed example repositories (model_repository/examples/, or --out)")
-    p.add_argument("--target", default="portable", choices=["portable", "onnx", "trt"])
+    p.add_argument("--target", default="portable", choices=["portable", "onnx", "trt"],
+                   help="scorer: portable (python + ONNX Runtime, any Triton), onnx (onnxruntime_onnx), trt (tensorrt_plan)")
     p.add_argument("--name", default=None, help="ensemble name (default: from the spec)")
     p.add_argument("--engine", default=None, help="directory with model.plan (trt target)")
     p.add_argument("--instance-kind", default="gpu", choices=["gpu", "cpu"], help="onnx target: where ONNX Runtime runs")
@@ -55,9 +56,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--s3-endpoint", default=env.get("S3_ENDPOINT"),
                    help="S3-compatible endpoint URL for an s3:// repository (credentials: AWS_* variables)")
     p.add_argument("--host", default=env.get("HOST", "127.0.0.1"), help="address to bind (default: loopback only)")
-    p.add_argument("--http-port", type=int, default=env.get("HTTP_PORT", 8000))
-    p.add_argument("--grpc-port", type=int, default=env.get("GRPC_PORT", 8001))
-    p.add_argument("--metrics-port", type=int, default=env.get("METRICS_PORT", 8002))
+    p.add_argument("--http-port", type=int, default=env.get("HTTP_PORT", 8000), help="Triton's HTTP/REST port")
+    p.add_argument("--grpc-port", type=int, default=env.get("GRPC_PORT", 8001), help="Triton's gRPC port")
+    p.add_argument("--metrics-port", type=int, default=env.get("METRICS_PORT", 8002), help="Triton's Prometheus metrics port")
     p.add_argument("--timeout", type=float, default=env.get("TIMEOUT", 300.0), help="seconds to wait for the models to be ready")
     p.add_argument("--admin-token-file", default=None,
                    help=f"file holding a token (>= 16 chars); the {', '.join(RESTRICTED_APIS)} APIs then answer only "

@@ -11,7 +11,7 @@ import sys
 
 from mxbai_triton import demo
 from mxbai_triton.client import cli as client_cli
-from mxbai_triton.console import configure_logging, run_command
+from mxbai_triton.console import ArgumentParser, configure_logging, run_command
 from mxbai_triton.export import cli as export_cli
 from mxbai_triton.gateway import cli as gateway_cli
 from mxbai_triton.model_repository import cli as repository_cli
@@ -19,8 +19,7 @@ from mxbai_triton.perf import cli as perf_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mxbai-triton", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="mxbai-triton", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logs, and tracebacks with errors")

@@ -49,8 +49,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="hub id or checkpoint dir (default: offline stand-in)")
     parser.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"], help="stand-in size")
-    parser.add_argument("--workdir", default="artifacts/demo")
-    parser.add_argument("--protocol", default="grpc", choices=["grpc", "http"])
+    parser.add_argument("--workdir", default="artifacts/demo", help="where the stand-in, export and repository go")
+    parser.add_argument("--protocol", default="grpc", choices=["grpc", "http"], help="KServe protocol of the example ranking")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .script import add_standin_arguments
 from .workload import LENGTH_SIGMAS, QUERY, documents_for, length_moments
 
 ENDPOINT_TYPES = ("cohere-rankings", "hf-tei-rankings", "nim-rankings")
@@ -187,8 +188,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton", default=None, help="gRPC host:port of the gateway's Triton (the gRPC client's path)")
     parser.add_argument("--tokenizer", default=None, help="local checkpoint directory with tokenizer.json (AIPerf, offline)")
     parser.add_argument("--model", default=None, help="ensemble name (default: the one rerank ensemble Triton serves)")
-    parser.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"])
-    parser.add_argument("--endpoint-types", default=",".join(ENDPOINT_TYPES))
+    add_standin_arguments(parser)
+    parser.add_argument("--endpoint-types", default=",".join(ENDPOINT_TYPES), help="AIPerf endpoint types to run, comma-separated")
     parser.add_argument("--concurrency", default="1,16", help="comma-separated")
     parser.add_argument("--passages", type=int, default=10, help="passages per request")
     parser.add_argument("--passage-tokens", type=int, default=60, help="tokens per passage (the median for mixed lengths)")
@@ -196,8 +197,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="passage lengths as perf/workload draws them (AIPerf gets their mean and deviation)")
     parser.add_argument("--requests", type=int, default=160, help="requests per run (plus one warm-up per worker)")
     parser.add_argument("--venv", default=".venv-aiperf", help="AIPerf's virtualenv, created on first use")
-    parser.add_argument("--workdir", default="artifacts")
-    parser.add_argument("--out", default="artifacts/aiperf")
+    parser.add_argument("--out", default="artifacts/aiperf", help="where AIPerf writes its CSV/JSON and the plot goes")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ def _register_sweep(group: argparse._SubParsersAction) -> None:
     p = group.add_parser("sweep", help="perf_analyzer sweep over concurrency: CSV, PNG plot, Markdown summary")
     p.add_argument("--url", default="127.0.0.1:8001", help="host:port of the server (gRPC by default)")
     p.add_argument("--model", default=None, help="ensemble name (default: the one rerank ensemble the server serves)")
-    p.add_argument("--protocol", default="grpc", choices=["grpc", "http"])
+    p.add_argument("--protocol", default="grpc", choices=["grpc", "http"], help="KServe protocol perf_analyzer speaks")
     p.add_argument("--docs", type=int, default=100, help="documents per request")
     p.add_argument("--doc-tokens", type=int, default=256, help="tokens per document (the median for mixed lengths)")
     p.add_argument("--lengths", default="uniform", choices=["uniform", *LENGTH_SIGMAS],

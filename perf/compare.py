@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .script import add_standin_arguments
 from .workload import LENGTH_SIGMAS, mixed_documents, synthetic_documents
 
 
@@ -80,14 +81,13 @@ def run_triton(export: Path, workload, concurrencies: list[int], workdir: Path, 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"])
-    parser.add_argument("--queries", type=int, default=8)
-    parser.add_argument("--docs", type=int, default=32)
+    add_standin_arguments(parser)
+    parser.add_argument("--queries", type=int, default=8, help="queries in the workload")
+    parser.add_argument("--docs", type=int, default=32, help="documents per query")
     parser.add_argument("--doc-tokens", type=int, default=200, help="tokens per document (the median for mixed lengths)")
     parser.add_argument("--lengths", default="uniform", choices=["uniform", *LENGTH_SIGMAS],
                         help="document lengths: all equal, or lognormal like retrieved chunks")
-    parser.add_argument("--concurrency", default="1,4")
-    parser.add_argument("--workdir", default="artifacts")
+    parser.add_argument("--concurrency", default="1,4", help="client concurrency levels for the served path, comma-separated")
     parser.add_argument("--padding", default=None, choices=["buckets", "multiple"],
                         help="tokenizer padding (default: the portable target's)")
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .compare import prepare
+from .script import add_standin_arguments
 from .workload import LENGTH_SIGMAS, QUERY, mixed_documents, synthetic_documents
 
 POLICIES = {
@@ -85,13 +86,12 @@ def pct(samples: list[float], q: int) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"])
-    parser.add_argument("--bulk-docs", type=int, default=1000)
+    add_standin_arguments(parser)
+    parser.add_argument("--bulk-docs", type=int, default=1000, help="documents of the bulk request")
     parser.add_argument("--median", type=int, default=250, help="median document tokens (lognormal, sigma 0.6)")
     parser.add_argument("--outliers", type=int, default=2, help="8k-token documents among the bulk request's")
-    parser.add_argument("--idle-requests", type=int, default=30)
+    parser.add_argument("--idle-requests", type=int, default=30, help="3-document requests timed on the idle server")
     parser.add_argument("--policies", default=",".join(POLICIES), help=f"of {', '.join(POLICIES)}")
-    parser.add_argument("--workdir", default="artifacts")
     parser.add_argument("--export", default=None, help="an existing export directory instead of the --size stand-in")
 
 

@@ -74,16 +74,17 @@ def _onnx_outputs(checkpoint: Path, dtype: str, grid, device: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", default="base", choices=["tiny", "small", "base", "large"])
+    parser.add_argument("--size", default="base", choices=["tiny", "small", "base", "large"], help="model shape (random weights)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint dir (default: a seeded stand-in in artifacts/)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"])
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--lengths", default="512")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    parser.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"], help="reduced precision compared with fp32")
+    parser.add_argument("--batch", type=int, default=4, help="rows per case")
+    parser.add_argument("--lengths", default="512", help="sequence lengths, comma-separated")
     parser.add_argument("--long-length", type=int, default=8272, help="0 skips the long cases")
     parser.add_argument("--long-cases", default="padded,single",
                         help="which long cases: padded (2 rows, one of 1 token), single (1 row of --long-length)")
-    parser.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "emulated"])
+    parser.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "emulated"],
+                        help="what computes the reduced precision: torch, ONNX Runtime, or fp16 emulated on CPU")
     parser.add_argument("--atol", type=float, default=0.02,
                         help="largest |fp16 - fp32| score difference accepted (exit 1 above it or on inf/NaN)")
 

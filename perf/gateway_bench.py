@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .compare import prepare
+from .script import add_standin_arguments
 from .workload import QUERY, synthetic_documents
 
 
@@ -65,13 +66,12 @@ async def measure(grpc_url: str, gateway_url: str, model: str, *, docs: int, tok
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"])
+    add_standin_arguments(parser)
     parser.add_argument("--docs", type=int, default=10, help="documents per request")
     parser.add_argument("--tokens", type=int, default=60, help="tokens per document")
     parser.add_argument("--requests", type=int, default=200, help="requests per path for the p50")
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=16, help="client concurrency of the throughput runs")
     parser.add_argument("--seconds", type=float, default=20.0, help="per path, for the throughput")
-    parser.add_argument("--workdir", default="artifacts")
 
 
 def run(args: argparse.Namespace) -> int:

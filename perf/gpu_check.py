@@ -222,13 +222,13 @@ def check_shape(name: str, shape, device: str, args, peak: float) -> bool:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="tiny shape on CPU, short lengths (what make test runs)")
-    parser.add_argument("--shapes", default="base,large")
-    parser.add_argument("--docs", type=int, default=100)
+    parser.add_argument("--shapes", default="base,large", help="model shapes to check, comma-separated")
+    parser.add_argument("--docs", type=int, default=100, help="rows of the throughput batch")
     parser.add_argument("--doc-tokens", type=int, default=304, help="padded tokens per document (~300)")
-    parser.add_argument("--long-length", type=int, default=8272)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--atol-fp16", type=float, default=0.02)
-    parser.add_argument("--atol-bf16", type=float, default=0.1)
+    parser.add_argument("--long-length", type=int, default=8272, help="tokens of the long-row case")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions")
+    parser.add_argument("--atol-fp16", type=float, default=0.02, help="largest |fp16 - fp32| score accepted")
+    parser.add_argument("--atol-bf16", type=float, default=0.1, help="largest |bf16 - fp32| score accepted")
     parser.add_argument("--profile-rows", type=int, default=0, help="rows of each profile's peak-memory run (default: max_batch_size)")
 
 

@@ -20,11 +20,11 @@ def flops_per_row(config, seq: int) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", default="base", choices=["tiny", "small", "base", "large"])
-    parser.add_argument("--docs", type=int, default=100)
+    parser.add_argument("--size", default="base", choices=["tiny", "small", "base", "large"], help="model shape (random weights)")
+    parser.add_argument("--docs", type=int, default=100, help="rows per batch")
     parser.add_argument("--seq", type=int, default=304, help="padded tokens per document (~300)")
     parser.add_argument("--batch", type=int, default=50, help="documents per forward")
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=10, help="timed repetitions")
 
 
 def run(args: argparse.Namespace) -> int:

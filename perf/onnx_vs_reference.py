@@ -12,8 +12,8 @@ import numpy as np
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory (the reference loads it)")
     parser.add_argument("--export", required=True, help="export directory of the same checkpoint")
-    parser.add_argument("--docs", type=int, default=16)
-    parser.add_argument("--doc-tokens", type=int, default=290)
+    parser.add_argument("--docs", type=int, default=16, help="documents scored")
+    parser.add_argument("--doc-tokens", type=int, default=290, help="tokens per document")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import numpy as np
 from mxbai_triton.model_repository.server import read_counters
 
 from .compare import prepare
+from .script import add_standin_arguments
 from .workload import LENGTH_SIGMAS, QUERY, mixed_documents, synthetic_documents
 
 
@@ -69,14 +70,13 @@ def grouped_requests(queries: list[tuple[str, list[str]]], pre, size: int = 10) 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"])
+    add_standin_arguments(parser)
     parser.add_argument("--queries", type=int, default=4, help="100-document queries per distribution")
-    parser.add_argument("--docs", type=int, default=100)
-    parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--latency-requests", type=int, default=100)
+    parser.add_argument("--docs", type=int, default=100, help="documents per query")
+    parser.add_argument("--concurrency", type=int, default=2, help="client concurrency")
+    parser.add_argument("--latency-requests", type=int, default=100, help="3-document requests timed one after another")
     parser.add_argument("--padding", default=None, choices=["buckets", "multiple"], help="default: the portable target's")
     parser.add_argument("--sigmas", default=",".join(LENGTH_SIGMAS), help=f"of {', '.join(LENGTH_SIGMAS)}")
-    parser.add_argument("--workdir", default="artifacts")
     parser.add_argument("--export", default=None, help="an existing export directory instead of the --size stand-in")
 
 

@@ -29,10 +29,10 @@ def interleaved_medians_ms(fns: dict, repeats: int) -> dict[str, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--export", default=None, help="export directory (tokenizer.json, spec.json); default: the small stand-in's")
-    parser.add_argument("--docs", type=int, default=100)
+    parser.add_argument("--docs", type=int, default=100, help="documents per request")
     parser.add_argument("--words", type=int, default=250, help="words per document")
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--workdir", default="artifacts")
+    parser.add_argument("--repeats", type=int, default=30, help="timed repetitions")
+    parser.add_argument("--workdir", default="artifacts", help="where the stand-in is built and reused")
 
 
 def run(args: argparse.Namespace) -> int:

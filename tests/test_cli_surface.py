@@ -114,3 +114,31 @@ def test_export_shows_our_progress_and_no_exporter_warnings(tiny_checkpoint, tmp
     assert run.returncode == 0, run.stderr
     lines = run.stderr.splitlines()
     assert lines and all(line.startswith("[") and "] " in line for line in lines), lines  # "[k/5] step ..." only
+
+
+def _actions(parser, path=()):
+    """(command path, action) of every argument of every command, subcommands included."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _actions(sub, (*path, name))
+        elif action.dest not in ("help", "version"):
+            yield " ".join(path), action
+
+
+def test_every_flag_and_argument_of_every_command_says_what_it_is():
+    missing = sorted({(path, action.option_strings[0] if action.option_strings else action.dest)
+                      for path, action in _actions(build_parser()) if not action.help})
+    assert missing == []
+
+
+def test_help_shows_each_flags_default():
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--help"])
+    assert "Triton's gRPC port (default: 8001)" in " ".join(out.getvalue().split())
