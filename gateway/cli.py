@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from mxbai_triton.processes import busy_ports
+
 ENV_PREFIX = "MXBAI_API_"
 
 
@@ -77,6 +79,8 @@ def run_gateway(triton: str, models: str | None, host: str, port: int, args) -> 
         models=tuple(m.strip() for m in (models or "").split(",") if m.strip()),
         timeout=args.api_timeout, retry_for=args.api_retry_for, refresh_every=args.api_refresh,
     )
+    if busy_ports(host, {"API": port}):
+        raise RuntimeError(f"cannot serve on {host}: API port {port} already in use by another process (choose another: --port)")
     app = create_app(settings, api_keys=read_api_keys(args.api_key_file))
     served = f"models {', '.join(settings.models)}" if settings.models else "every rerank ensemble it serves"
     print(f"rerank API on http://{host}:{port} (POST /v2/rerank, /v1/rerank, /rerank, /v1/ranking; /docs) -> Triton "

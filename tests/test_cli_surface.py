@@ -142,3 +142,15 @@ def test_help_shows_each_flags_default():
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--help"])
     assert "Triton's gRPC port (default: 8001)" in " ".join(out.getvalue().split())
+
+
+def test_api_on_a_busy_port_exits_1_naming_it():
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        run = run_cli("api", "--triton", "127.0.0.1:1", "--port", str(port), timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.strip().endswith(f"API port {port} already in use by another process (choose another: --port)")
