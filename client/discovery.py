@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .transport import RerankError, _module
+from .loop import LoopThread
+from .transport import RerankError, open_client, timeout_options
 
 # A model is one of our rerank ensembles when it takes our text inputs and publishes our parameters
 # (the tokenizer step has the same inputs but not the parameters).
@@ -60,29 +61,31 @@ def _discovery_error(url: str, error: BaseException) -> DiscoveryError:
 
 def served_rerankers(url: str, *, protocol: str = "grpc", timeout: float = 10.0) -> list[str]:
     """The rerank ensembles READY on the Triton at `url` ("host:port"), sorted; DiscoveryError when it cannot tell."""
-    module = _module(protocol, asynchronous=False)
-    if protocol == "http":
-        client, extra = module.InferenceServerClient(url, connection_timeout=timeout, network_timeout=timeout), {}
-    else:
-        client, extra = module.InferenceServerClient(url), {"client_timeout": timeout}
+    async def ask() -> list[str]:
+        client = open_client(url, protocol, timeout)
+        try:
+            return sorted(await served_rerankers_async(client, url, {}, protocol=protocol, timeout=timeout))
+        finally:
+            await client.close()
+
+    loop = LoopThread("mxbai-triton-discovery")
     try:
-        ready = ready_models(client.get_model_repository_index(**extra))
-        return [name for name in ready if is_reranker(client.get_model_config(name, **extra))]
-    except Exception as error:  # noqa: BLE001 - any failure to ask is reported as one DiscoveryError
-        raise _discovery_error(url, error) from None
+        return loop.run(ask)
     finally:
-        client.close()
+        loop.close()
 
 
-async def served_rerankers_async(client, url: str, known: dict[str, bool], *, timeout: float = 5.0) -> set[str]:
-    """asyncio twin of `served_rerankers` on an open aio gRPC client; `known` caches each name's verdict
+async def served_rerankers_async(client, url: str, known: dict[str, bool], *, protocol: str = "grpc",
+                                 timeout: float = 5.0) -> set[str]:
+    """The rerank ensembles READY on an open asyncio tritonclient; `known` caches each name's verdict
     while it stays in the index (entries of names that left it are dropped)."""
+    options = timeout_options(protocol, timeout)
     try:
-        ready = ready_models(await client.get_model_repository_index(client_timeout=timeout))
+        ready = ready_models(await client.get_model_repository_index(**options))
         for name in ready:
             if name not in known:
-                known[name] = is_reranker(await client.get_model_config(name, client_timeout=timeout))
-    except Exception as error:  # noqa: BLE001
+                known[name] = is_reranker(await client.get_model_config(name, **options))
+    except Exception as error:  # noqa: BLE001 - any failure to ask is reported as one DiscoveryError
         raise _discovery_error(url, error) from None
     for name in set(known) - set(ready):
         del known[name]

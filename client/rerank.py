@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .loop import LoopThread
 from .resilience import NO_RETRY, CallStats, EndpointPool, RetryPolicy, as_url_list
-from .transport import PRIORITIES, AsyncTransport, Call, RerankError, Scored, ServerLimits, Transport
+from .transport import PRIORITIES, AsyncTransport, Call, RerankError, Scored, ServerLimits
 
 __all__ = [
     "AsyncRerankClient", "NO_RETRY", "RankResult", "RerankClient", "RerankError", "RetryPolicy", "Scored",
@@ -86,58 +87,50 @@ def _encode_request(
     )
 
 
-class _ClientBase:
-    """What both clients hold: the endpoint pool over one transport per URL, and the server's limits."""
-
-    def __init__(self, url, model: str, protocol: str, timeout: float, retry: RetryPolicy, transport_type):
-        self.model = model
-        self.timeout = timeout
-        self._pool = EndpointPool({u: transport_type(u, model, protocol, timeout) for u in as_url_list(url)}, retry)
-        self._limits: ServerLimits | None = None
-
-    def _call(self, limits: ServerLimits, priority: int) -> Call:
-        """Where and how this client's requests go: the ensemble's dispatch step when the server names one."""
-        return Call(limits.dispatch_model or self.model, priority, self.timeout)
-
-    @property
-    def stats(self) -> CallStats:
-        """Requests, tries, retries and failovers so far."""
-        return self._pool.stats
-
-    @property
-    def _config_call(self) -> str:
-        return f"cannot read config of model {self.model!r}"
-
-
-class RerankClient(_ClientBase):
-    """Synchronous client of one mxbai-triton ensemble.
+class AsyncRerankClient:
+    """Client of one mxbai-triton ensemble (asyncio); RerankClient runs this same code synchronously.
 
     Args:
         url: "host:port" of the gRPC (default 8001) or HTTP (default 8000) endpoint, or a list of
             them (replicas of one repository): requests go round-robin over the healthy ones.
         model: Ensemble name.
         protocol: "grpc" or "http".
-        timeout: Seconds per try.
+        timeout: Seconds per try (also sent to Triton as the request's timeout).
         retry: Retries of requests that failed for server or connection reasons (scoring is
             idempotent), with backoff and an overall deadline; NO_RETRY turns them off.
+
+    Chunks of a list longer than the server's per-request limit are scored concurrently; cancelling
+    the awaiting task cancels the requests on the server.
     """
 
     def __init__(
         self, url: str | Sequence[str], *, model: str, protocol: str = "grpc", timeout: float = 60.0,
         retry: RetryPolicy = RetryPolicy(),
     ):
-        super().__init__(url, model, protocol, timeout, retry, Transport)
+        self.model = model
+        self.timeout = timeout
+        self._pool = EndpointPool({u: AsyncTransport(u, model, protocol, timeout) for u in as_url_list(url)}, retry)
+        self._limits: ServerLimits | None = None
+        self._limits_read: asyncio.Future | None = None
 
     @property
-    def limits(self) -> ServerLimits:
+    def stats(self) -> CallStats:
+        """Requests, tries, retries and failovers so far."""
+        return self._pool.stats
+
+    async def limits(self) -> ServerLimits:
+        """What the ensemble publishes (read once, shared by concurrent first callers; a failed read is not kept)."""
         if self._limits is None:
-            self._limits = self._pool.call(self._config_call, lambda t: t.limits())
+            # Concurrent first calls share one read and its outcome (a lock would make each waiter
+            # spend its own retry window in turn while the server is down).
+            if self._limits_read is None or self._limits_read.done():
+                self._limits_read = asyncio.ensure_future(
+                    self._pool.acall(f"cannot read config of model {self.model!r}", lambda t: t.limits()))
+            # shield: a caller's deadline cancels its wait, not the read the others wait for.
+            self._limits = await asyncio.shield(self._limits_read)
         return self._limits
 
-    def _infer(self, call: Call, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
-        return self._pool.call(self.model, lambda t: t.infer(call, query, documents, instruction))
-
-    def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None, priority: int = 0) -> Scored:
+    async def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None, priority: int = 0) -> Scored:
         """Raw scores and prompt token counts in input order; lists above the server limit are split.
 
         `priority` is Triton's: 0 lets the server decide by the request's size, 2 marks it bulk work
@@ -146,75 +139,18 @@ class RerankClient(_ClientBase):
         query_bytes, documents_bytes, instruction_bytes = _encode_request(query, documents, instruction, priority)
         if not documents_bytes:
             return _NOTHING_SCORED
-        call = self._call(self.limits, priority)
-        return Scored.concatenate([
-            self._infer(call, query_bytes, chunk, instruction_bytes)
-            for chunk in _chunks(documents_bytes, self.limits.max_documents)
-        ])
-
-    def scores(
-        self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False, priority: int = 0,
-    ) -> np.ndarray:
-        """Raw scores (logit "1" - logit "0") in input order; lists above the server limit are split."""
-        scores = self.scored(query, documents, instruction=instruction, priority=priority).scores
-        return sigmoid_normalize(scores, self.limits.estimated_max) if normalize and len(scores) else scores
-
-    def rank(
-        self, query: str, documents: Sequence[str], *, top_k: int | None = None, instruction: str | None = None,
-        return_documents: bool = True, normalize: bool = False, priority: int = 0,
-    ) -> list[RankResult]:
-        """Documents ranked for `query`, best first (ties by index)."""
-        scores = self.scores(query, documents, instruction=instruction, normalize=normalize, priority=priority)
-        return rank_results(scores, documents, top_k=top_k, return_documents=return_documents)
-
-    def close(self) -> None:
-        for transport in self._pool.endpoints.values():
-            transport.close()
-
-    def __enter__(self) -> "RerankClient":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class AsyncRerankClient(_ClientBase):
-    """asyncio twin of RerankClient; chunks of a long list are scored concurrently."""
-
-    def __init__(
-        self, url: str | Sequence[str], *, model: str, protocol: str = "grpc", timeout: float = 60.0,
-        retry: RetryPolicy = RetryPolicy(),
-    ):
-        super().__init__(url, model, protocol, timeout, retry, AsyncTransport)
-        self._limits_read: asyncio.Future | None = None
-
-    async def limits(self) -> ServerLimits:
-        if self._limits is None:
-            # Concurrent first calls share one read and its outcome (a lock would make each waiter
-            # spend its own retry window in turn while the server is down); a failed read is not kept.
-            if self._limits_read is None or self._limits_read.done():
-                self._limits_read = asyncio.ensure_future(self._pool.acall(self._config_call, lambda t: t.limits()))
-            # shield: a caller's deadline cancels its wait, not the read the others wait for.
-            self._limits = await asyncio.shield(self._limits_read)
-        return self._limits
-
-    async def _infer(self, call: Call, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
-        return await self._pool.acall(self.model, lambda t: t.infer(call, query, documents, instruction))
-
-    async def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None, priority: int = 0) -> Scored:
-        """See RerankClient.scored; cancelling the awaiting task cancels the requests on the server."""
-        query_bytes, documents_bytes, instruction_bytes = _encode_request(query, documents, instruction, priority)
-        if not documents_bytes:
-            return _NOTHING_SCORED
         limits = await self.limits()
-        call = self._call(limits, priority)
+        # The ensemble's dispatch step when the server names one: it sees a cancellation, the ensemble does not.
+        call = Call(limits.dispatch_model or self.model, priority, self.timeout)
         return Scored.concatenate(await asyncio.gather(*(
-            self._infer(call, query_bytes, chunk, instruction_bytes) for chunk in _chunks(documents_bytes, limits.max_documents)
+            self._pool.acall(self.model, lambda t, chunk=chunk: t.infer(call, query_bytes, chunk, instruction_bytes))
+            for chunk in _chunks(documents_bytes, limits.max_documents)
         )))
 
     async def scores(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False, priority: int = 0,
     ) -> np.ndarray:
+        """Raw scores (logit "1" - logit "0") in input order, or the reference's normalised ones."""
         scores = (await self.scored(query, documents, instruction=instruction, priority=priority)).scores
         return sigmoid_normalize(scores, (await self.limits()).estimated_max) if normalize and len(scores) else scores
 
@@ -222,6 +158,7 @@ class AsyncRerankClient(_ClientBase):
         self, query: str, documents: Sequence[str], *, top_k: int | None = None, instruction: str | None = None,
         return_documents: bool = True, normalize: bool = False, priority: int = 0,
     ) -> list[RankResult]:
+        """Documents ranked for `query`, best first (ties by index)."""
         scores = await self.scores(query, documents, instruction=instruction, normalize=normalize, priority=priority)
         return rank_results(scores, documents, top_k=top_k, return_documents=return_documents)
 
@@ -234,3 +171,69 @@ class AsyncRerankClient(_ClientBase):
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
+
+
+class RerankClient:
+    """Synchronous client of one mxbai-triton ensemble: AsyncRerankClient run on a private event loop.
+
+    Same arguments, methods and results as AsyncRerankClient; safe to share between threads (their
+    requests run concurrently), and usable from code that already runs an event loop.
+    """
+
+    def __init__(
+        self, url: str | Sequence[str], *, model: str, protocol: str = "grpc", timeout: float = 60.0,
+        retry: RetryPolicy = RetryPolicy(),
+    ):
+        self._loop = LoopThread()
+        try:
+            self._client = self._loop.run(lambda: _created(url, model, protocol, timeout, retry))
+        except BaseException:
+            self._loop.close()
+            raise
+        self.model, self.timeout = model, timeout
+
+    @property
+    def stats(self) -> CallStats:
+        """Requests, tries, retries and failovers so far."""
+        return self._client.stats
+
+    @property
+    def limits(self) -> ServerLimits:
+        return self._loop.run(self._client.limits)
+
+    def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None, priority: int = 0) -> Scored:
+        """See AsyncRerankClient.scored."""
+        return self._loop.run(lambda: self._client.scored(query, documents, instruction=instruction, priority=priority))
+
+    def scores(
+        self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False, priority: int = 0,
+    ) -> np.ndarray:
+        """See AsyncRerankClient.scores."""
+        return self._loop.run(lambda: self._client.scores(query, documents, instruction=instruction, normalize=normalize,
+                                                          priority=priority))
+
+    def rank(
+        self, query: str, documents: Sequence[str], *, top_k: int | None = None, instruction: str | None = None,
+        return_documents: bool = True, normalize: bool = False, priority: int = 0,
+    ) -> list[RankResult]:
+        """Documents ranked for `query`, best first (ties by index), as mxbai-rerank's rank() returns them."""
+        return self._loop.run(lambda: self._client.rank(query, documents, top_k=top_k, instruction=instruction,
+                                                        return_documents=return_documents, normalize=normalize,
+                                                        priority=priority))
+
+    def close(self) -> None:
+        try:
+            self._loop.run(self._client.close)
+        finally:
+            self._loop.close()
+
+    def __enter__(self) -> "RerankClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+async def _created(url, model: str, protocol: str, timeout: float, retry: RetryPolicy) -> AsyncRerankClient:
+    """An AsyncRerankClient made on the running loop (its aio channels belong to it)."""
+    return AsyncRerankClient(url, model=model, protocol=protocol, timeout=timeout, retry=retry)

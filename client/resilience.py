@@ -71,14 +71,10 @@ def is_retryable(error: BaseException) -> bool:
     if isinstance(error, (OSError, asyncio.TimeoutError)):  # refused, reset, timed out
         return True
     try:
-        import aiohttp
-
-        if isinstance(error, aiohttp.ClientError):
-            return True
+        import aiohttp  # the HTTP transport's connection errors
     except ImportError:
-        pass
-    # geventhttpclient raises its own errors for dropped connections; they are not OSError subclasses.
-    return type(error).__module__.startswith("geventhttpclient")
+        return False
+    return isinstance(error, aiohttp.ClientError)
 
 
 def status_of(error: BaseException) -> str | None:
@@ -190,27 +186,8 @@ class EndpointPool(Generic[T]):
             self.stats.requests += 1
         return time.monotonic()
 
-    def call(self, what: str, fn: Callable[[T], R]) -> R:
-        """Run `fn(endpoint)`, retrying retryable failures on the next endpoint with backoff."""
-        started, previous = self._start(), None
-        for retry in range(self.policy.attempts):
-            url = self.pick(avoid=previous)
-            self._record_attempt(url, retry, previous)
-            try:
-                result = fn(self.endpoints[url])
-            except Exception as error:  # noqa: BLE001 - classified, then re-raised as RerankError
-                sleep = self._after_failure(url, retry, started, error)
-                if sleep is None:
-                    raise self._fail(what, retry + 1, started, error) from None
-                previous = url
-                time.sleep(sleep)
-                continue
-            self.mark_up(url)
-            return result
-        raise AssertionError("unreachable: the loop returns or raises")
-
     async def acall(self, what: str, fn: Callable[[T], Awaitable[R]]) -> R:
-        """asyncio twin of `call`."""
+        """Await `fn(endpoint)`, retrying retryable failures on the next endpoint with backoff."""
         started, previous = self._start(), None
         for retry in range(self.policy.attempts):
             url = self.pick(avoid=previous)

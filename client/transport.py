@@ -1,4 +1,4 @@
-"""One transport adapter over tritonclient's gRPC and HTTP clients, sync and asyncio."""
+"""One transport adapter over tritonclient's asyncio gRPC and HTTP clients."""
 
 from __future__ import annotations
 
@@ -94,20 +94,28 @@ class Call:
         return options
 
 
-def _module(protocol: str, asynchronous: bool):
+def _module(protocol: str):
+    """tritonclient's asyncio module for `protocol`."""
     if protocol == "grpc":
-        if asynchronous:
-            import tritonclient.grpc.aio as module
-        else:
-            import tritonclient.grpc as module
+        import tritonclient.grpc.aio as module
     elif protocol == "http":
-        if asynchronous:
-            import tritonclient.http.aio as module
-        else:
-            import tritonclient.http as module
+        import tritonclient.http.aio as module
     else:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     return module
+
+
+def open_client(url: str, protocol: str, timeout: float):
+    """An asyncio tritonclient for `url` (call on the loop that will use it: gRPC channels bind to it)."""
+    module = _module(protocol)
+    if protocol == "http":
+        return module.InferenceServerClient(url, conn_timeout=timeout)
+    return module.InferenceServerClient(url)
+
+
+def timeout_options(protocol: str, timeout: float) -> dict:
+    """The per-call deadline keywords of tritonclient's metadata calls (gRPC takes one; HTTP has its connection's)."""
+    return {"client_timeout": timeout} if protocol == "grpc" else {}
 
 
 def _text_tensor(module, name: str, values: Sequence[bytes]):
@@ -140,45 +148,16 @@ def limits_from_config(config) -> ServerLimits:
         raise RerankError(f"model {config.get('name')!r} is not an mxbai-triton ensemble (no parameter {missing})") from None
 
 
-class Transport:
-    """Synchronous gRPC/HTTP calls to one ensemble on one server; errors propagate unchanged (the caller classifies)."""
-
-    def __init__(self, url: str, model: str, protocol: str, timeout: float):
-        self.module = _module(protocol, asynchronous=False)
-        self.url, self.protocol, self.model, self.timeout = url, protocol, model, timeout
-        if protocol == "http":
-            self.client = self.module.InferenceServerClient(url, connection_timeout=timeout, network_timeout=timeout)
-        else:
-            self.client = self.module.InferenceServerClient(url)
-
-    def limits(self) -> ServerLimits:
-        if self.protocol == "grpc":
-            return limits_from_config(self.client.get_model_config(self.model, client_timeout=self.timeout))
-        return limits_from_config(self.client.get_model_config(self.model))
-
-    def infer(self, call: Call, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
-        inputs = build_inputs(self.module, query, documents, instruction)
-        return Scored.from_result(self.client.infer(call.model, inputs, **call.options(self.protocol == "grpc")))
-
-    def close(self) -> None:
-        self.client.close()
-
-
 class AsyncTransport:
-    """asyncio twin of Transport."""
+    """gRPC/HTTP calls to one ensemble on one server; errors propagate unchanged (the caller classifies)."""
 
     def __init__(self, url: str, model: str, protocol: str, timeout: float):
-        self.module = _module(protocol, asynchronous=True)
+        self.module = _module(protocol)
         self.url, self.protocol, self.model, self.timeout = url, protocol, model, timeout
-        if protocol == "http":
-            self.client = self.module.InferenceServerClient(url, conn_timeout=timeout)
-        else:
-            self.client = self.module.InferenceServerClient(url)
+        self.client = open_client(url, protocol, timeout)
 
     async def limits(self) -> ServerLimits:
-        if self.protocol == "grpc":
-            return limits_from_config(await self.client.get_model_config(self.model, client_timeout=self.timeout))
-        return limits_from_config(await self.client.get_model_config(self.model))
+        return limits_from_config(await self.client.get_model_config(self.model, **timeout_options(self.protocol, self.timeout)))
 
     async def infer(self, call: Call, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
         inputs = build_inputs(self.module, query, documents, instruction)

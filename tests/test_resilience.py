@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -16,9 +17,17 @@ def _pool(policy=FAST, urls=("a:1", "b:1", "c:1")):
     return EndpointPool({u: u for u in urls}, policy)
 
 
+def _call(pool, fn):
+    """`pool.acall` of a plain function of the endpoint."""
+    async def attempt(url):
+        return fn(url)
+
+    return asyncio.run(pool.acall("x", attempt))
+
+
 def test_requests_go_round_robin_over_healthy_endpoints():
     pool = _pool()
-    assert [pool.call("x", lambda url: url) for _ in range(6)] == ["a:1", "b:1", "c:1"] * 2
+    assert [_call(pool, lambda url: url) for _ in range(6)] == ["a:1", "b:1", "c:1"] * 2
 
 
 def test_a_refused_connection_fails_over_and_the_dead_endpoint_is_skipped_afterwards():
@@ -29,8 +38,8 @@ def test_a_refused_connection_fails_over_and_the_dead_endpoint_is_skipped_afterw
             raise ConnectionRefusedError("refused")
         return url
 
-    assert pool.call("x", call) == "b:1"
-    assert sorted(pool.call("x", call) for _ in range(4)) == ["b:1", "b:1", "c:1", "c:1"]
+    assert _call(pool, call) == "b:1"
+    assert sorted(_call(pool, call) for _ in range(4)) == ["b:1", "b:1", "c:1", "c:1"]
     assert (pool.stats.retries, pool.stats.failovers, pool.stats.per_endpoint["a:1"]) == (1, 1, 1)
 
 
@@ -43,14 +52,14 @@ def test_an_error_about_the_request_is_not_retried():
         raise ValueError("bad request")
 
     with pytest.raises(RerankError, match="^x: ValueError: bad request$"):
-        pool.call("x", call)
+        _call(pool, call)
     assert tries == ["a:1"]
 
 
 def test_retries_stop_at_the_attempt_limit_with_the_last_error():
     pool = _pool(RetryPolicy(attempts=3, initial_backoff=0.0, cooldown=0.0), urls=("a:1",))
     with pytest.raises(RerankError, match=r"failed after 3 tries .* last error: ConnectionResetError: gone"):
-        pool.call("x", lambda url: (_ for _ in ()).throw(ConnectionResetError("gone")))
+        _call(pool, lambda url: (_ for _ in ()).throw(ConnectionResetError("gone")))
     assert pool.stats.attempts == 3 and pool.stats.failures == 1
 
 
@@ -58,7 +67,7 @@ def test_retries_stop_at_the_deadline():
     pool = _pool(RetryPolicy(attempts=1000, initial_backoff=0.05, max_backoff=0.05, deadline=0.5), urls=("a:1",))
     started = time.monotonic()
     with pytest.raises(RerankError, match="failed after"):
-        pool.call("x", lambda url: (_ for _ in ()).throw(ConnectionRefusedError("refused")))
+        _call(pool, lambda url: (_ for _ in ()).throw(ConnectionRefusedError("refused")))
     assert time.monotonic() - started < 1.0 and pool.stats.attempts < 30
 
 

@@ -1,0 +1,46 @@
+"""A private asyncio loop in a daemon thread: how the synchronous client runs the one (async) implementation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """Runs coroutines on its own event loop from any thread, concurrently when several threads call at once.
+
+    Works from inside a running event loop too (a notebook, an async app calling sync code), where
+    asyncio.run would refuse.
+    """
+
+    def __init__(self, name: str = "mxbai-triton-client"):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, make: Callable[[], Awaitable[T]]) -> T:
+        """`await make()` on the loop; blocks the caller until it is done and returns or raises its outcome.
+
+        `make` is called on the loop, so objects that bind to the running loop (gRPC aio channels) are
+        created on it.
+        """
+        async def call() -> T:
+            return await make()
+
+        future = asyncio.run_coroutine_threadsafe(call(), self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # Ctrl-C in the caller: the request stops too
+            raise
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
