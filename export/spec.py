@@ -192,7 +192,9 @@ class ModelSpec:
             raw[key] = TensorSpec(t["name"], t["dtype"], tuple(t["dims"]))
         raw["bucket_bounds"] = tuple(raw["bucket_bounds"])
         raw["trt_profile_bounds"] = tuple(tuple(p) for p in raw["trt_profile_bounds"])
-        raw.setdefault("padding_side", "left")  # graphs exported before the field existed were left-padded
+        if "padding_side" not in raw:
+            raise ValueError("this spec.json names no padding_side: it comes from an export made before the graph took "
+                             "right-padded rows; export the model again")
         return cls(**raw)
 
     def save(self, directory: str | Path) -> Path:

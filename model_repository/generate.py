@@ -164,8 +164,3 @@ def generate_examples(root: str | Path = EXAMPLES_DIR) -> list[Path]:
         for target in TARGETS:
             written.append(generate_repository(Path(root) / short / target, KNOWN_MODELS[short], target=target))
     return written
-
-
-if __name__ == "__main__":  # the old spelling of `mxbai-triton repo --examples`
-    for path in generate_examples():
-        print(path)

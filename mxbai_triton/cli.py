@@ -45,7 +45,6 @@ def _stage_clis():
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = perf_cli.legacy_argv(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)  # usage errors exit 2 here
     configure_logging(args.verbose, args.quiet)
     return run_command(f"mxbai-triton {args.command}", lambda: args.handler(args), verbose=args.verbose)

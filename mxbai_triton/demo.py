@@ -99,18 +99,3 @@ def print_next_steps(repository: Path) -> None:
     print(f"  {cli_text} serve {shlex.quote(os.path.relpath(repository))} --api-port 8080")
     print(f"  curl -s localhost:8080/v2/rerank -H 'Content-Type: application/json' -d {shlex.quote(body)}")
     print(f"  {cli_text} rank --model reranker --query 'Who wrote Moby-Dick?' 'Herman Melville wrote Moby-Dick.' 'Paris is in France.'")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m mxbai_triton.demo` (before `mxbai-triton demo` existed) runs the same command."""
-    from mxbai_triton.console import configure_logging, run_command
-
-    parser = argparse.ArgumentParser(prog="mxbai-triton demo", description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    configure_logging()
-    return run_command("mxbai-triton demo", lambda: run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -38,13 +38,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         p.set_defaults(handler=module.run)
 
 
-def legacy_argv(argv: list[str]) -> list[str]:
-    """`perf --model M ...` (before `perf sweep` existed) still means the sweep."""
-    if argv[:1] == ["perf"] and len(argv) > 1 and argv[1] not in SUBCOMMANDS and argv[1] not in ("-h", "--help"):
-        return ["perf", "sweep", *argv[1:]]
-    return argv
-
-
 def _register_sweep(group: argparse._SubParsersAction) -> None:
     p = group.add_parser("sweep", help="perf_analyzer sweep over concurrency: CSV, PNG plot, Markdown summary")
     p.add_argument("--url", default="127.0.0.1:8001", help="host:port of the server (gRPC by default)")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ast
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -41,18 +39,9 @@ def test_every_runnable_perf_module_is_a_perf_subcommand():
     assert set(_subcommands(perf)) == {"sweep", *BENCHMARKS}
 
 
-def test_old_names_keep_working():
+def test_the_old_name_of_standin_keeps_working():
     parser = build_parser()
     assert parser.parse_args(["tiny-model", "out"]).handler is parser.parse_args(["standin", "out"]).handler
-    from mxbai_triton.perf.cli import legacy_argv
-
-    args = parser.parse_args(legacy_argv(["perf", "--model", "reranker", "--docs", "10"]))
-    assert (args.perf_command, args.model, args.docs) == ("sweep", "reranker", 10)
-
-
-def test_python_m_demo_still_runs_the_demo_command():
-    run = subprocess.run([sys.executable, "-m", "mxbai_triton.demo", "--help"], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0 and "usage: mxbai-triton demo" in run.stdout
 
 
 def test_server_flags_read_the_environment(monkeypatch):

@@ -81,7 +81,6 @@ def test_profiles_cover_every_padded_length_at_the_full_batch(spec):
 @pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)
 def test_a_dispatched_sub_batch_needs_no_more_than_the_largest_profile(spec):
     arch = ARCHITECTURES[spec.name]
-    assert spec.max_batch_tokens >= spec.max_sequence_length
     assert dispatch_bytes(spec, arch, "fp16") <= max(p.activation_bytes for p in profile_memory(spec, arch, "fp16"))
 
 

@@ -55,3 +55,12 @@ def test_trt_profiles_tile_all_lengths_without_gaps():
 
 def test_triton_name_is_a_safe_model_name():
     assert ModelSpec(name="My Model.v2", source="x").triton_name == "my-model-v2"
+
+
+def test_a_spec_from_before_right_padded_graphs_is_refused_with_what_to_do():
+    import json
+
+    raw = json.loads(BASE_V2.to_json())
+    del raw["padding_side"]
+    with pytest.raises(ValueError, match="names no padding_side: .* export the model again"):
+        ModelSpec.from_json(json.dumps(raw))
