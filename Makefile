@@ -63,7 +63,8 @@ GPU_PYTHON ?= python3
 GPU_CHECK_ARGS ?=
 gpu-check:
 	mkdir -p build/gpu-kit/mxbai_triton
-	cp mxbai_triton/__init__.py mxbai_triton/console.py build/gpu-kit/mxbai_triton/
+	cp mxbai_triton/__init__.py mxbai_triton/console.py mxbai_triton/noise.py build/gpu-kit/mxbai_triton/
+	ln -sfn $(CURDIR)/core build/gpu-kit/mxbai_triton/core
 	ln -sfn $(CURDIR)/export build/gpu-kit/mxbai_triton/export
 	ln -sfn $(CURDIR)/perf build/gpu-kit/mxbai_triton/perf
 	PYTHONPATH=build/gpu-kit $(GPU_PYTHON) -m mxbai_triton.perf.gpu_check $(GPU_CHECK_ARGS)

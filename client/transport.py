@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mxbai_triton.wire import PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_PARAMETER
+from mxbai_triton.core.wire import PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_PARAMETER
 
 PROTOCOLS = ("grpc", "http")
 

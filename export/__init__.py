@@ -1,1 +1,1 @@
-"""Export stage: spec, offline stand-ins, preprocessing, ONNX export and validation."""
+"""Export stage: offline stand-ins, the folded-head ONNX export and its validation, TensorRT engines."""

@@ -61,13 +61,13 @@ def _tiny_model(args) -> int:
 def _spec_for_dir(model_dir: str):
     from pathlib import Path
 
-    from .spec import SPEC_FILENAME, ModelSpec, resolve_spec
+    from mxbai_triton.core.model import SPEC_FILENAME, ModelSpec, resolve_spec
 
     return ModelSpec.load(model_dir) if (Path(model_dir) / SPEC_FILENAME).is_file() else resolve_spec(model_dir)
 
 
 def _tokenize(args) -> int:
-    from .preprocess import RerankPreprocessor
+    from mxbai_triton.core.preprocess import RerankPreprocessor
 
     pre = RerankPreprocessor.from_dir(args.model_dir, _spec_for_dir(args.model_dir), max_length=args.max_length)
     for ids in pre.encode(args.query, args.documents, instruction=args.instruction):

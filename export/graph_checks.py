@@ -49,7 +49,7 @@ def _observed_shapes(onnx_path: str | Path, names: list[str], batch: int, seq: i
     import numpy as np
     import onnx
 
-    from .runtime import onnx_session
+    from mxbai_triton.core.runtime import onnx_session
 
     model = onnx.load(str(onnx_path))  # with external data: the run needs the weights
     graph_inputs = [v.name for v in model.graph.input]

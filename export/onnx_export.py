@@ -7,11 +7,11 @@ import os
 import shutil
 from pathlib import Path
 
+from mxbai_triton.core.model import ONNX_DATA_FILENAME, ONNX_FILENAME, SPEC_FILENAME, ModelSpec, resolve_spec
 from mxbai_triton.noise import quiet_exporter
 
 from .checkpoint import TOKENIZER_FILES, copy_tokenizer, ensure_reachable, load_causal_lm
 from .progress import Progress
-from .spec import ONNX_DATA_FILENAME, ONNX_FILENAME, SPEC_FILENAME, ModelSpec, resolve_spec
 from .validate import check_signature, validate_export
 
 __all__ = ["ONNX_DATA_FILENAME", "ONNX_FILENAME", "ensure_export", "export_onnx", "load_causal_lm"]
@@ -22,7 +22,7 @@ EXTERNAL_DATA_THRESHOLD_BYTES = 1 << 30
 
 
 def _check_token_ids(out_dir: Path, spec: ModelSpec) -> None:
-    from .preprocess import RerankPreprocessor
+    from mxbai_triton.core.preprocess import RerankPreprocessor
 
     pre = RerankPreprocessor.from_dir(out_dir, spec)
     found = {

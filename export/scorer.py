@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .spec import ModelSpec
+from mxbai_triton.core.model import ModelSpec
 
 COMPUTE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # Pads come after every real token of a row: causal attention alone keeps real tokens from seeing them.

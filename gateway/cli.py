@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from mxbai_triton.console import EnvDefaults
 from mxbai_triton.processes import busy_ports
 
 ENV_PREFIX = "MXBAI_API_"
-
-
-class EnvDefaults:
-    """Flag defaults from PREFIX<NAME> environment variables (argparse applies `type` to string defaults)."""
-
-    def __init__(self, prefix: str):
-        self.prefix = prefix
-
-    def has(self, name: str) -> bool:
-        return bool(os.environ.get(self.prefix + name))
-
-    def get(self, name: str, default=None):
-        return os.environ.get(self.prefix + name) or default
 
 
 _env = EnvDefaults(ENV_PREFIX).get

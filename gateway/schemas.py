@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mxbai_triton.wire import PRIORITY_BULK
+from mxbai_triton.core.wire import PRIORITY_BULK
 
 # Cohere's field, in every API: lower is sooner, 0 (the default) the highest. Any value >= 1 marks the
 # request bulk work, served a few sub-batches at a time after interactive requests (README "Scheduling").

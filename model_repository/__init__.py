@@ -1,1 +1,1 @@
-"""Model repository stage: Triton configs generated from the spec, python backends, embedded server."""
+"""Model repository stage: Triton configs generated from the spec, the python backends, the embedded server, publishing."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from mxbai_triton.export.memory import UNFUSED_ATTENTION_DTYPES
-from mxbai_triton.export.spec import TOKEN_COUNTS, ModelSpec, TensorSpec
-from mxbai_triton.wire import PRIORITY_BULK, PRIORITY_INTERACTIVE
+from mxbai_triton.core.memory import UNFUSED_ATTENTION_DTYPES
+from mxbai_triton.core.model import TOKEN_COUNTS, ModelSpec, TensorSpec
+from mxbai_triton.core.wire import PRIORITY_BULK, PRIORITY_INTERACTIVE
 
 from .ort_cuda_options import SCORER_OPTIONS as CUDA_SCORER_OPTIONS
 

@@ -7,8 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
-from mxbai_triton.export.preprocess import TOKENIZER_FILENAME
-from mxbai_triton.export.spec import KNOWN_MODELS, ONNX_DATA_FILENAME, ONNX_FILENAME, SPEC_FILENAME, ModelSpec
+from mxbai_triton.core.model import KNOWN_MODELS, ONNX_DATA_FILENAME, ONNX_FILENAME, SPEC_FILENAME, ModelSpec
+from mxbai_triton.core.preprocess import TOKENIZER_FILENAME
 from mxbai_triton.export.tensorrt import PLAN_FILENAME
 
 from .configs import TARGETS, ensemble_config, model_names, scorer_config, to_pbtxt, tokenizer_config

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mxbai_triton.export.memory import INSTANCE_BUDGET_BYTES
+from mxbai_triton.core.memory import INSTANCE_BUDGET_BYTES
 
 # Triton's onnxruntime backend hands every parameter of `gpu_execution_accelerator { name: "cuda" }`
 # to the CUDA provider as a string, unchanged (onnxruntime_backend src/onnxruntime.cc:749-771, then

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mxbai_triton.export.preprocess import TOKENIZER_FILENAME
-from mxbai_triton.export.spec import ONNX_DATA_FILENAME, ONNX_FILENAME, SPEC_FILENAME
+from mxbai_triton.core.model import ONNX_DATA_FILENAME, ONNX_FILENAME, SPEC_FILENAME
+from mxbai_triton.core.preprocess import TOKENIZER_FILENAME
 from mxbai_triton.export.tensorrt import PLAN_FILENAME
 
 # What each of our python models reads at initialize(), by the backend module its model.py imports.
@@ -65,7 +65,7 @@ def _check_tokenizer(version_dir: Path, problems: list[str]) -> None:
 
 
 def _check_spec(version_dir: Path, problems: list[str]) -> None:
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
 
     path = version_dir / SPEC_FILENAME
     if path.is_file() and path.stat().st_size:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mxbai_triton.export.runtime import onnx_session
-from mxbai_triton.export.spec import ONNX_FILENAME, ModelSpec
+from mxbai_triton.core.model import ONNX_FILENAME, ModelSpec
+from mxbai_triton.core.runtime import onnx_session
 
 # Unfused attention materialises rows x seq x seq scores per head: cap the rows of one run so an
 # 8k-token batch cannot take the host's memory. The dispatch plans sub-batches within the same cap

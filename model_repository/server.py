@@ -18,10 +18,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mxbai_triton.core.dispatch import COUNTERS
 from mxbai_triton.noise import is_triton_noise, triton_line_level
 from mxbai_triton.processes import busy_ports, free_port, pid_alive, spawn, stop
-
-from .dispatch import COUNTERS
 
 __all__ = ["ServerError", "TritonServer", "free_port", "read_counters"]
 log = logging.getLogger(__name__)

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mxbai_triton.export.preprocess import RerankPreprocessor
-from mxbai_triton.export.spec import TOKEN_COUNTS, ModelSpec
-
-from .dispatch import COUNTERS, LEVEL_NAMES, DispatchLimits, SchedulingPolicy, plan_sub_batches, requested_level
+from mxbai_triton.core.dispatch import COUNTERS, LEVEL_NAMES, DispatchLimits, SchedulingPolicy, plan_sub_batches, requested_level
+from mxbai_triton.core.model import TOKEN_COUNTS, ModelSpec
+from mxbai_triton.core.preprocess import RerankPreprocessor
 
 
 class RequestError(ValueError):

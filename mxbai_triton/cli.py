@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mxbai_triton import demo
+from mxbai_triton import demo, serve
 from mxbai_triton.client import cli as client_cli
 from mxbai_triton.console import ArgumentParser, configure_logging, run_command
 from mxbai_triton.export import cli as export_cli
@@ -41,7 +41,7 @@ def _version() -> str:
 
 def _stage_clis():
     # Each stage's cli module imports nothing heavy at module level: `tokenize` must not load torch.
-    return (export_cli, repository_cli, client_cli, gateway_cli, perf_cli, demo)
+    return (export_cli, repository_cli, serve, client_cli, gateway_cli, perf_cli, demo)
 
 
 def main(argv: list[str] | None = None) -> int:

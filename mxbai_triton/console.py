@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -81,3 +82,16 @@ class ArgumentParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+
+
+class EnvDefaults:
+    """Flag defaults from PREFIX<NAME> environment variables (argparse applies `type` to string defaults)."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def has(self, name: str) -> bool:
+        return bool(os.environ.get(self.prefix + name))
+
+    def get(self, name: str, default=None):
+        return os.environ.get(self.prefix + name) or default

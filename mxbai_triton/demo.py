@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from mxbai_triton.client import RerankClient
     from mxbai_triton.client.cli import print_ranking
     from mxbai_triton.client.example import EXAMPLE_DOCUMENTS, EXAMPLE_QUERY
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.gateway.process import GatewayProcess
     from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer

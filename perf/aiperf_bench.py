@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     binary = ensure_aiperf(Path(args.venv))
     if args.gateway:
         return _benchmark(args, binary, types, args.gateway, args.triton, Path(args.tokenizer), "running servers")
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.gateway.process import GatewayProcess
     from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer

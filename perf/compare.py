@@ -45,9 +45,9 @@ def run_reference(checkpoint: Path, workload):
 
 
 def run_onnxruntime(export: Path, workload):
-    from mxbai_triton.export.preprocess import RerankPreprocessor, pad_sequences, padded_length
-    from mxbai_triton.export.runtime import onnx_session
-    from mxbai_triton.export.spec import ONNX_FILENAME
+    from mxbai_triton.core.model import ONNX_FILENAME
+    from mxbai_triton.core.preprocess import RerankPreprocessor, pad_sequences, padded_length
+    from mxbai_triton.core.runtime import onnx_session
 
     pre = RerankPreprocessor.from_dir(export)
     session = onnx_session(export / ONNX_FILENAME)
@@ -64,7 +64,7 @@ def run_onnxruntime(export: Path, workload):
 
 def run_triton(export: Path, workload, concurrencies: list[int], workdir: Path, padding: str | None = None):
     from mxbai_triton.client import RerankClient
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer
 

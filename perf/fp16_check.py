@@ -23,7 +23,7 @@ LONG_CASES = ("padded", "single")
 
 
 def cases(spec, batch: int, lengths: list[int], long_length: int, long_cases=LONG_CASES):
-    from mxbai_triton.export.preprocess import pad_sequences
+    from mxbai_triton.core.preprocess import pad_sequences
     from mxbai_triton.export.validate import grid_inputs
 
     for length in lengths:
@@ -55,9 +55,9 @@ def _torch_outputs(scorer, device, grid):
 
 
 def _onnx_outputs(checkpoint: Path, dtype: str, grid, device: str):
+    from mxbai_triton.core.model import ONNX_FILENAME
+    from mxbai_triton.core.runtime import onnx_session
     from mxbai_triton.export.onnx_export import ensure_export
-    from mxbai_triton.export.runtime import onnx_session
-    from mxbai_triton.export.spec import ONNX_FILENAME
 
     export_dir = ensure_export(str(checkpoint), checkpoint.parent / f"{checkpoint.name}-export-{dtype}", dtype=dtype,
                                validate=False)
@@ -91,10 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
+    from mxbai_triton.core.model import resolve_spec
     from mxbai_triton.export.checkpoint import load_causal_lm
     from mxbai_triton.export.fp16_emulation import emulate_fp16
     from mxbai_triton.export.scorer import FoldedHeadScorer
-    from mxbai_triton.export.spec import resolve_spec
     from mxbai_triton.export.standin import ensure_standin
 
     checkpoint = ensure_standin(args.checkpoint or f"artifacts/standin-{args.size}", size=args.size)

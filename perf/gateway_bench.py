@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.gateway.process import GatewayProcess
     from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from mxbai_triton.export.standin import SIZES as SHAPES  # base/large: the real shapes
+from mxbai_triton.core.memory import SIZES as SHAPES  # base/large: the real shapes
 from mxbai_triton.export.standin import VOCAB_SIZE as VOCAB
 
 
@@ -100,7 +100,7 @@ def flops_per_row(shape, seq: int) -> float:
 
 def agreement_cases(spec, long_length: int):
     """(label, ids, mask): padded rows down to 1 token, and one long row beside a 1-token row."""
-    from mxbai_triton.export.preprocess import pad_sequences
+    from mxbai_triton.core.preprocess import pad_sequences
 
     rng = np.random.default_rng(0)
     rows = [rng.integers(0, 151643, n).tolist() for n in (300, 150, 20, 1)]
@@ -129,7 +129,7 @@ def profile_peaks(scorer, spec, arch, dtype: str, device: str, profiles, rows: i
     """Each profile's largest shape [rows, seq_max] run once: peak activation memory against the model's."""
     import torch
 
-    from mxbai_triton.export.memory import GIB, profile_memory
+    from mxbai_triton.core.memory import GIB, profile_memory
 
     lines, measured_total = [], 0
     modelled = profile_memory(spec.with_overrides(max_batch_size=rows), arch, dtype, profiles)
@@ -164,9 +164,9 @@ def check_shape(name: str, shape, device: str, args, peak: float) -> bool:
 
     import torch
 
-    from mxbai_triton.export.memory import Architecture, activation_bytes_per_token, weight_bytes
+    from mxbai_triton.core.memory import Architecture, activation_bytes_per_token, weight_bytes
+    from mxbai_triton.core.model import KNOWN_MODELS, ModelSpec
     from mxbai_triton.export.scorer import FoldedHeadScorer
-    from mxbai_triton.export.spec import KNOWN_MODELS, ModelSpec
 
     spec = KNOWN_MODELS.get(f"{name}-v2", ModelSpec(name=name, source="random"))
     lm = random_causal_lm(shape)

@@ -32,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    from mxbai_triton.core.memory import SIZES, VOCAB_SIZE
+    from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.export.scorer import FoldedHeadScorer
-    from mxbai_triton.export.spec import ModelSpec
-    from mxbai_triton.export.standin import SIZES, VOCAB_SIZE
 
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run this on the GPU machine")

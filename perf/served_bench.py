@@ -83,8 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
 
     from mxbai_triton.client import RerankClient
-    from mxbai_triton.export.preprocess import RerankPreprocessor
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
+    from mxbai_triton.core.preprocess import RerankPreprocessor
     from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer
 

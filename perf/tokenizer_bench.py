@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tokenizers import Tokenizer
 
-    from mxbai_triton.export.preprocess import TOKENIZER_FILENAME
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
+    from mxbai_triton.core.preprocess import TOKENIZER_FILENAME
     from mxbai_triton.model_repository.tokenizer_backend import TokenizerCore
 
     if args.export:

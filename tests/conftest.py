@@ -18,9 +18,9 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tiny_checkpoint, tmp_path_factory):
     """tokenizer.json and the spec an export of the tiny stand-in would have, without running the exporter."""
-    from mxbai_triton.export.preprocess import TOKENIZER_FILENAME
+    from mxbai_triton.core.model import resolve_spec
+    from mxbai_triton.core.preprocess import TOKENIZER_FILENAME
     from mxbai_triton.export.scorer import PADDING_SIDE
-    from mxbai_triton.export.spec import resolve_spec
 
     out = tmp_path_factory.mktemp("tokenizer")
     (out / TOKENIZER_FILENAME).symlink_to(tiny_checkpoint / TOKENIZER_FILENAME)
@@ -46,7 +46,7 @@ def oracle(tiny_checkpoint):
 
 @pytest.fixture(scope="session")
 def preprocessor(tiny_tokenizer_dir):
-    from mxbai_triton.export.preprocess import RerankPreprocessor
+    from mxbai_triton.core.preprocess import RerankPreprocessor
 
     return RerankPreprocessor.from_dir(tiny_tokenizer_dir)
 
@@ -54,7 +54,7 @@ def preprocessor(tiny_tokenizer_dir):
 @pytest.fixture(scope="session")
 def tiny_repository(tiny_export, tmp_path_factory):
     """The tiny export as a portable repository with ensemble 'rr', generated once; tests only read it."""
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.model_repository.generate import generate_repository
 
     return generate_repository(tmp_path_factory.mktemp("tiny-repository"), ModelSpec.load(tiny_export),
@@ -86,7 +86,7 @@ SERVED_MAX_DOCUMENTS = 24
 @pytest.fixture(scope="session")
 def served(tiny_export, tmp_path_factory):
     """A real tritonserver serving the tiny export as ensemble 'reranker' (portable target)."""
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer
 

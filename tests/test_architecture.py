@@ -6,19 +6,21 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"export": "export", "model_repository": "model_repository", "client": "client", "gateway": "gateway",
-            "perf": "perf", "mxbai_triton": "mxbai_triton"}
-# Which stages a stage may import (anywhere in a module, lazy imports included).
+PACKAGES = {"core": "core", "export": "export", "model_repository": "model_repository", "client": "client",
+            "gateway": "gateway", "perf": "perf", "mxbai_triton": "mxbai_triton"}
+# Which stages a stage may import (anywhere in a module, lazy imports included): the earlier stages and
+# the core, no exceptions.
 ALLOWED = {
-    "export": {"export"},
-    "model_repository": {"export", "model_repository", "gateway"},  # `serve --api-port` starts the gateway
-    "client": {"client"},
-    "gateway": {"client", "gateway", "model_repository"},  # free ports for GatewayProcess
-    "perf": {"export", "model_repository", "client", "gateway", "perf"},
+    "core": {"core"},
+    "export": {"core", "export"},
+    "model_repository": {"core", "export", "model_repository"},
+    "client": {"core", "client"},
+    "gateway": {"core", "client", "gateway"},
+    "perf": {"core", "export", "model_repository", "client", "gateway", "perf"},
     "mxbai_triton": set(PACKAGES),
 }
-# Logging and exit codes, third-party noise, child processes, the wire contract: import no stage.
-SHARED = {"mxbai_triton.console", "mxbai_triton.noise", "mxbai_triton.processes", "mxbai_triton.wire"}
+# Logging and exit codes, third-party noise, child processes: import no stage, any stage may import them.
+SHARED = {"mxbai_triton.console", "mxbai_triton.noise", "mxbai_triton.processes"}
 
 
 def _module_name(path: Path) -> str:
@@ -80,3 +82,16 @@ def test_each_stage_imports_only_the_stages_before_it():
 def test_the_shared_modules_import_no_stage():
     for module in SHARED:
         assert _imports(ROOT / "mxbai_triton" / f"{module.split('.')[1]}.py") == set(), module
+
+
+def test_the_serving_core_and_the_python_models_load_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import mxbai_triton.core.model, mxbai_triton.core.preprocess, mxbai_triton.core.dispatch, mxbai_triton.core.memory\n"
+            "import mxbai_triton.core.runtime, mxbai_triton.model_repository.tokenizer_backend\n"
+            "import mxbai_triton.model_repository.scorer_backend, mxbai_triton.gateway.app, mxbai_triton.client\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'onnx', 'onnxscript') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (run.returncode, run.stdout.strip()) == (0, "[]"), run.stderr

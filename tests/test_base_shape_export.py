@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mxbai_triton.export.spec import ONNX_FILENAME
+from mxbai_triton.core.model import ONNX_FILENAME
 
 
 @pytest.mark.slow

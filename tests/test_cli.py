@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mxbai_triton.export.preprocess import RerankPreprocessor
+from mxbai_triton.core.preprocess import RerankPreprocessor
 from tests.conftest import run_cli
 
 

@@ -21,7 +21,7 @@ DOCUMENTS = ["Harper Lee wrote it in 1960.", "Boil water, add salt.", "Goethe sc
 @pytest.fixture(scope="module")
 def two_ensembles(tiny_export, tmp_path_factory):
     """A repository holding ensembles 'rr' and 'rr2'; Triton starts with 'rr' only and loads the rest on request."""
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer
 

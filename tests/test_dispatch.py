@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mxbai_triton.export.spec import BASE_V2
-from mxbai_triton.model_repository.dispatch import DispatchLimits, SchedulingPolicy, plan_sub_batches
+from mxbai_triton.core.dispatch import DispatchLimits, SchedulingPolicy, plan_sub_batches
+from mxbai_triton.core.model import BASE_V2
 from mxbai_triton.perf.workload import LENGTH_SIGMAS, mixed_lengths
 
 TEMPLATE_AND_QUERY = 90

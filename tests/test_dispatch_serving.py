@@ -36,7 +36,7 @@ def _reference_by_length(oracle, query: str, documents: list[str]) -> np.ndarray
 @pytest.fixture(scope="module")
 def served_default(tiny_export, tmp_path_factory):
     """The tiny export with the default limits (1000 documents per request), portable target and padding."""
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer
 

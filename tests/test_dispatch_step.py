@@ -9,9 +9,9 @@ import importlib
 import numpy as np
 import pytest
 
-from mxbai_triton.export.preprocess import TOKENIZER_FILENAME
-from mxbai_triton.export.spec import ModelSpec
-from mxbai_triton.wire import PRIORITY_PARAMETER
+from mxbai_triton.core.model import ModelSpec
+from mxbai_triton.core.preprocess import TOKENIZER_FILENAME
+from mxbai_triton.core.wire import PRIORITY_PARAMETER
 from tests import fake_triton
 
 DOCUMENTS = [f"document {i} " + "word " * (3 * i) for i in range(12)]
@@ -20,7 +20,7 @@ DOCUMENTS = [f"document {i} " + "word " * (3 * i) for i in range(12)]
 @pytest.fixture()
 def step(tiny_tokenizer_dir, tmp_path, monkeypatch):
     """Build the tokenizer step over a spec with 4-row sub-batches; returns (make(scorer, **spec changes), preprocessor)."""
-    from mxbai_triton.export.preprocess import RerankPreprocessor
+    from mxbai_triton.core.preprocess import RerankPreprocessor
 
     def make(scorer: fake_triton.Scorer, **changes):
         version = tmp_path / "tokenizer" / "1"

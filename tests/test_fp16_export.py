@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mxbai_triton.export.spec import ONNX_FILENAME
+from mxbai_triton.core.model import ONNX_FILENAME
 
 # runs the ONNX exporter (~10 s a graph)
 pytestmark = pytest.mark.slow
@@ -47,8 +47,8 @@ def test_fp16_graph_keeps_norm_reductions_and_the_last_layers_softmax_in_fp32_an
 
 
 def test_fp16_scores_stay_finite_and_close_to_fp32_for_padded_rows(fp16_export, tiny_export):
-    from mxbai_triton.export.runtime import onnx_session
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
+    from mxbai_triton.core.runtime import onnx_session
     from mxbai_triton.export.validate import grid_inputs
 
     spec = ModelSpec.load(fp16_export)
@@ -76,9 +76,9 @@ def _scorers(tiny_checkpoint, scale: float = 1.0):
 
     import torch
 
+    from mxbai_triton.core.model import resolve_spec
     from mxbai_triton.export.checkpoint import load_causal_lm
     from mxbai_triton.export.fp16_emulation import emulate_fp16
-    from mxbai_triton.export.spec import resolve_spec
 
     lm = load_causal_lm(str(tiny_checkpoint))
     with torch.no_grad():  # scale > 1 pushes the first MLP's products past fp16's 65504

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mxbai_triton.core.model import ONNX_FILENAME
 from mxbai_triton.export.graph_checks import ops_tensorrt_cannot_parse, tensors_with_two_sequence_axes, trt_operator_table
-from mxbai_triton.export.spec import ONNX_FILENAME
 
 # runs the ONNX exporter (~10 s a graph)
 pytestmark = pytest.mark.slow
@@ -74,8 +74,8 @@ def _poison_pad_embedding(graph_path, pad_token_id: int):
 
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 def test_a_non_finite_pad_position_leaves_every_real_rows_score_finite_and_unchanged(dtype, tiny_export, fp16_graph):
-    from mxbai_triton.export.runtime import onnx_session
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
+    from mxbai_triton.core.runtime import onnx_session
     from mxbai_triton.export.validate import grid_inputs
 
     graph = _graph(dtype, tiny_export, fp16_graph, None)
@@ -92,9 +92,9 @@ def test_a_non_finite_pad_position_leaves_bf16_scores_finite_and_unchanged(tiny_
     # ONNX Runtime has no bf16 CPU kernels: the module the bf16 graph is traced from.
     import torch
 
+    from mxbai_triton.core.model import resolve_spec
     from mxbai_triton.export.checkpoint import load_causal_lm
     from mxbai_triton.export.scorer import FoldedHeadScorer
-    from mxbai_triton.export.spec import resolve_spec
     from mxbai_triton.export.validate import grid_inputs
 
     spec = resolve_spec(str(tiny_checkpoint))
@@ -152,8 +152,8 @@ def test_the_stored_operator_list_is_the_targeted_tensorrt_release():
 
 
 def test_right_padded_scores_do_not_depend_on_how_much_padding_follows(tiny_export):
-    from mxbai_triton.export.runtime import onnx_session
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
+    from mxbai_triton.core.runtime import onnx_session
     from mxbai_triton.export.validate import grid_inputs
 
     spec = ModelSpec.load(tiny_export)

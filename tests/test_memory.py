@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mxbai_triton.export.memory import (
+from mxbai_triton.core.memory import (
     ARCHITECTURES,
     GIB,
     INSTANCE_BUDGET_BYTES,
@@ -20,7 +20,7 @@ from mxbai_triton.export.memory import (
     profile_memory,
     weight_bytes,
 )
-from mxbai_triton.export.spec import BASE_V2, LARGE_V2
+from mxbai_triton.core.model import BASE_V2, LARGE_V2
 
 KNOWN = [BASE_V2, LARGE_V2]
 

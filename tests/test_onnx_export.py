@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from mxbai_triton.export.preprocess import RerankPreprocessor, pad_sequences, padded_length
-from mxbai_triton.export.runtime import onnx_session
-from mxbai_triton.export.spec import ONNX_FILENAME, ModelSpec
+from mxbai_triton.core.model import ONNX_FILENAME, ModelSpec
+from mxbai_triton.core.preprocess import RerankPreprocessor, pad_sequences, padded_length
+from mxbai_triton.core.runtime import onnx_session
 from mxbai_triton.export.validate import ValidationError, check_signature, validate_export
 from tests.cases import LONG_DOCUMENT, PARITY_CASES
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mxbai_triton.export.preprocess import RerankPreprocessor, pad_left, padded_length
+from mxbai_triton.core.preprocess import RerankPreprocessor, pad_left, padded_length
 from tests.cases import PARITY_CASES
 from tests.reference import reference_scores
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2
 
-from mxbai_triton.export.memory import INSTANCE_BUDGET_BYTES
-from mxbai_triton.export.spec import BASE_V2
+from mxbai_triton.core.memory import INSTANCE_BUDGET_BYTES
+from mxbai_triton.core.model import BASE_V2
 from mxbai_triton.model_repository.configs import ensemble_config, scorer_config, tokenizer_config
 from mxbai_triton.model_repository.generate import EXAMPLES_DIR, generate_examples
 from mxbai_triton.model_repository.ort_cuda_options import option_problems
@@ -106,7 +106,7 @@ def test_the_onnx_target_on_cpu_serves_an_fp32_export():
 
 
 def test_configs_only_gpu_repositories_are_written_for_the_fp16_graph(tmp_path):
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.model_repository.generate import generate_repository
 
     root = generate_repository(tmp_path, BASE_V2, target="onnx", name="m")

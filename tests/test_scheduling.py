@@ -30,7 +30,7 @@ ROWS = 8  # rows per scorer execution: the bulk request is ~130 sub-batches
 
 @pytest.fixture(scope="module")
 def server(tiny_export, tmp_path_factory):
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mxbai_triton.export.spec import BASE_V2, LARGE_V2, ModelSpec, resolve_spec
+from mxbai_triton.core.model import BASE_V2, LARGE_V2, ModelSpec, resolve_spec
 
 
 def test_known_models_resolve_by_short_name_and_hub_id():

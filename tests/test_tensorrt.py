@@ -37,8 +37,8 @@ def test_build_engine_without_tensorrt_says_how_to_get_it_and_does_nothing(tmp_p
 
 @pytest.mark.slow
 def test_the_pre_build_estimate_reads_the_exports_config_and_refuses_fp32_attention_at_full_profiles(tiny_export):
-    from mxbai_triton.export.memory import Architecture, OverBudget, check_instance_budget, weight_bytes
-    from mxbai_triton.export.spec import ModelSpec
+    from mxbai_triton.core.memory import Architecture, OverBudget, check_instance_budget, weight_bytes
+    from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.export.tensorrt import estimated_memory
 
     spec = ModelSpec.load(tiny_export)
@@ -76,7 +76,7 @@ def tiny_fp16_engine(request, tmp_path_factory):
 def test_the_tiny_fp16_engine_builds_and_records_tensorrts_memory_for_every_profile(tiny_fp16_engine):
     import json
 
-    from mxbai_triton.export.memory import INSTANCE_BUDGET_BYTES
+    from mxbai_triton.core.memory import INSTANCE_BUDGET_BYTES
     from mxbai_triton.export.tensorrt import METADATA_FILENAME
 
     _, _, plan = tiny_fp16_engine
@@ -94,8 +94,8 @@ def test_fp16_engine_scores_match_the_reference(tiny_fp16_engine):
     import tensorrt as trt
     import torch
 
+    from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.export.checkpoint import load_causal_lm
-    from mxbai_triton.export.spec import ModelSpec
     from mxbai_triton.export.validate import grid_inputs, reference_scores
 
     checkpoint, export, plan = tiny_fp16_engine

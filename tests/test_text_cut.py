@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from mxbai_triton.export.preprocess import TOKENIZER_FILENAME, RerankPreprocessor
-from mxbai_triton.export.spec import ModelSpec
-from mxbai_triton.export.text_cut import TextCutter, encode_heads
+from mxbai_triton.core.model import ModelSpec
+from mxbai_triton.core.preprocess import TOKENIZER_FILENAME, RerankPreprocessor
+from mxbai_triton.core.text_cut import TextCutter, encode_heads
 
 PIECES = ["search", "relevance", "Qwen", "héllo", "e\u0301", "naïve", "東京は", "日本の首都です。", "😀", "🇫🇷", "42",
           "3.14", "it's", "WE'LL", "<|im_end|>", "<|im_start|>assistant", "<tool_call>", "\u00b2", "Ⅷ", "ß", "İ"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mxbai_triton.export.spec import ModelSpec
+from mxbai_triton.core.model import ModelSpec
 from mxbai_triton.model_repository.tokenizer_backend import RequestError, TokenizerCore, decode_text
 
 

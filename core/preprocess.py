@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .spec import ModelSpec
+from .model import ModelSpec
 from .text_cut import TextCutter, encode_heads
 
 if TYPE_CHECKING:

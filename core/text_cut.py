@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import re
 
-# The Qwen2/2.5 pre-tokenizer split regex (tokenizer.json "pre_tokenizer"), the shape the argument above holds for.
+# The Qwen2/2.5 pre-tokenizer split regex (tokenizer.json "pre_tokenizer"; the stand-ins are built with it),
+# the shape the argument above holds for.
 QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
                r"|\s+(?!\S)|\s+")
 SEPARATORS = " \t\n.,;:!?\"()[]{}。，、；：！？「」"

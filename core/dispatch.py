@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mxbai_triton.export.preprocess import padded_lengths
-from mxbai_triton.export.spec import ModelSpec
-from mxbai_triton.wire import PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_PARAMETER
+from .model import ModelSpec
+from .preprocess import padded_lengths
+from .wire import PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_PARAMETER
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .spec import ModelSpec
-from .standin import SIZES
+from .model import ModelSpec
 
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 GIB = 1 << 30
@@ -25,6 +24,16 @@ MAX_TENSOR_ELEMENTS = 1 << 31
 # materialises [rows, heads, seq, seq] fp32 scores.
 UNFUSED_ATTENTION_DTYPES = frozenset({"fp32"})
 
+VOCAB_SIZE = 151936
+# Qwen2 shapes of the stand-ins: hidden, layers, attention heads, kv heads, intermediate. base/large are
+# the real mxbai-rerank-v2 ones.
+SIZES: dict[str, tuple[int, int, int, int, int]] = {
+    "tiny": (64, 2, 4, 2, 128),
+    "small": (256, 4, 4, 2, 704),
+    "base": (896, 24, 14, 2, 4864),
+    "large": (1536, 28, 12, 2, 8960),
+}
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -35,7 +44,7 @@ class Architecture:
     heads: int
     kv_heads: int
     intermediate: int
-    vocab: int = 151936
+    vocab: int = VOCAB_SIZE
 
     @property
     def head_dim(self) -> int:

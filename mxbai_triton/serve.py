@@ -1,0 +1,131 @@
+"""`mxbai-triton serve`: the bundled tritonserver on a model repository, and optionally the rerank HTTP API in front of it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from mxbai_triton.console import EnvDefaults
+from mxbai_triton.gateway import cli as gateway_cli
+from mxbai_triton.model_repository.server import ADMIN_HEADER, GRPC_ADMIN_HEADER, RESTRICTED_APIS, TOKEN_ENV
+
+SERVE_ENV = "MXBAI_TRITON_"
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "serve", help="run the bundled tritonserver on a model repository, in the foreground",
+        description=f"Flags can also come from the environment: {SERVE_ENV}REPOSITORY, _S3_ENDPOINT, _HOST, _HTTP_PORT, "
+                    f"_GRPC_PORT, _METRICS_PORT, _TIMEOUT, _API_PORT, _API_MODEL (and the API's {gateway_cli.ENV_PREFIX}*).")
+    env = EnvDefaults(SERVE_ENV)
+    p.add_argument("repository", nargs="?" if env.has("REPOSITORY") else None, default=env.get("REPOSITORY"),
+                   help="model repository: a local path, s3://BUCKET/PREFIX, gs://, as://")
+    p.add_argument("--s3-endpoint", default=env.get("S3_ENDPOINT"),
+                   help="S3-compatible endpoint URL for an s3:// repository (credentials: AWS_* variables)")
+    p.add_argument("--host", default=env.get("HOST", "127.0.0.1"), help="address to bind (default: loopback only)")
+    p.add_argument("--http-port", type=int, default=env.get("HTTP_PORT", 8000), help="Triton's HTTP/REST port")
+    p.add_argument("--grpc-port", type=int, default=env.get("GRPC_PORT", 8001), help="Triton's gRPC port")
+    p.add_argument("--metrics-port", type=int, default=env.get("METRICS_PORT", 8002), help="Triton's Prometheus metrics port")
+    p.add_argument("--timeout", type=float, default=env.get("TIMEOUT", 300.0), help="seconds to wait for the models to be ready")
+    p.add_argument("--admin-token-file", default=None,
+                   help=f"file holding a token (>= 16 chars); the {', '.join(RESTRICTED_APIS)} APIs then answer only "
+                        f"requests carrying it (HTTP header '{ADMIN_HEADER}', gRPC metadata '{GRPC_ADMIN_HEADER}'). "
+                        f"Default: ${TOKEN_ENV} if set")
+    p.add_argument("--api-port", type=int, default=env.get("API_PORT"),
+                   help="also serve the rerank HTTP APIs (Cohere v2, Jina/vLLM, TEI, NVIDIA NIM) on this port, bound to --host")
+    p.add_argument("--api-model", default=env.get("API_MODEL"),
+                   help="ensemble name(s) for the API, comma-separated (default: the ensembles in a local repository, "
+                        "or those Triton's repository index lists for a remote one)")
+    gateway_cli.add_server_flags(p, port_default=None)
+    p.set_defaults(handler=_serve)
+
+
+def _repository_url(repository: str, s3_endpoint: str | None) -> str:
+    if not repository.startswith("s3://"):
+        if s3_endpoint:
+            raise ValueError("--s3-endpoint applies to s3:// repositories only")
+        return repository
+    if s3_endpoint is None or repository.startswith(("s3://http://", "s3://https://")):
+        return repository
+    from mxbai_triton.model_repository.publish import parse_s3_url
+
+    return parse_s3_url(repository).triton_url(s3_endpoint)
+
+
+def _admin_token(path: str | None) -> str | None:
+    # Read from a file or the environment: a token on our command line would show in `ps`.
+    if path:
+        return Path(path).read_text().strip()
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def _serve(args) -> int:
+    from mxbai_triton.model_repository.server import ServerError, TritonServer
+    from mxbai_triton.processes import busy_ports, spawn, stop
+
+    token = _admin_token(args.admin_token_file)
+    if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: serving on {args.host} without an admin token: anyone who reaches the ports can use the "
+            f"{', '.join(RESTRICTED_APIS)} APIs; set {TOKEN_ENV} or --admin-token-file", file=sys.stderr,
+        )
+    if args.api_port is not None and busy_ports(args.host, {"API": args.api_port}):
+        raise ServerError(f"cannot serve on {args.host}: API port {args.api_port} already in use by another process "
+                          "(choose another: --api-port)")
+    server = TritonServer(
+        _repository_url(args.repository, args.s3_endpoint), http_port=args.http_port, grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port, host=args.host, admin_token=token,
+        stream_level=logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING,
+    )
+    gateway_command = None if args.api_port is None else _gateway_command(args, server.grpc_url, restricted=token is not None)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    gateway = None
+    try:
+        server.start(timeout=args.timeout, stream_log=True)
+        print(
+            f"models ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {args.host}:{args.metrics_port} "
+            "(Ctrl-C stops)", flush=True,
+        )
+        if gateway_command is not None:
+            gateway = spawn(gateway_command)
+        while server.process.poll() is None:
+            if gateway is not None and gateway.poll() is not None:
+                print(f"the rerank API gateway exited with status {gateway.returncode}; stopping", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        print(f"tritonserver exited with code {server.process.returncode}: {server.failure_reason()}", file=sys.stderr)
+        return 1
+    finally:
+        try:
+            stop(gateway, 10)
+        finally:
+            server.stop()
+
+
+def _gateway_command(args, grpc_url: str, *, restricted: bool) -> list[str]:
+    """`mxbai-triton api` in front of this server, run as a child process (its own event loop and logs)."""
+    from mxbai_triton.model_repository.generate import ensemble_names
+    from mxbai_triton.model_repository.preflight import is_remote
+
+    if args.api_model:
+        models = args.api_model
+    elif not is_remote(args.repository):
+        models = ",".join(ensemble_names(args.repository))  # named: works with the admin token too
+    elif restricted:
+        raise ValueError("with an admin token the gateway cannot list Triton's models: name them with --api-model")
+    else:
+        models = None  # the gateway finds them in Triton's repository index
+    verbosity = ["-v"] if args.verbose else ["-q"] if args.quiet else []
+    command = [sys.executable, "-m", "mxbai_triton", *verbosity, "api", "--triton", grpc_url, *(["--model", models] if models else []),
+               "--host", args.host, "--port", str(args.api_port), "--api-timeout", str(args.api_timeout),
+               "--api-retry-for", str(args.api_retry_for), "--api-refresh", str(args.api_refresh)]
+    if args.api_key_file:
+        command += ["--api-key-file", args.api_key_file]
+    if args.access_log:
+        command.append("--access-log")
+    return command
