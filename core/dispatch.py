@@ -9,6 +9,7 @@ import numpy as np
 
 from .model import ModelSpec
 from .preprocess import padded_lengths
+from .serving import ServingLimits
 from .wire import PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_PARAMETER
 
 
@@ -24,11 +25,11 @@ class DispatchLimits:
     buckets: tuple[int, ...]  # empty: pad to a multiple of `multiple_of`
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec) -> "DispatchLimits":
+    def of(cls, model: ModelSpec, limits: ServingLimits) -> "DispatchLimits":
         return cls(
-            max_rows=spec.max_batch_size, max_tokens=spec.max_batch_tokens,
-            max_attention_cells=spec.max_attention_cells, overhead_tokens=spec.sub_batch_overhead_tokens,
-            multiple_of=spec.pad_to_multiple_of, buckets=spec.seq_buckets,
+            max_rows=limits.max_batch_size, max_tokens=limits.max_batch_tokens,
+            max_attention_cells=limits.max_attention_cells, overhead_tokens=limits.sub_batch_overhead_tokens,
+            multiple_of=model.pad_to_multiple_of, buckets=limits.seq_buckets(model),
         )
 
     def padded(self, lengths: np.ndarray) -> np.ndarray:
@@ -85,8 +86,8 @@ class SchedulingPolicy:
     bulk_in_flight: int
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec) -> "SchedulingPolicy":
-        return cls(interactive_max_tokens=spec.interactive_max_tokens, bulk_in_flight=spec.bulk_sub_batches_in_flight)
+    def of(cls, limits: ServingLimits) -> "SchedulingPolicy":
+        return cls(interactive_max_tokens=limits.interactive_max_tokens, bulk_in_flight=limits.bulk_sub_batches_in_flight)
 
     def level(self, padded_tokens: int, requested: int = 0) -> int:
         """PRIORITY_BULK for large requests and for those whose caller asks for it, else PRIORITY_INTERACTIVE.

@@ -6,7 +6,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .engine import EngineProfiles
 from .model import ModelSpec
+from .serving import ServingLimits
 
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 GIB = 1 << 30
@@ -117,13 +119,17 @@ class ProfileMemory:
         return self.rows * self.seq_max
 
 
-def profile_memory(spec: ModelSpec, arch: Architecture, dtype: str,
-                   profiles: tuple[tuple[int, int, int], ...] | None = None) -> list[ProfileMemory]:
-    """Each TensorRT profile (default: the spec's) at its max shape [max_batch_size, seq_max]."""
+def deployment_shape(model: ModelSpec) -> tuple[tuple[tuple[int, int, int], ...], int]:
+    """The default engine profiles of `model` ((min, opt, max) each) and the rows each covers (max_batch_size)."""
+    return EngineProfiles().ranges(model), ServingLimits.for_model(model).max_batch_size
+
+
+def profile_memory(ranges, rows: int, arch: Architecture, dtype: str) -> list[ProfileMemory]:
+    """Each TensorRT profile of `ranges` ((min, opt, max) each) at its max shape [rows, max]."""
     per_token = activation_bytes_per_token(arch, dtype)
     out = []
-    for low, _, high in profiles or spec.trt_profiles:
-        rows, tokens = spec.max_batch_size, spec.max_batch_size * high
+    for low, _, high in ranges:
+        tokens = rows * high
         unfused = unfused_attention_bytes(arch, dtype, rows, high)
         # The largest tensor of a layer is the MLP's [rows, seq, intermediate] (the embedding table
         # aside), or unfused attention's scores.
@@ -132,7 +138,7 @@ def profile_memory(spec: ModelSpec, arch: Architecture, dtype: str,
     return out
 
 
-def engine_bytes(spec: ModelSpec, arch: Architecture, dtype: str) -> int:
+def engine_bytes(ranges, rows: int, arch: Architecture, dtype: str) -> int:
     """Weights plus the SUM of every profile's activations: what one instance keeps.
 
     Triton's tensorrt backend creates one execution context per profile listed in the instance
@@ -141,12 +147,12 @@ def engine_bytes(spec: ModelSpec, arch: Architecture, dtype: str) -> int:
     when that profile is set (TensorRT include/NvInferRuntime.h:2930) and keeps it, so every
     profile's memory is held at once. (STATIC would hold the largest profile's in every context.)
     """
-    return weight_bytes(arch, dtype) + sum(p.activation_bytes for p in profile_memory(spec, arch, dtype))
+    return weight_bytes(arch, dtype) + sum(p.activation_bytes for p in profile_memory(ranges, rows, arch, dtype))
 
 
-def dispatch_bytes(spec: ModelSpec, arch: Architecture, dtype: str) -> int:
+def dispatch_bytes(max_batch_tokens: int, arch: Architecture, dtype: str) -> int:
     """Activations of one dispatched sub-batch at the dispatch's token budget."""
-    return spec.max_batch_tokens * activation_bytes_per_token(arch, dtype)
+    return max_batch_tokens * activation_bytes_per_token(arch, dtype)
 
 
 class OverBudget(RuntimeError):
@@ -174,7 +180,7 @@ def check_instance_budget(weight_bytes_: int, profile_bytes: list[int], *, sourc
     advice = ("fp32 attention runs unfused ([rows, heads, length, length] fp32 scores): export the model with "
               "`mxbai-triton export MODEL --dtype fp16` (or bf16) and build that"
               if dtype in UNFUSED_ATTENTION_DTYPES else
-              "list fewer or shorter profiles (--profiles MIN:OPT:MAX,...) or lower the spec's max_batch_size")
+              "list fewer or shorter profiles (--profiles MIN:OPT:MAX,...) or lower the repository's max_batch_size")
     raise OverBudget(
         f"{source}: weights {weight_bytes_ / GIB:.2f} GiB + profiles {profiles} GiB = {total / GIB:.2f} GiB, over one "
         f"instance's budget of {budget / GIB:.1f} GiB (each profile's execution context keeps its memory); {advice}"
@@ -182,7 +188,9 @@ def check_instance_budget(weight_bytes_: int, profile_bytes: list[int], *, sourc
 
 
 def memory_table(spec: ModelSpec, arch: Architecture, dtype: str) -> str:
-    """Markdown: each profile's max shape and activations, and the instance total (weights + every profile) against the budget."""
+    """Markdown: each default profile's max shape and activations, and the instance total (weights + every
+    profile) against the budget."""
+    ranges, rows = deployment_shape(spec)
     weights = weight_bytes(arch, dtype)
     lines = [
         f"{spec.name} ({dtype}): weights {weights / GIB:.2f} GiB, {activation_bytes_per_token(arch, dtype) / 1024:.1f} KiB "
@@ -190,10 +198,10 @@ def memory_table(spec: ModelSpec, arch: Architecture, dtype: str) -> str:
         "", "| profile (seq) | max shape | activations GiB | largest tensor (elements) |",
         "|---|---|---:|---:|",
     ]
-    for p in profile_memory(spec, arch, dtype):
+    for p in profile_memory(ranges, rows, arch, dtype):
         lines.append(f"| {p.seq_min}–{p.seq_max} | {p.rows} × {p.seq_max} | {p.activation_bytes / GIB:.2f} | "
                      f"{p.largest_tensor_elements:,} |")
-    profiles = engine_bytes(spec, arch, dtype) - weights
+    profiles = engine_bytes(ranges, rows, arch, dtype) - weights
     lines += ["", f"One instance keeps every profile: weights {weights / GIB:.2f} + profiles {profiles / GIB:.2f} = "
                   f"{(weights + profiles) / GIB:.2f} GiB of its {INSTANCE_BUDGET_BYTES / GIB:.1f} GiB."]
     return "\n".join(lines)

@@ -35,20 +35,20 @@ class RerankPreprocessor:
     """Turns (query, documents, instruction) into token ids exactly as `MxbaiRerankV2.prepare_inputs`.
 
     Special-token strings inside user text (e.g. "<|im_end|>") become special tokens, as the Hugging
-    Face tokenizer used by the reference does (parity), unless the spec's `special_tokens_in_text` is
-    "text": then `text_tokenizer` (the same file with `encode_special_tokens`) encodes user text as
+    Face tokenizer used by the reference does (parity), unless the deployment's `special_tokens_in_text`
+    is "text": then `text_tokenizer` (the same file with `encode_special_tokens`) encodes user text as
     plain text, while the template keeps its special tokens.
     """
 
     def __init__(self, tokenizer: "Tokenizer", spec: ModelSpec, *, max_length: int | None = None,
-                 text_tokenizer: "Tokenizer | None" = None):
+                 text_tokenizer: "Tokenizer | None" = None, special_tokens_in_text: str = "parse"):
         self.spec = spec
         self._tokenizer = tokenizer
         self._text_tokenizer = text_tokenizer or tokenizer
         for t in {id(tokenizer): tokenizer, id(self._text_tokenizer): self._text_tokenizer}.values():
             t.no_truncation()
             t.no_padding()
-        if spec.special_tokens_in_text == "text" and not self._text_tokenizer.encode_special_tokens:
+        if special_tokens_in_text == "text" and not self._text_tokenizer.encode_special_tokens:
             raise ValueError("special_tokens_in_text 'text' needs a text tokenizer with encode_special_tokens set")
         self._cutter = TextCutter(self._text_tokenizer)
         t = spec.template
@@ -65,14 +65,15 @@ class RerankPreprocessor:
         self.max_length = min(requested, spec.model_max_length - self.predefined_length)
 
     @classmethod
-    def from_dir(cls, directory: str | Path, spec: ModelSpec | None = None, **kwargs) -> "RerankPreprocessor":
-        """Load `tokenizer.json` (and `spec.json` unless given) from an export or checkpoint dir."""
+    def from_dir(cls, directory: str | Path, spec: ModelSpec | None = None, *, special_tokens_in_text: str = "parse",
+                 **kwargs) -> "RerankPreprocessor":
+        """Load `tokenizer.json` (and `spec.json` unless given) from an export or a repository's model folder."""
         directory = Path(directory)
         spec = spec or ModelSpec.load(directory)
         path = (directory / TOKENIZER_FILENAME).resolve()
         key = (str(path), path.stat().st_mtime_ns, path.stat().st_size)
-        text = _load_tokenizer(*key, special_as_text=True) if spec.special_tokens_in_text == "text" else None
-        return cls(_load_tokenizer(*key), spec, text_tokenizer=text, **kwargs)
+        text = _load_tokenizer(*key, special_as_text=True) if special_tokens_in_text == "text" else None
+        return cls(_load_tokenizer(*key), spec, text_tokenizer=text, special_tokens_in_text=special_tokens_in_text, **kwargs)
 
     def _ids(self, text: str) -> list[int]:
         return self._tokenizer.encode(text, add_special_tokens=False).ids

@@ -7,10 +7,13 @@ import logging
 import platform
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from mxbai_triton.core.engine import EngineProfiles
 from mxbai_triton.core.memory import ARCHITECTURES, INSTANCE_BUDGET_BYTES, Architecture, check_instance_budget, profile_memory, weight_bytes
 from mxbai_triton.core.model import ONNX_FILENAME, ModelSpec
+from mxbai_triton.core.serving import ServingLimits
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +86,9 @@ def _progress_monitor(trt):
     return LoggingMonitor()
 
 
-def estimated_memory(export_dir: Path, spec: ModelSpec, precision: str,
-                     profiles: tuple[tuple[int, int, int], ...]) -> dict | None:
-    """export/memory.py's figures for this build (weights, each profile), or None without the model's shape numbers."""
+def estimated_memory(export_dir: Path, spec: ModelSpec, precision: str, profiles: tuple[tuple[int, int, int], ...],
+                     rows: int) -> dict | None:
+    """core/memory.py's figures for this build (weights, each profile), or None without the model's shape numbers."""
     if (export_dir / "config.json").is_file():
         arch = Architecture.from_checkpoint(export_dir)
     elif spec.name in ARCHITECTURES:
@@ -94,7 +97,7 @@ def estimated_memory(export_dir: Path, spec: ModelSpec, precision: str,
         log.warning("%s has no config.json (exported before it was written): no memory estimate before the build", export_dir)
         return None
     return {"weight_bytes": weight_bytes(arch, precision),
-            "profile_bytes": [p.activation_bytes for p in profile_memory(spec, arch, precision, profiles)]}
+            "profile_bytes": [p.activation_bytes for p in profile_memory(profiles, rows, arch, precision)]}
 
 
 def reported_memory(trt, logger, serialized) -> dict:
@@ -114,6 +117,7 @@ def build_engine(
     *,
     precision: str = "fp16",
     profiles: tuple[tuple[int, int, int], ...] | None = None,
+    max_batch_size: int | None = None,
     optimization_level: int = 3,
     timing_cache: str | Path | None = None,
 ) -> Path:
@@ -121,10 +125,11 @@ def build_engine(
 
     Args:
         export_dir: Export whose graph dtype matches `precision` (`export --dtype fp16` for fp16).
-        out_dir: Engine directory: model.plan, engine.json (metadata), spec.json, timing cache.
+        out_dir: Engine directory: model.plan, engine.json (profiles, batch, bindings, memory), timing cache.
         precision: "fp16", "bf16" or "fp32"; the network is strongly typed, so precision comes from
             the graph's types (sensitive ops carry explicit fp32 casts), not from builder flags.
-        profiles: (min, opt, max) sequence lengths; default: the spec's, ending on tokenizer buckets.
+        profiles: (min, opt, max) sequence lengths; default: core.engine.EngineProfiles', ending on tokenizer buckets.
+        max_batch_size: Rows every profile covers; default: the model's serving default (48 base, 24 large).
         optimization_level: Builder optimization level 0..5.
         timing_cache: Timing cache file to reuse and update (default: out_dir/timing.cache).
 
@@ -145,8 +150,9 @@ def build_engine(
         raise ValueError(
             f"{export_dir} holds a {spec.dtype} graph; a {precision} engine needs `mxbai-triton export --dtype {precision}`"
         )
-    profiles = profiles or spec.trt_profiles
-    estimate = estimated_memory(export_dir, spec, precision, profiles)
+    profiles = profiles or EngineProfiles().ranges(spec)
+    max_batch = max_batch_size or ServingLimits.for_model(spec).max_batch_size
+    estimate = estimated_memory(export_dir, spec, precision, profiles, max_batch)
     if estimate:  # what cannot fit is refused before a build of many minutes
         check_instance_budget(estimate["weight_bytes"], estimate["profile_bytes"], source="memory model estimate",
                               dtype=precision)
@@ -170,7 +176,7 @@ def build_engine(
     config.progress_monitor = _progress_monitor(trt)
     cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
-    max_batch, opt_batch = spec.max_batch_size, max(1, spec.max_batch_size // 2)
+    opt_batch = max(1, max_batch // 2)
     for low, opt, high in profiles:
         profile = builder.create_optimization_profile()
         for name in (spec.input_ids.name, spec.attention_mask.name):
@@ -207,7 +213,6 @@ def build_engine(
         "memory": {"instance_budget_bytes": INSTANCE_BUDGET_BYTES, "tensorrt": reported, "estimate": estimate},
     }
     (out / METADATA_FILENAME).write_text(json.dumps(metadata, indent=2) + "\n")
-    spec.with_overrides(trt_profile_bounds=tuple((high, opt) for _, opt, high in profiles)).save(out)
     return plan
 
 
@@ -226,7 +231,23 @@ def memory_summary(engine_dir: str | Path) -> str:
     return line
 
 
-def engine_input_dtypes(engine_dir: str | Path) -> dict[str, str]:
-    """Binding dtypes recorded at build time (numpy names), for the Triton config."""
+@dataclass(frozen=True)
+class EngineFacts:
+    """What a built engine fixes for the repository that serves it (recorded in engine.json at build time)."""
+
+    profiles: EngineProfiles
+    max_batch_size: int
+    input_dtype: str  # numpy name of the input_ids / attention_mask bindings
+
+
+def engine_facts(engine_dir: str | Path) -> EngineFacts:
     path = Path(engine_dir) / METADATA_FILENAME
-    return json.loads(path.read_text())["input_dtypes"] if path.is_file() else {}
+    if not (Path(engine_dir) / PLAN_FILENAME).is_file():
+        raise FileNotFoundError(f"no {PLAN_FILENAME} in {engine_dir}: build one with `mxbai-triton build-engine`")
+    if not path.is_file():
+        raise FileNotFoundError(f"no {METADATA_FILENAME} in {engine_dir}: build the engine with `mxbai-triton build-engine`")
+    metadata = json.loads(path.read_text())
+    dtypes = set(metadata["input_dtypes"].values())
+    if len(dtypes) != 1:
+        raise ValueError(f"{path}: the engine's inputs have different dtypes {sorted(dtypes)}; the tokenizer sends one")
+    return EngineFacts(EngineProfiles.of(metadata["profiles"]), int(metadata["batch"]["max"]), dtypes.pop())

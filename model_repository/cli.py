@@ -37,6 +37,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _repo(args) -> int:
     from mxbai_triton.core.model import KNOWN_MODELS, SPEC_FILENAME, ModelSpec
+    from mxbai_triton.core.serving import ServingLimits
 
     from .generate import generate_examples, generate_repository
     from .preflight import check_export
@@ -59,11 +60,12 @@ def _repo(args) -> int:
         spec, export_dir = ModelSpec.load(source), source
     else:
         raise ValueError(f"{args.source}: neither an export directory (no {SPEC_FILENAME}) nor a known model")
+    limits = ServingLimits.for_model(spec)
     if args.special_tokens_in_text:
-        spec = spec.with_overrides(special_tokens_in_text=args.special_tokens_in_text)
+        limits = limits.with_overrides(special_tokens_in_text=args.special_tokens_in_text)
     root = generate_repository(
         args.out, spec, target=args.target, name=args.name, export_dir=export_dir,
-        engine_dir=args.engine, instance_kind=args.instance_kind, padding=args.padding,
+        engine_dir=args.engine, instance_kind=args.instance_kind, padding=args.padding, limits=limits,
     )
     name = args.name or spec.triton_name
     print(f"wrote {args.target} repository for {spec.name} to {root}: models {name}, {name}_tokenizer, {name}_scorer")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from mxbai_triton.core.engine import EngineProfiles
 from mxbai_triton.core.memory import UNFUSED_ATTENTION_DTYPES
 from mxbai_triton.core.model import TOKEN_COUNTS, ModelSpec, TensorSpec
+from mxbai_triton.core.serving import ServingLimits
 from mxbai_triton.core.wire import PRIORITY_BULK, PRIORITY_INTERACTIVE
 
 from .ort_cuda_options import SCORER_OPTIONS as CUDA_SCORER_OPTIONS
@@ -51,14 +53,14 @@ def _text_model(name: str, spec: ModelSpec, **fields) -> mc.ModelConfig:
     return _build({"name": name, "max_batch_size": 0, "input": _text_inputs(), "output": _text_outputs(spec), **fields})
 
 
-def ensemble_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
+def ensemble_config(spec: ModelSpec, limits: ServingLimits, name: str) -> mc.ModelConfig:
     names = model_names(name)
     return _text_model(
         names["ensemble"], spec,
         platform="ensemble",
         # Read by clients through the model-config API: no out-of-band copy of the spec needed.
         parameters={
-            "max_documents_per_request": {"string_value": str(spec.max_documents_per_request)},
+            "max_documents_per_request": {"string_value": str(limits.max_documents_per_request)},
             "estimated_max": {"string_value": repr(float(spec.estimated_max))},
             # The ensemble's one step. Triton never cancels a step already running when its ensemble
             # request is cancelled (core ensemble_scheduler.cc: only steps scheduled afterwards), so
@@ -83,7 +85,7 @@ def _max_prompt_tokens(spec: ModelSpec) -> int:
     return min(spec.max_length + spec.predefined_length_hint, spec.model_max_length)
 
 
-def tokenizer_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
+def tokenizer_config(spec: ModelSpec, limits: ServingLimits, name: str) -> mc.ModelConfig:
     # Non-batching: its batch axis would be requests, while the scorer's is documents. Each
     # execution encodes a request's documents in one call and awaits its sub-batches; instances
     # give concurrency across requests.
@@ -91,49 +93,50 @@ def tokenizer_config(spec: ModelSpec, name: str) -> mc.ModelConfig:
     return _text_model(
         names["tokenizer"], spec,
         backend="python",
-        instance_group=[{"kind": "KIND_CPU", "count": spec.tokenizer_instances}],
+        instance_group=[{"kind": "KIND_CPU", "count": limits.tokenizer_instances}],
         parameters={"scorer_model": {"string_value": names["scorer"]}},
         # Not batching (max_batch_size 0): the batcher only orders waiting requests, bulk-marked ones
         # (Triton priority 2) after the rest, and drops those past their timeout or cancelled.
         dynamic_batching={
             "priority_levels": PRIORITY_BULK, "default_priority_level": PRIORITY_INTERACTIVE,
-            "default_queue_policy": _queue_policy(spec),
+            "default_queue_policy": _queue_policy(limits),
         },
     )
 
 
-def _queue_policy(spec: ModelSpec, **extra) -> dict:
-    """Reject what waits longer than the spec's queue timeout, or than the request's own `timeout` when shorter."""
-    return {"default_timeout_microseconds": spec.queue_timeout_us, "allow_timeout_override": True,
+def _queue_policy(limits: ServingLimits, **extra) -> dict:
+    """Reject what waits longer than the queue timeout, or than the request's own `timeout` when shorter."""
+    return {"default_timeout_microseconds": limits.queue_timeout_us, "allow_timeout_override": True,
             "timeout_action": "REJECT", **extra}
 
 
-def scorer_config(spec: ModelSpec, name: str, target: str, *, instance_kind: str = "gpu") -> mc.ModelConfig:
-    """The scoring model for `target`: tensorrt_plan, onnxruntime_onnx, or python + ONNX Runtime."""
+def scorer_config(spec: ModelSpec, limits: ServingLimits, name: str, target: str, *, instance_kind: str = "gpu",
+                  profiles: EngineProfiles = EngineProfiles()) -> mc.ModelConfig:
+    """The scoring model for `target`: tensorrt_plan (with the engine's `profiles`), onnxruntime_onnx, or python + ONNX Runtime."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     raw: dict = {
         "name": model_names(name)["scorer"],
-        "max_batch_size": spec.max_batch_size,
-        "input": [_spec_tensor(spec.input_ids), _spec_tensor(spec.attention_mask)],
+        "max_batch_size": limits.max_batch_size,
+        "input": [_tensor(t.name, limits.scorer_input_dtype, t.dims) for t in (spec.input_ids, spec.attention_mask)],
         "output": [_spec_tensor(spec.scores)],
         "dynamic_batching": {
-            "preferred_batch_size": list(spec.preferred_batch_sizes),
-            "max_queue_delay_microseconds": spec.queue_delay_us,
+            "preferred_batch_size": list(limits.preferred_batch_sizes),
+            "max_queue_delay_microseconds": limits.queue_delay_us,
             # A sub-batch carries its request's remaining time: it never outlives the request in the queue.
-            "default_queue_policy": _queue_policy(spec, max_queue_size=spec.max_queue_size),
+            "default_queue_policy": _queue_policy(limits, max_queue_size=limits.max_queue_size),
         },
     }
     if target == "trt":
         raw["platform"] = "tensorrt_plan"
         # Without `profile`, Triton uses optimization profile 0 only.
         raw["instance_group"] = [{
-            "kind": "KIND_GPU", "count": 1, "profile": [str(i) for i in range(len(spec.trt_profiles))],
+            "kind": "KIND_GPU", "count": 1, "profile": [str(i) for i in range(len(profiles.ranges(spec)))],
         }]
-        # Each profile's context sized for its own profile (export/memory.py budgets weights + the
+        # Each profile's context sized for its own profile (core/memory.py budgets weights + the
         # sum over profiles); the default STATIC sizes every context for the largest.
         raw["parameters"] = {"execution_context_allocation_strategy": {"string_value": "ON_PROFILE_CHANGE"}}
-        raw["model_warmup"] = _warmup(spec)
+        raw["model_warmup"] = _warmup(spec, limits, profiles)
     elif target == "onnx":
         raw["platform"] = "onnxruntime_onnx"
         raw["instance_group"] = [{"kind": "KIND_GPU" if instance_kind == "gpu" else "KIND_CPU", "count": 1}]
@@ -149,7 +152,7 @@ def scorer_config(spec: ModelSpec, name: str, target: str, *, instance_kind: str
             raw["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [{
                 "name": "cuda", "parameters": dict(CUDA_SCORER_OPTIONS),
             }]}}
-            raw["model_warmup"] = _warmup(spec)
+            raw["model_warmup"] = _warmup(spec, limits, profiles)
     else:
         raw["backend"] = "python"
         # One instance: ONNX Runtime already spreads one execution over every core.
@@ -161,12 +164,12 @@ def scorer_config(spec: ModelSpec, name: str, target: str, *, instance_kind: str
     return _build(raw)
 
 
-def _warmup(spec: ModelSpec) -> list[dict]:
+def _warmup(spec: ModelSpec, limits: ServingLimits, profiles: EngineProfiles) -> list[dict]:
     """One warm-up request per padded length the dispatch sends (every bucket, so every profile)."""
-    lengths = spec.seq_buckets or tuple(high for _, _, high in spec.trt_profiles)
+    lengths = limits.seq_buckets(spec) or tuple(high for _, _, high in profiles.ranges(spec))
     return [{
         "name": f"seq_{length}", "batch_size": 1,
-        "inputs": {t.name: {"data_type": TRITON_DTYPES[t.dtype], "dims": [length], "zero_data": True}
+        "inputs": {t.name: {"data_type": TRITON_DTYPES[limits.scorer_input_dtype], "dims": [length], "zero_data": True}
                    for t in (spec.input_ids, spec.attention_mask)},
     } for length in lengths]
 

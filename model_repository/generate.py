@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 from pathlib import Path
 
+from mxbai_triton.core.engine import EngineProfiles
 from mxbai_triton.core.model import KNOWN_MODELS, ONNX_DATA_FILENAME, ONNX_FILENAME, SPEC_FILENAME, ModelSpec
 from mxbai_triton.core.preprocess import TOKENIZER_FILENAME
-from mxbai_triton.export.tensorrt import PLAN_FILENAME
+from mxbai_triton.core.serving import SERVING_FILENAME, ServingLimits
+from mxbai_triton.export.tensorrt import PLAN_FILENAME, engine_facts
 
 from .configs import TARGETS, ensemble_config, model_names, scorer_config, to_pbtxt, tokenizer_config
 from .scorer_backend import DEFAULT_MAX_SCORE_CELLS as PORTABLE_ATTENTION_CELLS
@@ -60,6 +61,7 @@ def generate_repository(
     engine_dir: str | Path | None = None,
     instance_kind: str = "gpu",
     padding: str | None = None,
+    limits: ServingLimits | None = None,
 ) -> Path:
     """Write NAME, NAME_tokenizer and NAME_scorer under `out`.
 
@@ -72,7 +74,10 @@ def generate_repository(
             model.py files and spec.json are written (a repository to fill, as committed examples).
         engine_dir: Directory with model.plan, for the trt target.
         instance_kind: "gpu" or "cpu" instances for the onnx target.
-        padding: "buckets" (spec's buckets) or "multiple" (multiple of 8); default per target.
+        padding: "buckets" (the limits' buckets) or "multiple" (multiple of 8); default per target.
+        limits: How this deployment serves the model (default: the model's defaults); the target
+            decides padding, the portable scorer's attention cap and, with an engine, its batch
+            size and input dtype. Written to serving.json beside each python model.
 
     Returns:
         The repository root.
@@ -82,39 +87,46 @@ def generate_repository(
     padding = padding or DEFAULT_PADDING[target]
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+    limits = limits or ServingLimits.for_model(spec)
     if padding == "multiple":
-        spec = spec.with_overrides(bucket_bounds=())
-    if target == "portable" and not spec.max_attention_cells:
-        spec = spec.with_overrides(max_attention_cells=PORTABLE_ATTENTION_CELLS)
+        limits = limits.with_overrides(bucket_bounds=())
+    if target == "portable" and not limits.max_attention_cells:
+        limits = limits.with_overrides(max_attention_cells=PORTABLE_ATTENTION_CELLS)
+    profiles = EngineProfiles()
     if target == "trt" and engine_dir:
-        spec = _spec_for_engine(spec, Path(engine_dir))
+        engine = engine_facts(engine_dir)  # the engine's profiles, batch and binding dtype win
+        profiles = engine.profiles
+        limits = limits.with_overrides(max_batch_size=engine.max_batch_size, scorer_input_dtype=engine.input_dtype)
+    limits = limits.checked(spec)
     on_gpu = target == "trt" or (target == "onnx" and instance_kind == "gpu")
     if export_dir is None and on_gpu and spec.dtype == "fp32":
         # Configs only, for a GPU target: written for the fp16 graph such a target serves (fp32
-        # attention runs unfused on GPUs; export/memory.py).
+        # attention runs unfused on GPUs; core/memory.py).
         spec = spec.with_overrides(dtype="fp16")
     name = name or spec.triton_name
     # Before anything is written or removed: a refused scorer (an fp32 graph for a GPU target) leaves the repository as it was.
-    scorer = scorer_config(spec, name, target, instance_kind=instance_kind)
+    scorer = scorer_config(spec, limits, name, target, instance_kind=instance_kind, profiles=profiles)
     root = Path(out)
     names = model_names(name)
     for model in names.values():
         shutil.rmtree(root / model, ignore_errors=True)
-    spec_text = spec.to_json()
     export = Path(export_dir) if export_dir else None
+    # The model's facts as the export wrote them, and this deployment's limits: each file has one writer.
+    python_files = {SPEC_FILENAME: export / SPEC_FILENAME if export and spec == ModelSpec.load(export) else spec.to_json(),
+                    SERVING_FILENAME: limits.to_json()}
 
-    _write_model(root, ensemble_config(spec, name), {".keep": ""})  # empty version dirs vanish in git and object stores
+    _write_model(root, ensemble_config(spec, limits, name), {".keep": ""})  # empty version dirs vanish in git and object stores
 
     tokenizer_files: dict[str, str | Path] = {
-        "model.py": _SHIM.format(model=names["tokenizer"], module="tokenizer_backend"), SPEC_FILENAME: spec_text,
+        "model.py": _SHIM.format(model=names["tokenizer"], module="tokenizer_backend"), **python_files,
     }
     if export:
         tokenizer_files[TOKENIZER_FILENAME] = export / TOKENIZER_FILENAME
-    _write_model(root, tokenizer_config(spec, name), tokenizer_files)
+    _write_model(root, tokenizer_config(spec, limits, name), tokenizer_files)
 
     scorer_files: dict[str, str | Path] = {}
     if target == "portable":
-        scorer_files = {"model.py": _SHIM.format(model=names["scorer"], module="scorer_backend"), SPEC_FILENAME: spec_text}
+        scorer_files = {"model.py": _SHIM.format(model=names["scorer"], module="scorer_backend"), **python_files}
     if export and target in ("portable", "onnx"):
         scorer_files.update({f: export / f for f in ONNX_FILES if (export / f).is_file()})
     if target == "trt" and engine_dir:
@@ -124,19 +136,6 @@ def generate_repository(
         scorer_files[PLAN_FILENAME] = plan
     _write_model(root, scorer, scorer_files)
     return root
-
-
-def _spec_for_engine(spec: ModelSpec, engine_dir: Path) -> ModelSpec:
-    """The engine's profiles and binding dtypes win: Triton's data_type must equal the engine's."""
-    from mxbai_triton.export.tensorrt import engine_input_dtypes
-
-    if (engine_dir / SPEC_FILENAME).is_file():
-        spec = spec.with_overrides(trt_profile_bounds=ModelSpec.load(engine_dir).trt_profile_bounds)
-    dtypes = engine_input_dtypes(engine_dir)
-    return spec.with_overrides(**{
-        field: dataclasses.replace(getattr(spec, field), dtype=dtypes[getattr(spec, field).name])
-        for field in ("input_ids", "attention_mask") if getattr(spec, field).name in dtypes
-    })
 
 
 def ensemble_names(repository: str | Path) -> list[str]:

@@ -7,12 +7,13 @@ from pathlib import Path
 
 from mxbai_triton.core.model import ONNX_DATA_FILENAME, ONNX_FILENAME, SPEC_FILENAME
 from mxbai_triton.core.preprocess import TOKENIZER_FILENAME
+from mxbai_triton.core.serving import SERVING_FILENAME
 from mxbai_triton.export.tensorrt import PLAN_FILENAME
 
 # What each of our python models reads at initialize(), by the backend module its model.py imports.
 _PYTHON_MODEL_FILES = {
-    "tokenizer_backend": (SPEC_FILENAME, TOKENIZER_FILENAME),
-    "scorer_backend": (SPEC_FILENAME, ONNX_FILENAME),
+    "tokenizer_backend": (SPEC_FILENAME, SERVING_FILENAME, TOKENIZER_FILENAME),
+    "scorer_backend": (SPEC_FILENAME, SERVING_FILENAME, ONNX_FILENAME),
 }
 _PLATFORM_FILES = {"onnxruntime_onnx": (ONNX_FILENAME,), "tensorrt_plan": (PLAN_FILENAME,)}
 
@@ -66,13 +67,15 @@ def _check_tokenizer(version_dir: Path, problems: list[str]) -> None:
 
 def _check_spec(version_dir: Path, problems: list[str]) -> None:
     from mxbai_triton.core.model import ModelSpec
+    from mxbai_triton.core.serving import ServingLimits
 
-    path = version_dir / SPEC_FILENAME
-    if path.is_file() and path.stat().st_size:
-        try:
-            ModelSpec.load(version_dir)
-        except (ValueError, TypeError, KeyError) as error:
-            problems.append(f"{path}: not a valid model spec ({error})")
+    for filename, loader, what in ((SPEC_FILENAME, ModelSpec, "model spec"), (SERVING_FILENAME, ServingLimits, "serving limits file")):
+        path = version_dir / filename
+        if path.is_file() and path.stat().st_size:
+            try:
+                loader.load(version_dir)
+            except (ValueError, TypeError, KeyError) as error:
+                problems.append(f"{path}: not a valid {what} ({error})")
 
 
 def _check_model(model_dir: Path, names: set[str], problems: list[str]) -> None:

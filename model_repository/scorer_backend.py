@@ -10,10 +10,11 @@ import numpy as np
 
 from mxbai_triton.core.model import ONNX_FILENAME, ModelSpec
 from mxbai_triton.core.runtime import onnx_session
+from mxbai_triton.core.serving import ServingLimits
 
 # Unfused attention materialises rows x seq x seq scores per head: cap the rows of one run so an
 # 8k-token batch cannot take the host's memory. The dispatch plans sub-batches within the same cap
-# (spec.max_attention_cells, set for this target by the repository generator).
+# (serving.json's max_attention_cells, which the repository generator sets for this target).
 DEFAULT_MAX_SCORE_CELLS = 1 << 25
 
 
@@ -23,7 +24,8 @@ class ScorerCore:
     def __init__(self, model_dir: str | Path, *, threads: int = 0, max_score_cells: int | None = None):
         self.spec = ModelSpec.load(model_dir)
         self.session = onnx_session(Path(model_dir) / ONNX_FILENAME, threads=threads)
-        self.max_score_cells = max_score_cells or self.spec.max_attention_cells or DEFAULT_MAX_SCORE_CELLS
+        cells = ServingLimits.load(model_dir).max_attention_cells
+        self.max_score_cells = max_score_cells or cells or DEFAULT_MAX_SCORE_CELLS
 
     def score(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         seq = input_ids.shape[1]

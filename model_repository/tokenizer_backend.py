@@ -14,6 +14,7 @@ import numpy as np
 from mxbai_triton.core.dispatch import COUNTERS, LEVEL_NAMES, DispatchLimits, SchedulingPolicy, plan_sub_batches, requested_level
 from mxbai_triton.core.model import TOKEN_COUNTS, ModelSpec
 from mxbai_triton.core.preprocess import RerankPreprocessor
+from mxbai_triton.core.serving import ServingLimits
 
 
 class RequestError(ValueError):
@@ -70,12 +71,14 @@ class TokenizerCore:
 
     def __init__(self, model_dir: str | Path):
         self.spec = ModelSpec.load(model_dir)
-        self.preprocessor = RerankPreprocessor.from_dir(model_dir, self.spec)
-        self.limits = DispatchLimits.from_spec(self.spec)
+        self.serving = ServingLimits.load(model_dir)
+        self.preprocessor = RerankPreprocessor.from_dir(model_dir, self.spec,
+                                                        special_tokens_in_text=self.serving.special_tokens_in_text)
+        self.limits = DispatchLimits.of(self.spec, self.serving)
 
     def parse(self, query, documents, instruction) -> tuple[str, list[str], str | None]:
         query_text = decode_text(query, "query", single=True)[0]
-        docs = decode_text(documents, "documents", max_items=self.spec.max_documents_per_request)
+        docs = decode_text(documents, "documents", max_items=self.serving.max_documents_per_request)
         inst = None if instruction is None else decode_text(instruction, "instruction", single=True)[0]
         return query_text, docs, inst
 
@@ -156,9 +159,9 @@ class TritonPythonModel:
         self.scorer = params["scorer_model"]
         self.core = TokenizerCore(Path(args["model_repository"]) / args["model_version"])
         spec = self.core.spec
-        self.policy = SchedulingPolicy.from_spec(spec)
+        self.policy = SchedulingPolicy.of(self.core.serving)
         self.in_names = (spec.input_ids.name, spec.attention_mask.name)
-        self.in_dtypes = (np.dtype(spec.input_ids.dtype), np.dtype(spec.attention_mask.dtype))
+        self.in_dtype = np.dtype(self.core.serving.scorer_input_dtype)
         self.scores_name = spec.scores.name
         self.counters = DispatchCounters(pb_utils, config["name"])
 
@@ -224,8 +227,8 @@ class TritonPythonModel:
         return None
 
     async def _send(self, batch: SubBatch, deadline: Deadline, label: str):
-        tensors = [self.pb.Tensor(n, a.astype(d, copy=False))
-                   for n, a, d in zip(self.in_names, (batch.input_ids, batch.attention_mask), self.in_dtypes)]
+        tensors = [self.pb.Tensor(n, a.astype(self.in_dtype, copy=False))
+                   for n, a in zip(self.in_names, (batch.input_ids, batch.attention_mask))]
         # The request's remaining time bounds the sub-batch's wait in the scorer's queue (Triton rejects
         # it there once expired); 0 leaves the scorer's own queue timeout.
         sub = self.pb.InferenceRequest(model_name=self.scorer, inputs=tensors, requested_output_names=[self.scores_name],

@@ -98,6 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mxbai_triton.client import NO_RETRY, RerankClient, RerankError
     from mxbai_triton.core.model import ModelSpec
+    from mxbai_triton.core.serving import ServingLimits
     from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer, read_counters
 
@@ -109,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"fairness benchmark: {args.export or args.size + ' stand-in'}, portable target, {time.strftime('%Y-%m-%d')}; "
           f"bulk = {args.bulk_docs} documents (median {args.median} tokens, sigma 0.6, {args.outliers} of 8k)", flush=True)
     for policy in [p for p in args.policies.split(",") if p]:
-        spec = ModelSpec.load(export).with_overrides(**POLICIES[policy])
+        spec = ModelSpec.load(export)
         repository = generate_repository(workdir / f"fairness-{policy}", spec, target="portable", name="reranker",
-                                         export_dir=export)
+                                         export_dir=export, limits=ServingLimits.for_model(spec, **POLICIES[policy]))
         with TritonServer.on_free_ports(repository, stop_grace=0) as server, \
                 RerankClient(server.grpc_url, model="reranker", timeout=600) as client, \
                 RerankClient(server.grpc_url, model="reranker", timeout=600) as bulk_client:

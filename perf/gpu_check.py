@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from mxbai_triton.core.memory import SIZES as SHAPES  # base/large: the real shapes
-from mxbai_triton.export.standin import VOCAB_SIZE as VOCAB
+from mxbai_triton.core.memory import VOCAB_SIZE as VOCAB
 
 
 def random_causal_lm(shape, seed: int = 0):
@@ -132,7 +132,7 @@ def profile_peaks(scorer, spec, arch, dtype: str, device: str, profiles, rows: i
     from mxbai_triton.core.memory import GIB, profile_memory
 
     lines, measured_total = [], 0
-    modelled = profile_memory(spec.with_overrides(max_batch_size=rows), arch, dtype, profiles)
+    modelled = profile_memory(profiles, rows, arch, dtype)
     for (low, _, high), model in zip(profiles, modelled):
         ids = torch.randint(0, 151643, (rows, high), device=device)
         label = f"  profile {low}-{high} at {rows} x {high} {dtype}: "
@@ -164,7 +164,7 @@ def check_shape(name: str, shape, device: str, args, peak: float) -> bool:
 
     import torch
 
-    from mxbai_triton.core.memory import Architecture, activation_bytes_per_token, weight_bytes
+    from mxbai_triton.core.memory import Architecture, activation_bytes_per_token, deployment_shape, weight_bytes
     from mxbai_triton.core.model import KNOWN_MODELS, ModelSpec
     from mxbai_triton.export.scorer import FoldedHeadScorer
 
@@ -214,8 +214,9 @@ def check_shape(name: str, shape, device: str, args, peak: float) -> bool:
                     line += (f"; peak activations {used / 2**30:.2f} GiB vs modelled {modelled / 2**30:.2f} GiB "
                              f"(weights {weight_bytes(arch, dtype) / 2**30:.2f} GiB)")
                 print(line, flush=True)
-        profiles = args.profiles or spec.trt_profiles
-        for line in profile_peaks(scorers["fp16"], spec, arch, "fp16", device, profiles, args.profile_rows or spec.max_batch_size):
+        default_profiles, default_rows = deployment_shape(spec)
+        profiles = args.profiles or default_profiles
+        for line in profile_peaks(scorers["fp16"], spec, arch, "fp16", device, profiles, args.profile_rows or default_rows):
             print(line, flush=True)
     return ok
 

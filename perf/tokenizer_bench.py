@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.core.preprocess import TOKENIZER_FILENAME
+    from mxbai_triton.core.serving import ServingLimits
     from mxbai_triton.model_repository.tokenizer_backend import TokenizerCore
 
     if args.export:
@@ -53,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = Tokenizer.from_file(str(export / TOKENIZER_FILENAME))
     with tempfile.TemporaryDirectory() as model_dir:
         shutil.copy(export / TOKENIZER_FILENAME, model_dir)
-        ModelSpec.load(export).with_overrides(bucket_bounds=()).save(model_dir)
+        spec = ModelSpec.load(export)
+        spec.save(model_dir)
+        ServingLimits.for_model(spec, bucket_bounds=()).save(model_dir)
         core = TokenizerCore(model_dir)
         request = (np.array([QUERY.encode()], dtype=object), np.array([d.encode() for d in documents], dtype=object), None)
         ms = interleaved_medians_ms({

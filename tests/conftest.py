@@ -87,14 +87,16 @@ SERVED_MAX_DOCUMENTS = 24
 def served(tiny_export, tmp_path_factory):
     """A real tritonserver serving the tiny export as ensemble 'reranker' (portable target)."""
     from mxbai_triton.core.model import ModelSpec
+    from mxbai_triton.core.serving import ServingLimits
     from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer
 
-    spec = ModelSpec.load(tiny_export).with_overrides(
-        max_batch_size=SERVED_MAX_BATCH, max_documents_per_request=SERVED_MAX_DOCUMENTS, queue_delay_us=20000)
+    spec = ModelSpec.load(tiny_export)
+    limits = ServingLimits.for_model(spec, max_batch_size=SERVED_MAX_BATCH, max_documents_per_request=SERVED_MAX_DOCUMENTS,
+                                     queue_delay_us=20000)
     repository = generate_repository(
         tmp_path_factory.mktemp("repository"), spec, target="portable", name="reranker", export_dir=tiny_export,
-        padding="buckets",  # the GPU targets' padding, so that the batcher's merging is what is tested
+        padding="buckets", limits=limits,  # the GPU targets' padding, so that the batcher's merging is what is tested
     )
     server = TritonServer.on_free_ports(repository, stop_grace=0)
     with server:

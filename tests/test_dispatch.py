@@ -7,6 +7,7 @@ import pytest
 
 from mxbai_triton.core.dispatch import DispatchLimits, SchedulingPolicy, plan_sub_batches
 from mxbai_triton.core.model import BASE_V2
+from mxbai_triton.core.serving import ServingLimits
 from mxbai_triton.perf.workload import LENGTH_SIGMAS, mixed_lengths
 
 TEMPLATE_AND_QUERY = 90
@@ -64,7 +65,7 @@ def test_multiple_of_8_padding_computes_at_most_1_15_times_the_real_tokens(label
 @pytest.mark.parametrize("label", list(LENGTH_SIGMAS))
 def test_gpu_buckets_compute_at_most_1_3_times_the_real_tokens(label):
     lengths = mixed_lengths(100, LENGTH_SIGMAS[label], seed=11) + TEMPLATE_AND_QUERY
-    assert _computed_over_real(lengths, DispatchLimits.from_spec(BASE_V2)) <= 1.3
+    assert _computed_over_real(lengths, DispatchLimits.of(BASE_V2, ServingLimits.for_model(BASE_V2))) <= 1.3
 
 
 def test_bucket_padding_uses_the_smallest_bucket_that_fits():

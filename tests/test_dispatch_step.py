@@ -11,6 +11,7 @@ import pytest
 
 from mxbai_triton.core.model import ModelSpec
 from mxbai_triton.core.preprocess import TOKENIZER_FILENAME
+from mxbai_triton.core.serving import ServingLimits
 from mxbai_triton.core.wire import PRIORITY_PARAMETER
 from tests import fake_triton
 
@@ -27,7 +28,9 @@ def step(tiny_tokenizer_dir, tmp_path, monkeypatch):
         version.mkdir(parents=True, exist_ok=True)
         (version / TOKENIZER_FILENAME).unlink(missing_ok=True)
         (version / TOKENIZER_FILENAME).symlink_to(tiny_tokenizer_dir / TOKENIZER_FILENAME)
-        ModelSpec.load(tiny_tokenizer_dir).with_overrides(max_batch_size=4, **changes).save(version)
+        spec = ModelSpec.load(tiny_tokenizer_dir)
+        spec.save(version)
+        ServingLimits.for_model(spec, max_batch_size=4, **changes).save(version)
         fake_triton.install(scorer, monkeypatch)
         backend = importlib.import_module("mxbai_triton.model_repository.tokenizer_backend")
         model = backend.TritonPythonModel()

@@ -14,6 +14,7 @@ from mxbai_triton.core.memory import (
     OverBudget,
     activation_bytes_per_token,
     check_instance_budget,
+    deployment_shape,
     dispatch_bytes,
     engine_bytes,
     memory_table,
@@ -21,28 +22,39 @@ from mxbai_triton.core.memory import (
     weight_bytes,
 )
 from mxbai_triton.core.model import BASE_V2, LARGE_V2
+from mxbai_triton.core.serving import ServingLimits
 
 KNOWN = [BASE_V2, LARGE_V2]
+
+
+def _profiles(spec, dtype):
+    """The memory of each default profile of `spec` (its engine profiles at its serving max_batch_size)."""
+    ranges, rows = deployment_shape(spec)
+    return profile_memory(ranges, rows, ARCHITECTURES[spec.name], dtype)
+
+
+def _engine_bytes(spec, dtype):
+    return engine_bytes(*deployment_shape(spec), ARCHITECTURES[spec.name], dtype)
 
 
 @pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
 def test_the_weights_and_every_profile_together_fit_one_instance_of_two_on_an_80_gb_gpu(spec, dtype):
-    assert engine_bytes(spec, ARCHITECTURES[spec.name], dtype) <= INSTANCE_BUDGET_BYTES
+    assert _engine_bytes(spec, dtype) <= INSTANCE_BUDGET_BYTES
 
 
 def test_an_instance_keeps_the_sum_of_its_profiles_not_the_largest():
     arch = ARCHITECTURES[BASE_V2.name]
-    profiles = [p.activation_bytes for p in profile_memory(BASE_V2, arch, "fp16")]
+    profiles = [p.activation_bytes for p in _profiles(BASE_V2, "fp16")]
     assert len(profiles) == 3
-    assert engine_bytes(BASE_V2, arch, "fp16") == weight_bytes(arch, "fp16") + sum(profiles)
+    assert _engine_bytes(BASE_V2, "fp16") == weight_bytes(arch, "fp16") + sum(profiles)
 
 
 @pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)
 def test_fp32_attention_runs_unfused_and_its_scores_alone_exceed_the_budget(spec):
     arch = ARCHITECTURES[spec.name]
-    longest = profile_memory(spec, arch, "fp32")[-1]
-    scores = spec.max_batch_size * arch.heads * longest.seq_max**2
+    longest = _profiles(spec, "fp32")[-1]
+    scores = longest.rows * arch.heads * longest.seq_max**2
     assert longest.largest_tensor_elements == scores
     assert longest.activation_bytes > 4 * scores > INSTANCE_BUDGET_BYTES
 
@@ -66,22 +78,23 @@ def test_the_budget_check_tells_an_fp32_engine_to_export_fp16_instead():
 
 @pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)
 def test_no_tensor_reaches_two_to_the_31_elements_at_any_profile_max_shape(spec):
-    for profile in profile_memory(spec, ARCHITECTURES[spec.name], "fp16"):
+    for profile in _profiles(spec, "fp16"):
         assert profile.largest_tensor_elements < MAX_TENSOR_ELEMENTS, profile
 
 
 @pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)
 def test_profiles_cover_every_padded_length_at_the_full_batch(spec):
-    profiles = profile_memory(spec, ARCHITECTURES[spec.name], "fp16")
+    profiles = _profiles(spec, "fp16")
     assert profiles[0].seq_min == 1 and profiles[-1].seq_max == spec.max_sequence_length
     assert all(a.seq_max + 1 == b.seq_min for a, b in zip(profiles, profiles[1:]))
-    assert all(p.rows == spec.max_batch_size for p in profiles)
+    assert all(p.rows == ServingLimits.for_model(spec).max_batch_size for p in profiles)
 
 
 @pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)
 def test_a_dispatched_sub_batch_needs_no_more_than_the_largest_profile(spec):
     arch = ARCHITECTURES[spec.name]
-    assert dispatch_bytes(spec, arch, "fp16") <= max(p.activation_bytes for p in profile_memory(spec, arch, "fp16"))
+    limits = ServingLimits.for_model(spec)
+    assert dispatch_bytes(limits.max_batch_tokens, arch, "fp16") <= max(p.activation_bytes for p in _profiles(spec, "fp16"))
 
 
 def test_parameter_counts_are_the_published_model_sizes():
@@ -104,8 +117,8 @@ def test_architecture_reads_a_checkpoint_config(tiny_checkpoint):
 
 def test_memory_table_lists_every_profile_and_the_instance_total():
     table = memory_table(BASE_V2, ARCHITECTURES[BASE_V2.name], "fp16")
-    assert table.count("\n| ") == len(BASE_V2.trt_profiles) + 1
-    assert table.endswith(f"= {engine_bytes(BASE_V2, ARCHITECTURES[BASE_V2.name], 'fp16') / GIB:.2f} GiB of its 36.5 GiB.")
+    assert table.count("\n| ") == len(deployment_shape(BASE_V2)[0]) + 1
+    assert table.endswith(f"= {_engine_bytes(BASE_V2, 'fp16') / GIB:.2f} GiB of its 36.5 GiB.")
 
 
 @pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)

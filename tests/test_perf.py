@@ -21,7 +21,7 @@ def test_input_data_holds_one_query_and_the_requested_documents(tmp_path):
 @pytest.mark.triton
 def test_perf_command_sweeps_concurrency_and_writes_csv_plot_and_summary(served, tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "mxbai_triton", "perf", "--url", served.grpc_url, "--model", "reranker",
+        [sys.executable, "-m", "mxbai_triton", "perf", "sweep", "--url", served.grpc_url, "--model", "reranker",
          "--docs", "4", "--doc-tokens", "16", "--concurrency", "1:2:1", "--measurement-ms", "1000",
          # A smoke test on a shared 2-core machine: accept any stable-enough window.
          "--stability", "1000", "--out", str(tmp_path)],

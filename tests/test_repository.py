@@ -7,12 +7,16 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2
 
+from mxbai_triton.core.engine import EngineProfiles
 from mxbai_triton.core.memory import INSTANCE_BUDGET_BYTES
 from mxbai_triton.core.model import BASE_V2
+from mxbai_triton.core.serving import ServingLimits
 from mxbai_triton.model_repository.configs import ensemble_config, scorer_config, tokenizer_config
 from mxbai_triton.model_repository.generate import EXAMPLES_DIR, generate_examples
 from mxbai_triton.model_repository.ort_cuda_options import option_problems
 from tests.conftest import run_cli
+
+LIMITS = ServingLimits.for_model(BASE_V2)
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -25,26 +29,26 @@ def test_regenerated_examples_equal_the_committed_ones(tmp_path):
 
 
 def test_trt_scorer_serves_every_optimization_profile():
-    config = scorer_config(BASE_V2, "m", "trt")
+    config = scorer_config(BASE_V2, LIMITS, "m", "trt")
     assert config.platform == "tensorrt_plan"
-    assert list(config.instance_group[0].profile) == [str(i) for i in range(len(BASE_V2.trt_profiles))]
+    assert list(config.instance_group[0].profile) == [str(i) for i in range(len(EngineProfiles().ranges(BASE_V2)))]
     assert [i.data_type for i in config.input] == [model_config_pb2.TYPE_INT64] * 2
 
 
 def test_scorer_batches_dynamically_with_the_spec_limits():
-    config = scorer_config(BASE_V2.with_overrides(dtype="fp16"), "m", "onnx")
-    assert config.max_batch_size == BASE_V2.max_batch_size
+    config = scorer_config(BASE_V2.with_overrides(dtype="fp16"), LIMITS, "m", "onnx")
+    assert config.max_batch_size == LIMITS.max_batch_size == 48
     assert list(config.dynamic_batching.preferred_batch_size) == [24, 48]
-    assert config.dynamic_batching.max_queue_delay_microseconds == BASE_V2.queue_delay_us
+    assert config.dynamic_batching.max_queue_delay_microseconds == LIMITS.queue_delay_us
 
 
 def test_ensemble_publishes_document_limit_and_estimated_max():
-    params = ensemble_config(BASE_V2, "m").parameters
+    params = ensemble_config(BASE_V2, LIMITS, "m").parameters
     assert (params["max_documents_per_request"].string_value, params["estimated_max"].string_value) == ("1000", "9.0")
 
 
 def test_the_tokenizer_step_dispatches_to_the_scorer_and_returns_scores_and_token_counts():
-    ensemble, tokenizer = ensemble_config(BASE_V2, "m"), tokenizer_config(BASE_V2, "m")
+    ensemble, tokenizer = ensemble_config(BASE_V2, LIMITS, "m"), tokenizer_config(BASE_V2, LIMITS, "m")
     assert [step.model_name for step in ensemble.ensemble_scheduling.step] == ["m_tokenizer"]
     assert tokenizer.parameters["scorer_model"].string_value == "m_scorer"
     outputs = [("scores", [-1, 1], "TYPE_FP32"), ("token_counts", [-1, 1], "TYPE_INT32")]
@@ -54,23 +58,23 @@ def test_the_tokenizer_step_dispatches_to_the_scorer_and_returns_scores_and_toke
 
 
 def test_the_tokenizer_queue_orders_by_priority_and_drops_requests_past_their_timeout():
-    batching = tokenizer_config(BASE_V2, "m").dynamic_batching
+    batching = tokenizer_config(BASE_V2, LIMITS, "m").dynamic_batching
     assert (batching.priority_levels, batching.default_priority_level) == (2, 1)
     policy = batching.default_queue_policy
-    assert policy.allow_timeout_override and policy.default_timeout_microseconds == BASE_V2.queue_timeout_us
+    assert policy.allow_timeout_override and policy.default_timeout_microseconds == LIMITS.queue_timeout_us
     assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
 
 
 @pytest.mark.parametrize("target", ["portable", "onnx", "trt"])
 def test_a_sub_batch_waits_in_the_scorer_queue_no_longer_than_its_request(target):
-    policy = scorer_config(BASE_V2.with_overrides(dtype="fp16"), "m", target).dynamic_batching.default_queue_policy
+    policy = scorer_config(BASE_V2.with_overrides(dtype="fp16"), LIMITS, "m", target).dynamic_batching.default_queue_policy
     # Triton applies a request's timeout only below a non-zero default (core scheduler_utils.cc).
     assert policy.allow_timeout_override and policy.default_timeout_microseconds > 0
-    assert (policy.max_queue_size, policy.timeout_action) == (BASE_V2.max_queue_size, model_config_pb2.ModelQueuePolicy.REJECT)
+    assert (policy.max_queue_size, policy.timeout_action) == (LIMITS.max_queue_size, model_config_pb2.ModelQueuePolicy.REJECT)
 
 
 def test_the_ensemble_names_its_dispatch_step_for_clients_that_cancel():
-    assert ensemble_config(BASE_V2, "m").parameters["dispatch_model"].string_value == "m_tokenizer"
+    assert ensemble_config(BASE_V2, LIMITS, "m").parameters["dispatch_model"].string_value == "m_tokenizer"
 
 
 @pytest.mark.parametrize("model", ["base-v2", "large-v2"])
@@ -96,11 +100,11 @@ def test_the_cuda_option_check_rejects_an_enum_given_by_number_and_an_unknown_na
 
 def test_the_onnx_gpu_target_refuses_an_fp32_export_and_says_what_to_export_instead():
     with pytest.raises(ValueError, match=r"needs an fp16 or bf16 export, and this one is fp32: .* unfused .*--dtype fp16"):
-        scorer_config(BASE_V2, "m", "onnx")
+        scorer_config(BASE_V2, LIMITS, "m", "onnx")
 
 
 def test_the_onnx_target_on_cpu_serves_an_fp32_export():
-    config = scorer_config(BASE_V2, "m", "onnx", instance_kind="cpu")
+    config = scorer_config(BASE_V2, LIMITS, "m", "onnx", instance_kind="cpu")
     assert [g.kind for g in config.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_CPU]
     assert not config.optimization.execution_accelerators.gpu_execution_accelerator
 
@@ -115,7 +119,7 @@ def test_configs_only_gpu_repositories_are_written_for_the_fp16_graph(tmp_path):
 
 def test_unknown_target_is_rejected():
     with pytest.raises(ValueError, match="unknown target 'tflite'"):
-        scorer_config(BASE_V2, "m", "tflite")
+        scorer_config(BASE_V2, LIMITS, "m", "tflite")
 
 
 @pytest.mark.slow

@@ -31,12 +31,13 @@ ROWS = 8  # rows per scorer execution: the bulk request is ~130 sub-batches
 @pytest.fixture(scope="module")
 def server(tiny_export, tmp_path_factory):
     from mxbai_triton.core.model import ModelSpec
+    from mxbai_triton.core.serving import ServingLimits
     from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer
 
-    spec = ModelSpec.load(tiny_export).with_overrides(max_batch_size=ROWS)
+    spec = ModelSpec.load(tiny_export)
     repository = generate_repository(tmp_path_factory.mktemp("fair-repository"), spec, target="portable", name="rr",
-                                     export_dir=tiny_export)
+                                     export_dir=tiny_export, limits=ServingLimits.for_model(spec, max_batch_size=ROWS))
     with TritonServer.on_free_ports(repository, stop_grace=0) as server:
         yield server
 
@@ -133,8 +134,9 @@ def test_a_bulk_request_past_its_deadline_stops_and_the_next_request_is_not_dela
     idle = [_latency(lambda: client.scores(QUERY, SMALL)) for _ in range(5)]
     # Its gRPC deadline cancels the call when its Triton timeout passes: the dispatch stops on either.
     sent, skipped, requests = (_counter(server, n) for n in ("sub_batches", "skipped_sub_batches", "requests"))
-    with RerankClient(server.grpc_url, model="rr", timeout=alone / 4, retry=NO_RETRY) as impatient:
-        with pytest.raises(RerankError, match="Deadline Exceeded"):
+    # Its config read and about ten of its ~130 sub-batches fit in this deadline, on a fast machine or a slow one.
+    with RerankClient(server.grpc_url, model="rr", timeout=max(idle) + 10 * mean_execution, retry=NO_RETRY) as impatient:
+        with pytest.raises(RerankError, match="no answer from .* within"):
             impatient.scores(QUERY, BULK)
     _wait_for(lambda: _counter(server, "requests") > requests, alone)  # the dispatch has given up
     executions = _execution(server)[0]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from mxbai_triton.core.engine import EngineProfiles
 from mxbai_triton.core.model import BASE_V2, LARGE_V2, ModelSpec, resolve_spec
+from mxbai_triton.core.serving import ServingLimits
 
 
 def test_known_models_resolve_by_short_name_and_hub_id():
@@ -34,23 +36,43 @@ def test_spec_survives_json_round_trip():
 
 
 def test_buckets_end_at_the_longest_padded_sequence():
+    buckets = ServingLimits().seq_buckets(BASE_V2)
     assert BASE_V2.max_sequence_length == 8272  # 8192 + 79 template tokens, multiple of 8
-    assert BASE_V2.seq_buckets[-1] == 8272
-    assert list(BASE_V2.seq_buckets) == sorted(set(BASE_V2.seq_buckets))
+    assert buckets[-1] == 8272
+    assert list(buckets) == sorted(set(buckets))
 
 
 def test_small_max_length_shrinks_buckets():
-    spec = BASE_V2.with_overrides(max_length=200)
-    assert spec.seq_buckets == (64, 128, 192, 256, 280)
+    assert ServingLimits().seq_buckets(BASE_V2.with_overrides(max_length=200)) == (64, 128, 192, 256, 280)
 
 
 def test_trt_profiles_tile_all_lengths_without_gaps():
-    profiles = BASE_V2.trt_profiles
+    profiles = EngineProfiles().ranges(BASE_V2)
     assert profiles[0][0] == 1 and profiles[-1][2] == BASE_V2.max_sequence_length
     for (_, _, high), (low, _, _) in zip(profiles, profiles[1:]):
         assert low == high + 1
     assert all(low <= opt <= high for low, opt, high in profiles)
-    assert all(high in BASE_V2.seq_buckets for _, _, high in profiles)
+    assert all(high in ServingLimits().seq_buckets(BASE_V2) for _, _, high in profiles)
+
+
+def test_serving_defaults_follow_the_model_and_hold_its_longest_sequence():
+    assert (ServingLimits.for_model(LARGE_V2).max_batch_size, ServingLimits.for_model(BASE_V2).max_batch_size) == (24, 48)
+    with pytest.raises(ValueError, match="max_batch_tokens 4096 cannot hold one sequence of 8272 tokens"):
+        ServingLimits.for_model(BASE_V2, max_batch_tokens=4096)
+
+
+def test_serving_limits_survive_their_json_file(tmp_path):
+    limits = ServingLimits.for_model(LARGE_V2, bucket_bounds=(), special_tokens_in_text="text")
+    limits.save(tmp_path)
+    assert ServingLimits.load(tmp_path) == limits
+
+
+def test_an_exports_spec_json_keeps_model_facts_only_and_older_ones_still_load():
+    import json
+
+    assert "max_batch_size" not in json.loads(BASE_V2.to_json())
+    older = {**json.loads(BASE_V2.to_json()), "max_batch_size": 64, "trt_profile_bounds": [[256, 256]]}
+    assert ModelSpec.from_json(json.dumps(older)) == BASE_V2
 
 
 def test_triton_name_is_a_safe_model_name():

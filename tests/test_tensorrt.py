@@ -37,17 +37,18 @@ def test_build_engine_without_tensorrt_says_how_to_get_it_and_does_nothing(tmp_p
 
 @pytest.mark.slow
 def test_the_pre_build_estimate_reads_the_exports_config_and_refuses_fp32_attention_at_full_profiles(tiny_export):
+    from mxbai_triton.core.engine import EngineProfiles
     from mxbai_triton.core.memory import Architecture, OverBudget, check_instance_budget, weight_bytes
     from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.export.tensorrt import estimated_memory
 
     spec = ModelSpec.load(tiny_export)
-    estimate = estimated_memory(tiny_export, spec, "fp32", spec.trt_profiles)
+    estimate = estimated_memory(tiny_export, spec, "fp32", EngineProfiles().ranges(spec), 48)
     assert estimate["weight_bytes"] == weight_bytes(Architecture.from_checkpoint(tiny_export), "fp32")
     with pytest.raises(OverBudget, match=r"^memory model estimate: .* fp32 attention runs unfused .* --dtype fp16"):
         check_instance_budget(estimate["weight_bytes"], estimate["profile_bytes"], source="memory model estimate", dtype="fp32")
     # Short profiles fit: an fp32 engine for parity checks stays possible.
-    small = estimated_memory(tiny_export, spec, "fp32", ((1, 64, 128),))
+    small = estimated_memory(tiny_export, spec, "fp32", ((1, 64, 128),), 48)
     assert check_instance_budget(small["weight_bytes"], small["profile_bytes"], source="memory model estimate", dtype="fp32") < 1 << 30
 
 

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from mxbai_triton.core.model import ModelSpec
 from mxbai_triton.core.preprocess import TOKENIZER_FILENAME, RerankPreprocessor
+from mxbai_triton.core.serving import ServingLimits
 from mxbai_triton.core.text_cut import TextCutter, encode_heads
 
 PIECES = ["search", "relevance", "Qwen", "héllo", "e\u0301", "naïve", "東京は", "日本の首都です。", "😀", "🇫🇷", "42",
@@ -85,8 +85,7 @@ def test_special_token_strings_in_user_text_are_special_tokens_by_default_as_in_
 
 
 def test_untrusted_mode_tokenizes_special_token_strings_in_user_text_as_plain_text(tiny_tokenizer_dir, preprocessor):
-    spec = ModelSpec.load(tiny_tokenizer_dir).with_overrides(special_tokens_in_text="text")
-    literal = RerankPreprocessor.from_dir(tiny_tokenizer_dir, spec)
+    literal = RerankPreprocessor.from_dir(tiny_tokenizer_dir, special_tokens_in_text="text")
     [row] = literal.encode(SPECIAL, [SPECIAL])
     head, tail = literal.prefix_ids, literal.tail_ids
     assert row[:len(head)] == preprocessor.prefix_ids and row[-len(tail):] == preprocessor.tail_ids  # template unchanged
@@ -97,7 +96,7 @@ def test_untrusted_mode_tokenizes_special_token_strings_in_user_text_as_plain_te
 
 def test_the_special_token_mode_is_checked():
     with pytest.raises(ValueError, match="special_tokens_in_text must be 'parse' or 'text', got 'strip'"):
-        ModelSpec(name="m", source="s", special_tokens_in_text="strip")
+        ServingLimits(special_tokens_in_text="strip")
 
 
 def test_repo_writes_the_special_token_mode_into_the_served_spec(tiny_tokenizer_dir, tmp_path):
@@ -105,4 +104,4 @@ def test_repo_writes_the_special_token_mode_into_the_served_spec(tiny_tokenizer_
 
     run = run_cli("repo", "base-v2", "--out", str(tmp_path), "--special-tokens-in-text", "text")
     assert run.returncode == 0, run.stderr
-    assert ModelSpec.load(tmp_path / "mxbai-rerank-base-v2_tokenizer" / "1").special_tokens_in_text == "text"
+    assert ServingLimits.load(tmp_path / "mxbai-rerank-base-v2_tokenizer" / "1").special_tokens_in_text == "text"

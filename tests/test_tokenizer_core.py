@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 
 from mxbai_triton.core.model import ModelSpec
+from mxbai_triton.core.serving import ServingLimits
 from mxbai_triton.model_repository.tokenizer_backend import RequestError, TokenizerCore, decode_text
 
 
-def _core(tiny_tokenizer_dir, tmp_path, **overrides) -> TokenizerCore:
+def _core(tiny_tokenizer_dir, tmp_path, **limits) -> TokenizerCore:
+    """The core of a tokenizer model folder holding the tiny spec and serving `limits` (the defaults otherwise)."""
     (tmp_path / "tokenizer.json").symlink_to(tiny_tokenizer_dir / "tokenizer.json")  # parsed once, cached
-    ModelSpec.load(tiny_tokenizer_dir).with_overrides(**overrides).save(tmp_path)
+    spec = ModelSpec.load(tiny_tokenizer_dir)
+    spec.save(tmp_path)
+    ServingLimits.for_model(spec, **limits).save(tmp_path)
     return TokenizerCore(tmp_path)
 
 
@@ -47,15 +51,8 @@ def test_sub_batches_hold_the_reference_rows_of_every_document_once(tiny_tokeniz
     assert sorted(seen) == list(range(len(documents)))
 
 
-def test_left_padding_for_graphs_exported_before_right_padding(tiny_tokenizer_dir, tmp_path):
-    core = _core(tiny_tokenizer_dir, tmp_path, bucket_bounds=(), padding_side="left")
-    (batch,), = core.plan([core.parse(*_request("q", ["a", "b c d"]))])
-    lengths = batch.attention_mask.sum(axis=1)
-    assert all(mask[-n:].all() and not mask[:-n].any() for mask, n in zip(batch.attention_mask, lengths))
-
-
 def test_right_padding_puts_every_pad_after_the_real_tokens(tiny_tokenizer_dir, tmp_path):
-    core = _core(tiny_tokenizer_dir, tmp_path, bucket_bounds=(), padding_side="right")
+    core = _core(tiny_tokenizer_dir, tmp_path, bucket_bounds=())
     (batch,), = core.plan([core.parse(*_request("q", ["a", "b c d"]))])
     lengths = batch.attention_mask.sum(axis=1)
     assert all(mask[:n].all() and not mask[n:].any() for mask, n in zip(batch.attention_mask, lengths))
