@@ -147,9 +147,8 @@ def _serve(args) -> int:
 
     token = _admin_token(args.admin_token_file)
     if token is None and not is_loopback(args.host):
-        exposure = (f"anyone who reaches {args.host} could use Triton's {', '.join(RESTRICTED_APIS)} APIs (map "
-                    "shared memory, read the repository index; this bundled tritonserver predates the 2025 fixes for "
-                    "its shared-memory and HTTP CVEs)")
+        exposure = (f"anyone who reaches the ports could use Triton's admin APIs ({', '.join(RESTRICTED_APIS)}), and "
+                    "the bundled tritonserver predates the 2025 fixes for its shared-memory and HTTP CVEs")
         if not args.insecure:
             raise ValueError(f"refusing to serve on {args.host} without an admin token: {exposure}; set {TOKEN_ENV} or "
                              "--admin-token-file, bind 127.0.0.1, or pass --insecure to serve anyway")
