@@ -29,8 +29,8 @@ _env = EnvDefaults(ENV_PREFIX).get
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "api", help="serve the Cohere v2, Jina/vLLM, TEI and NVIDIA NIM rerank HTTP APIs in front of running Triton servers",
-        description=f"Flags can also come from the environment: {ENV_PREFIX}TRITON, _MODEL, _HOST, _PORT, _TIMEOUT, "
-                    "_RETRY_FOR, _REFRESH, _KEY_FILE, _ACCESS_LOG, " + ", ".join(f"_{name}" for name in _LIMIT_ENV) + ".",
+        description=f"Flags can also come from the environment: {ENV_PREFIX}{ENV_NAMES[0]}, "
+                    + ", ".join(f"_{name}" for name in ENV_NAMES[1:]) + ".",
     )
     p.add_argument("--triton", default=_env("TRITON", "127.0.0.1:8001"),
                    help="gRPC host:port of Triton, comma-separated for replicas (default 127.0.0.1:8001)")
@@ -58,8 +58,8 @@ def add_server_flags(p: argparse.ArgumentParser, *, port_default: int | None) ->
     g = p.add_argument_group("limits (README \"Security\")")
     g.add_argument("--api-max-body-mib", type=float, default=_env("MAX_BODY_MIB", 64.0),
                    help="largest request body in MiB, chunked or not: refused with 413 once that much arrived (default 64)")
-    g.add_argument("--api-buffered-mib", type=float, default=_env("BUFFERED_MIB", 256.0),
-                   help="MiB of request bodies all requests together may hold; past it 503 + Retry-After (default 256)")
+    g.add_argument("--api-buffered-mib", type=float, default=_env("BUFFERED_MIB", 128.0),
+                   help="MiB of request bodies all requests together may hold; past it 503 + Retry-After (default 128)")
     g.add_argument("--api-body-timeout", type=float, default=_env("BODY_TIMEOUT", 30.0),
                    help="seconds a client has to send a request's body once its headers are in, then 408 (default 30)")
     g.add_argument("--api-header-timeout", type=float, default=_env("HEADER_TIMEOUT", 10.0),
@@ -82,9 +82,10 @@ def add_server_flags(p: argparse.ArgumentParser, *, port_default: int | None) ->
                         "port (which follows the key rule)")
 
 
-# Environment twins of the limit flags (MXBAI_API_<NAME>), named in `api --help`.
-_LIMIT_ENV = ("MAX_BODY_MIB", "BUFFERED_MIB", "BODY_TIMEOUT", "HEADER_TIMEOUT", "MAX_CONNECTIONS", "MAX_REQUEST_TOKENS",
-              "RATE_REQUESTS", "RATE_TOKENS", "OPEN_DOCS", "METRICS_PORT")
+# Every flag's environment twin (MXBAI_API_<NAME>), named in `api --help`.
+ENV_NAMES = ("TRITON", "MODEL", "HOST", "PORT", "TIMEOUT", "RETRY_FOR", "REFRESH", "KEY_FILE", "ACCESS_LOG", "MAX_BODY_MIB",
+             "BUFFERED_MIB", "BODY_TIMEOUT", "HEADER_TIMEOUT", "MAX_CONNECTIONS", "MAX_REQUEST_TOKENS", "RATE_REQUESTS",
+             "RATE_TOKENS", "OPEN_DOCS", "METRICS_PORT")
 # What `serve --api-port` passes on to the gateway it starts: every flag of add_server_flags but --host/--port.
 FORWARDED_FLAGS = ("api_timeout", "api_retry_for", "api_refresh", "api_key_file", "access_log", "api_max_body_mib",
                    "api_buffered_mib", "api_body_timeout", "api_header_timeout", "api_max_connections",

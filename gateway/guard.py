@@ -34,7 +34,7 @@ class GuardSettings:
 
     max_body_bytes: int = 64 * MIB
     body_timeout: float = 30.0
-    buffered_bytes: int = 256 * MIB
+    buffered_bytes: int = 128 * MIB
     max_request_tokens: int = 0
     rate_requests: float = 0.0
     rate_tokens: float = 0.0
