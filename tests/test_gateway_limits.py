@@ -108,6 +108,13 @@ def test_slow_headers_lose_the_connection_and_a_slow_body_gets_408():
     assert live == 200
 
 
+def test_headers_over_16_kib_are_refused():
+    dead = f"127.0.0.1:{free_port()}"
+    with GatewayProcess(dead, "reranker") as gateway:
+        _, answer = _slow(gateway.port, [b"GET /live HTTP/1.1\r\nHost: g\r\nX-Filler: " + b"a" * (17 * 1024) + b"\r\n\r\n"], 0)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+
+
 def test_past_the_connection_cap_requests_get_503():
     dead = f"127.0.0.1:{free_port()}"
     with GatewayProcess(dead, "reranker", "--api-max-connections", "4") as gateway:
