@@ -12,12 +12,14 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from . import openapi
 from .backend import BackendSettings, TritonBackend
-from .errors import APIError, error_body, validation_error
+from .errors import APIError, RequestIds, error_response, validation_error
+from .guard import Allowance, BodyBudget, ClientGone, GuardSettings, RateLimiter, read_body
 from .metrics import GatewayMetrics
 from .responses import CohereV2Response, Health, JinaResponse, ModelCard, ModelList, NIMRankingResponse, TEIRank
 from .schemas import CohereV2Request, JinaRequest, NIMRankingRequest, TEIRequest, rerank_shape
@@ -29,17 +31,24 @@ log = logging.getLogger(__name__)
 _SCHEMA_ERROR_STATUS = {"cohere": 400, "jina": 400, "tei": 422, "nim": 422}
 # The API whose shape a `POST /rerank` body has, by its schema.
 _RERANK_APIS = {TEIRequest: "tei", JinaRequest: "jina"}
+# Bodies parsed off the event loop from this size: other requests are not held while a big one is parsed.
+_PARSE_IN_THREAD_BYTES = 1 << 20
 
 # One handler per API: (body schema, serving call), picked from the parsed JSON.
-Pick = Callable[[dict], tuple[str, type[BaseModel], Callable[[BaseModel], Awaitable]]]
+Pick = Callable[[dict], tuple[str, type[BaseModel], Callable[[BaseModel, Allowance], Awaitable]]]
 
 
-def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozenset()) -> FastAPI:
-    """The gateway for Triton at `settings.urls`; with `api_keys`, rerank and model routes need `Authorization: Bearer KEY`.
+def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozenset(), guard: GuardSettings = GuardSettings(),
+               open_docs: bool = False, metrics: GatewayMetrics | None = None, metrics_route: bool = True) -> FastAPI:
+    """The gateway for Triton at `settings.urls`.
 
-    The probes (/health, /live), /metrics and the OpenAPI page (/docs, /openapi.json) stay open.
+    With `api_keys`, every route but the probes (/health, /live) needs `Authorization: Bearer KEY`: the
+    rerank and model routes, /metrics (unless `metrics_route` is False: served on a port of its own),
+    and the OpenAPI page (/docs, /openapi.json) unless `open_docs`.
     """
-    metrics = GatewayMetrics()
+    metrics = metrics or GatewayMetrics()
+    budget = BodyBudget(guard.buffered_bytes)
+    limiter = RateLimiter(guard.rate_requests, guard.rate_tokens)
     state: dict = {}
 
     @asynccontextmanager
@@ -54,45 +63,64 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
         await asyncio.gather(discovery, return_exceptions=True)
         await backend.close()
 
-    app = FastAPI(title="mxbai-triton rerank gateway", lifespan=lifespan, docs_url="/docs", redoc_url=None,
+    app = FastAPI(title="mxbai-triton rerank gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
                   description="Rerank HTTP APIs (Cohere v2, Jina/vLLM, TEI, NVIDIA NIM) in front of Triton.")
+    app.add_middleware(RequestIds)
 
-    def authorize(request: Request) -> None:
+    def authorize(request: Request) -> str:
+        """The caller: its API key, or its address when the gateway has no keys."""
         if not api_keys:
-            return
+            return request.client.host if request.client else "-"
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         # Bytes: compare_digest refuses str with non-ASCII characters, which a header may carry.
         given = key.strip().encode("utf-8", "surrogateescape")
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(given, k.encode()) for k in api_keys):
+        matched = [k for k in api_keys if hmac.compare_digest(given, k.encode())]
+        if scheme.lower() != "bearer" or not matched:
             raise APIError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'")
+        return matched[0]
 
     async def answer(api: str, request: Request, pick: Pick) -> Response:
-        """Authorize, parse, call, answer: the one path of every rerank route (errors, metrics, statuses)."""
+        """Authorize, bound, parse, call, answer: the one path of every rerank route (errors, metrics, statuses)."""
         started, status = time.perf_counter(), 200
+        request_id = request.state.request_id
+        claim = budget.claim()
+        allowance = None
         metrics.in_flight.inc()
         try:
-            authorize(request)
-            data = await _read_json(request, _SCHEMA_ERROR_STATUS[api])
+            caller = authorize(request)
+            limiter.admit(caller)
+            allowance = Allowance(limiter, caller, guard.max_request_tokens)
+            data = await _read_json(request, _SCHEMA_ERROR_STATUS[api], guard, claim)
             api, schema, run = pick(data)
-            result = await _unless_disconnected(request, run(_validate(schema, data, _SCHEMA_ERROR_STATUS[api])))
+            result = await _unless_disconnected(request, run(_validate(schema, data, _SCHEMA_ERROR_STATUS[api]), allowance))
             return JSONResponse(_dump(result))
         except APIError as error:
             status = error.status
-            return JSONResponse(error_body(api, error), status_code=status)
+            return error_response(api, error, request_id, close=not claim.complete and _has_body(request))
         except ClientGone:
             status = 499  # the client went away (nginx's code); its Triton request was cancelled
             return Response(status_code=status)
         except asyncio.CancelledError:
             status = 499
             raise
-        except Exception as error:  # noqa: BLE001 - the server stays up; the client hears what broke
-            log.exception("unexpected failure in %s", request.url.path)
+        except Exception as error:  # noqa: BLE001 - the server stays up; the details go to the log, not the client
+            log.exception("request %s: unexpected failure in %s", request_id, request.url.path)
             status = 500
-            return JSONResponse(error_body(api, APIError(500, f"internal error: {type(error).__name__}: {error}")),
-                                status_code=status)
+            return error_response(api, APIError(500, "internal error", detail=f"{type(error).__name__}: {error}"), request_id)
         finally:
+            claim.release()
+            if allowance is not None:
+                allowance.release()
             metrics.in_flight.dec()
             metrics.answered(api, status, time.perf_counter() - started)
+
+    def keyed(request: Request, api: str = "jina") -> Response | None:
+        """None when the request may go on, else the 401 to answer."""
+        try:
+            authorize(request)
+        except APIError as error:
+            return error_response(api, error, request.state.request_id)
+        return None
 
     def serving() -> RerankServing:
         return state["serving"]
@@ -132,44 +160,41 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
 
     @app.get("/v1/models", response_model=ModelList, description="The rerank ensembles served (discovered on Triton).")
     async def models(request: Request) -> Response:
-        try:
-            authorize(request)
-        except APIError as error:
-            return JSONResponse(error_body("jina", error), status_code=error.status)
-        return JSONResponse(_dump(ModelList(data=[ModelCard(id=m) for m in serving().backend.models])))
+        refused = keyed(request)
+        return refused or JSONResponse(_dump(ModelList(data=[ModelCard(id=m) for m in serving().backend.models])))
 
     @app.get("/health", response_model=Health, description="Readiness: 200 when every served ensemble is ready on an endpoint.")
     async def health() -> Response:
         endpoints = await serving().backend.ready()
-        ready = any(endpoints.values())
-        return JSONResponse(_dump(Health(status="ok" if ready else "unavailable", triton=endpoints)),
+        ready = sum(endpoints.values())
+        return JSONResponse(_dump(Health(status="ok" if ready else "unavailable", ready_endpoints=ready, endpoints=len(endpoints))),
                             status_code=200 if ready else 503)
 
     @app.get("/live", response_model=Health, description="Liveness: 200 while the process runs.")
     async def live() -> Response:
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", response_class=Response, description="Prometheus metrics of the gateway.")
-    async def prometheus() -> Response:
-        return Response(metrics.render(), media_type=metrics.content_type)
+    if metrics_route:
+        @app.get("/metrics", response_class=Response, description="Prometheus metrics of the gateway.")
+        async def prometheus(request: Request) -> Response:
+            return keyed(request) or Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(request: Request) -> Response:
+        return (None if open_docs else keyed(request)) or JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> Response:
+        return (None if open_docs else keyed(request)) or get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
 
     openapi.install(app, (CohereV2Request, JinaRequest, TEIRequest, NIMRankingRequest))
     return app
 
 
-# 1000 documents of 8k tokens are ~35 MB of text: room for that, not for anything.
-MAX_BODY_BYTES = 64 << 20
-
-
-async def _read_json(request: Request, schema_status: int) -> dict:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise APIError(413, f"the body has {int(declared)} bytes, more than the limit of {MAX_BODY_BYTES}")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise APIError(413, f"the body has {len(raw)} bytes, more than the limit of {MAX_BODY_BYTES}")
+async def _read_json(request: Request, schema_status: int, guard: GuardSettings, claim) -> dict:
+    raw = await read_body(request.receive, request.headers, guard, claim)
     try:
-        data = json.loads(raw)
+        data = await asyncio.to_thread(json.loads, raw) if len(raw) >= _PARSE_IN_THREAD_BYTES else json.loads(raw)
     except (ValueError, RecursionError) as error:  # JSONDecodeError, bad UTF-8, 5000-digit integers, deep nesting
         raise APIError(400, f"the body is not valid JSON: {error}") from None
     if not isinstance(data, dict):
@@ -177,8 +202,8 @@ async def _read_json(request: Request, schema_status: int) -> dict:
     return data
 
 
-class ClientGone(Exception):
-    """The HTTP client disconnected before its answer was ready."""
+def _has_body(request: Request) -> bool:
+    return request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
 
 
 async def _unless_disconnected(request: Request, work: Awaitable):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,10 +13,8 @@ from mxbai_triton.client.discovery import not_served
 from mxbai_triton.client.rerank import AsyncRerankClient, RerankError, RetryPolicy, Scored
 from mxbai_triton.client.transport import ServerLimits
 
-from .errors import APIError
+from .errors import APIError, without_traceback
 from .registry import ModelRegistry
-
-log = logging.getLogger(__name__)
 
 # Triton's statuses for "the request is wrong" (the tokenizer's RequestError is INVALID_ARG).
 _BAD_REQUEST_STATUSES = frozenset({"StatusCode.INVALID_ARGUMENT", "400"})
@@ -92,13 +89,14 @@ class TritonBackend:
 
     async def score(
         self, model: str, query: str, documents: Sequence[str], instruction: str | None, *, field: str = "documents",
-        priority: int = 0,
+        priority: int = 0, admit: Callable[[ServerLimits], None] | None = None,
     ) -> tuple[Scored, ServerLimits]:
         """Raw scores and token counts in input order; APIError with the status the failure deserves.
 
         One deadline covers the config read and the scoring; Triton gets it as the request's timeout,
         and cancelling this call (the HTTP client went away) cancels the request on Triton. `field` is
-        what the caller's API calls the document list, for the error message.
+        what the caller's API calls the document list, for the error message; `admit` may refuse the
+        request (APIError) once the ensemble's limits are known, before it is sent.
         """
         async def run() -> tuple[Scored, ServerLimits]:
             client = self._client(model)
@@ -107,6 +105,8 @@ class TritonBackend:
                 raise APIError(
                     413, f"'{field}' has {len(documents)} items, more than the limit of {limits.max_documents} "
                          "per request; split the list", field)
+            if admit is not None:
+                admit(limits)
             scored = await client.scored(query, documents, instruction=instruction, priority=priority)
             check_scored(scored, len(documents))
             return scored, limits
@@ -121,15 +121,15 @@ class TritonBackend:
         except (TypeError, ValueError) as error:  # what the client refuses before sending (e.g. lone surrogates)
             raise APIError(400, str(error)) from None
         except RerankError as error:
+            # 5xx messages name no endpoint and quote no server text: those go to the log (`detail`).
             if error.unavailable:
-                raise APIError(503, f"no Triton endpoint could take the request: {error}") from None
+                raise APIError(503, "no Triton endpoint could take the request", detail=str(error)) from None
             if error.status == _MODEL_GONE_STATUS:  # unloaded since the last look at the index
                 await self.registry.refresh(since=time.monotonic())
                 raise APIError(404, not_served(model, self.models), "model") from None
             if error.status in _BAD_REQUEST_STATUSES:
-                raise APIError(400, str(error)) from None
-            log.warning("Triton failed a request: %s", error)
-            raise APIError(502, f"Triton failed the request: {error}") from None
+                raise APIError(400, without_traceback(str(error))) from None
+            raise APIError(502, "Triton failed the request", detail=str(error)) from None
 
     async def ready(self) -> dict[str, bool]:
         """Per endpoint: whether it answers and every served ensemble is ready on it (none served: not ready)."""
@@ -156,7 +156,8 @@ class TritonBackend:
 def check_scored(scored: Scored, documents: int) -> None:
     """A score per document, every one finite, or APIError 502: never a short or made-up ranking."""
     if len(scored.scores) != documents or (scored.token_counts is not None and len(scored.token_counts) != documents):
-        raise APIError(502, f"Triton answered {len(scored.scores)} scores for {documents} documents")
+        raise APIError(502, "Triton answered unusable scores",
+                       detail=f"Triton answered {len(scored.scores)} scores for {documents} documents")
     if not np.isfinite(scored.scores).all():
         bad = np.flatnonzero(~np.isfinite(scored.scores)).tolist()
-        raise APIError(502, f"Triton answered non-finite scores for documents {bad}")
+        raise APIError(502, "Triton answered unusable scores", detail=f"Triton answered non-finite scores for documents {bad}")

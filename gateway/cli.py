@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from mxbai_triton.console import EnvDefaults
@@ -17,8 +18,8 @@ _env = EnvDefaults(ENV_PREFIX).get
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "api", help="serve the Cohere v2, Jina/vLLM, TEI and NVIDIA NIM rerank HTTP APIs in front of running Triton servers",
-        description=f"Flags can also come from the environment: {ENV_PREFIX}TRITON, _MODEL, _HOST, _PORT, _TIMEOUT, "
-                    "_RETRY_FOR, _REFRESH, _KEY_FILE, _ACCESS_LOG.",
+        description=f"Flags can also come from the environment: {ENV_PREFIX}{ENV_NAMES[0]}, "
+                    + ", ".join(f"_{name}" for name in ENV_NAMES[1:]) + ".",
     )
     p.add_argument("--triton", default=_env("TRITON", "127.0.0.1:8001"),
                    help="gRPC host:port of Triton, comma-separated for replicas (default 127.0.0.1:8001)")
@@ -42,8 +43,59 @@ def add_server_flags(p: argparse.ArgumentParser, *, port_default: int | None) ->
                    help="seconds between two looks at Triton's repository index for ensembles loaded or unloaded (default 5)")
     p.add_argument("--api-key-file", default=_env("KEY_FILE"),
                    help="file of accepted API keys, one per line: requests then need 'Authorization: Bearer <key>'")
-    p.add_argument("--access-log", action="store_true", default=_env("ACCESS_LOG", "") not in ("", "0", "false"),
-                   help="log every HTTP request")
+    p.add_argument("--access-log", action="store_true", default=_flag("ACCESS_LOG"), help="log every HTTP request")
+    g = p.add_argument_group("limits (README \"Security\")")
+    g.add_argument("--api-max-body-mib", type=float, default=_env("MAX_BODY_MIB", 64.0),
+                   help="largest request body in MiB, chunked or not: refused with 413 once that much arrived (default 64)")
+    g.add_argument("--api-buffered-mib", type=float, default=_env("BUFFERED_MIB", 128.0),
+                   help="MiB of request bodies all requests together may hold; past it 503 + Retry-After (default 128)")
+    g.add_argument("--api-body-timeout", type=float, default=_env("BODY_TIMEOUT", 30.0),
+                   help="seconds a client has to send a request's body once its headers are in, then 408 (default 30)")
+    g.add_argument("--api-header-timeout", type=float, default=_env("HEADER_TIMEOUT", 10.0),
+                   help="seconds a client has to send a request's headers, then the connection is closed (default 10)")
+    g.add_argument("--api-max-connections", type=int, default=_env("MAX_CONNECTIONS", 256),
+                   help="open connections and requests in flight together; past it requests get 503 (default 256)")
+    g.add_argument("--api-max-request-tokens", type=int, default=_env("MAX_REQUEST_TOKENS", 0),
+                   help="largest bound on one request's prompt tokens (UTF-8 bytes of each prompt, at most the model's "
+                        "cap), else 413 (default 0: the ensemble's max_documents_per_request x max_prompt_tokens)")
+    g.add_argument("--api-rate-requests", type=float, default=_env("RATE_REQUESTS", 0.0),
+                   help="requests per second per API key (per client address without --api-key-file); past it 429 + "
+                        "Retry-After (default 0: off)")
+    g.add_argument("--api-rate-tokens", type=float, default=_env("RATE_TOKENS", 0.0),
+                   help="prompt tokens per second per API key (per client address without keys), 429 + Retry-After "
+                        "(default 0: off)")
+    g.add_argument("--api-open-docs", action="store_true", default=_flag("OPEN_DOCS"),
+                   help="serve /docs and /openapi.json without a key (default: the same key rule as the rerank routes)")
+    g.add_argument("--api-metrics-port", type=int, default=_env("METRICS_PORT"),
+                   help="serve the gateway's Prometheus metrics on this port, with no key, instead of /metrics on the API "
+                        "port (which follows the key rule)")
+
+
+# Every flag's environment twin (MXBAI_API_<NAME>), named in `api --help`.
+ENV_NAMES = ("TRITON", "MODEL", "HOST", "PORT", "TIMEOUT", "RETRY_FOR", "REFRESH", "KEY_FILE", "ACCESS_LOG", "MAX_BODY_MIB",
+             "BUFFERED_MIB", "BODY_TIMEOUT", "HEADER_TIMEOUT", "MAX_CONNECTIONS", "MAX_REQUEST_TOKENS", "RATE_REQUESTS",
+             "RATE_TOKENS", "OPEN_DOCS", "METRICS_PORT")
+# What `serve --api-port` passes on to the gateway it starts: every flag of add_server_flags but --host/--port.
+FORWARDED_FLAGS = ("api_timeout", "api_retry_for", "api_refresh", "api_key_file", "access_log", "api_max_body_mib",
+                   "api_buffered_mib", "api_body_timeout", "api_header_timeout", "api_max_connections",
+                   "api_max_request_tokens", "api_rate_requests", "api_rate_tokens", "api_open_docs", "api_metrics_port")
+
+
+def _flag(name: str) -> bool:
+    return _env(name, "") not in ("", "0", "false")
+
+
+def forwarded_args(args) -> list[str]:
+    """The gateway flags of `args` as command-line arguments (booleans when set, values when given)."""
+    out: list[str] = []
+    for name in FORWARDED_FLAGS:
+        value = getattr(args, name)
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif value not in (None, False):
+            out += [flag, str(value)]
+    return out
 
 
 def read_api_keys(path: str | None) -> frozenset[str]:
@@ -56,10 +108,13 @@ def read_api_keys(path: str | None) -> frozenset[str]:
 
 
 def run_gateway(triton: str, models: str | None, host: str, port: int, args) -> int:
-    import uvicorn
+    from mxbai_triton.processes import is_loopback
 
     from .app import create_app
     from .backend import BackendSettings
+    from .guard import MIB, GuardSettings
+    from .http_server import ServerSettings, serve
+    from .metrics import GatewayMetrics
 
     settings = BackendSettings(
         urls=tuple(u.strip() for u in triton.split(",") if u.strip()),
@@ -68,11 +123,27 @@ def run_gateway(triton: str, models: str | None, host: str, port: int, args) -> 
     )
     if busy_ports(host, {"API": port}):
         raise RuntimeError(f"cannot serve on {host}: API port {port} already in use by another process (choose another: --port)")
-    app = create_app(settings, api_keys=read_api_keys(args.api_key_file))
+    guard = GuardSettings(
+        max_body_bytes=int(args.api_max_body_mib * MIB), buffered_bytes=int(args.api_buffered_mib * MIB),
+        body_timeout=args.api_body_timeout, max_request_tokens=args.api_max_request_tokens,
+        rate_requests=args.api_rate_requests, rate_tokens=args.api_rate_tokens,
+    )
+    server = ServerSettings(max_connections=args.api_max_connections, header_timeout=args.api_header_timeout)
+    api_keys = read_api_keys(args.api_key_file)
+    metrics = GatewayMetrics()
+    app = create_app(settings, api_keys=api_keys, guard=guard, open_docs=args.api_open_docs, metrics=metrics,
+                     metrics_route=args.api_metrics_port is None)
+    if not api_keys and not is_loopback(host):
+        print(f"warning: the rerank API on {host}:{port} has no API keys: anyone who reaches the port can use it and read "
+              "its metrics; set --api-key-file (MXBAI_API_KEY_FILE)", file=sys.stderr, flush=True)
+    if args.api_metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.api_metrics_port, addr=host, registry=metrics.registry)
     served = f"models {', '.join(settings.models)}" if settings.models else "every rerank ensemble it serves"
     print(f"rerank API on http://{host}:{port} (POST /v2/rerank, /v1/rerank, /rerank, /v1/ranking; /docs) -> Triton "
           f"{', '.join(settings.urls)}, {served}", flush=True)
-    uvicorn.run(app, host=host, port=port, access_log=args.access_log, log_level=_uvicorn_level(args))
+    serve(app, host, port, server, access_log=args.access_log, log_level=_uvicorn_level(args))
     return 0
 
 

@@ -14,10 +14,15 @@ _STATUSES = {
     400: "body not JSON, a wrong type or value (Cohere, Jina/vLLM); NIM: a passage too long with truncate NONE",
     401: "missing or wrong 'Authorization: Bearer KEY' when the gateway runs with --api-key-file",
     404: "model not served; the message lists the served ones",
-    413: "more documents than the ensemble's max_documents_per_request, or a body over 64 MiB",
+    408: "the body did not arrive within --api-body-timeout seconds",
+    413: "more documents than the ensemble's max_documents_per_request, a body over --api-max-body-mib, or a prompt-token "
+         "bound over --api-max-request-tokens",
     422: "a wrong type or value (TEI, NIM), or a /rerank body with both or neither of 'texts' and 'documents'",
+    429: "over the caller's --api-rate-requests or --api-rate-tokens; Retry-After says when to retry",
+    500: "an unexpected failure in the gateway; the message carries the request id, the log the details",
     502: "Triton failed the request or answered something unusable",
-    503: "no Triton endpoint answered within --api-retry-for seconds, or no rerank ensemble is served",
+    503: "no Triton endpoint answered within --api-retry-for seconds, no rerank ensemble is served, or the gateway "
+         "holds --api-buffered-mib of bodies (Retry-After)",
     504: "no answer within --api-timeout seconds",
 }
 

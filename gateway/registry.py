@@ -53,7 +53,7 @@ class ModelRegistry:
         if not self.models:
             await self.refresh(since=asked)
         if not self.models:
-            raise APIError(503, f"no rerank ensemble to serve: {self.problem}")
+            raise APIError(503, "no rerank ensemble to serve", detail=f"no rerank ensemble to serve: {self.problem}")
         return self.models[0]
 
     async def refresh(self, *, since: float | None = None) -> None:

@@ -95,8 +95,11 @@ class ModelList(BaseModel):
 
 
 class Health(BaseModel):
+    """Readiness without Triton's addresses: how many endpoints serve every ensemble, of how many."""
+
     status: Literal["ok", "unavailable"]
-    triton: dict[str, bool] | None = None
+    ready_endpoints: int | None = None
+    endpoints: int | None = None
 
 
 # Error bodies, one per API family (gateway/errors.py builds them).

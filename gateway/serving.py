@@ -11,6 +11,7 @@ from mxbai_triton.client.rerank import rank_order, sigmoid_normalize
 
 from .backend import TritonBackend
 from .errors import APIError
+from .guard import Allowance
 from .metrics import GatewayMetrics
 from .responses import (
     APIVersion,
@@ -60,42 +61,54 @@ class RerankServing:
         self.metrics = metrics
 
     async def rank(self, api: str, model_name: str | None, query: str, documents: list[str], instruction: str | None,
-                   top_n: int | None, *, field: str = "documents", priority: int | None = None) -> Ranked:
+                   top_n: int | None, allowance: Allowance | None, *, field: str = "documents",
+                   priority: int | None = None) -> Ranked:
+        """Scores of `documents`; `allowance` checks the request's token bound once the ensemble's cap is known,
+        and is settled with the tokens it really cost."""
         model = await self.backend.resolve(model_name)
         if not documents:
             return Ranked(model, np.zeros(0, np.float32), 0.0, top_n, np.zeros(0, np.int64))
+
+        def admit(limits) -> None:
+            if allowance is not None:
+                allowance.admit(query, documents, instruction, limits.max_prompt_tokens, field)
+
         scored, limits = await self.backend.score(model, query, documents, instruction, field=field,
-                                                  priority=triton_priority(priority))
+                                                  priority=triton_priority(priority), admit=admit)
         ranked = Ranked(model, scored.scores, limits.estimated_max, top_n, scored.token_counts, limits.max_prompt_tokens)
+        if allowance is not None:
+            allowance.settle(ranked.total_tokens)
         self.metrics.scored(api, len(documents), ranked.total_tokens)
         return ranked
 
-    async def cohere(self, body: CohereV2Request) -> CohereV2Response:
+    async def cohere(self, body: CohereV2Request, allowance: Allowance | None = None) -> CohereV2Response:
         texts = body.texts()
-        ranked = await self.rank("cohere", body.model, body.query, texts, body.instruction, body.top_n, priority=body.priority)
+        ranked = await self.rank("cohere", body.model, body.query, texts, body.instruction, body.top_n, allowance,
+                                 priority=body.priority)
         return CohereV2Response(id=str(uuid.uuid4()), results=ranked.relevance_results(texts if body.return_documents else None),
                                 meta=_cohere_meta(len(texts), ranked.total_tokens))
 
-    async def jina(self, body: JinaRequest) -> JinaResponse:
+    async def jina(self, body: JinaRequest, allowance: Allowance | None = None) -> JinaResponse:
         texts = body.texts()
-        ranked = await self.rank("jina", body.model, body.query, texts, body.instruction, body.top_n, priority=body.priority)
+        ranked = await self.rank("jina", body.model, body.query, texts, body.instruction, body.top_n, allowance,
+                                 priority=body.priority)
         usage = None if ranked.total_tokens is None else JinaUsage(total_tokens=ranked.total_tokens,
                                                                    prompt_tokens=ranked.total_tokens)
         return JinaResponse(id=str(uuid.uuid4()), model=ranked.model, usage=usage,
                             results=ranked.relevance_results(texts if body.return_documents else None),
                             meta=_cohere_meta(len(texts), ranked.total_tokens, version="1"))
 
-    async def tei(self, body: TEIRequest) -> list[TEIRank]:
-        ranked = await self.rank("tei", body.model, body.query, body.texts, body.instruction, None, field="texts",
+    async def tei(self, body: TEIRequest, allowance: Allowance | None = None) -> list[TEIRank]:
+        ranked = await self.rank("tei", body.model, body.query, body.texts, body.instruction, None, allowance, field="texts",
                                  priority=body.priority)
         scores = ranked.raw if body.raw_scores else ranked.relevance
         return [TEIRank(index=i, score=float(scores[i]), text=body.texts[i] if body.return_text else None)
                 for i in ranked.order]
 
-    async def nim(self, body: NIMRankingRequest) -> NIMRankingResponse:
+    async def nim(self, body: NIMRankingRequest, allowance: Allowance | None = None) -> NIMRankingResponse:
         texts = [passage.text for passage in body.passages]
-        ranked = await self.rank("nim", body.model, body.query.text, texts, body.instruction, None, field="passages",
-                                 priority=body.priority)
+        ranked = await self.rank("nim", body.model, body.query.text, texts, body.instruction, None, allowance,
+                                 field="passages", priority=body.priority)
         if body.truncate == "NONE":
             refuse_cut_passages(ranked)
         usage = None if ranked.total_tokens is None else NIMUsage(prompt_tokens=ranked.total_tokens,

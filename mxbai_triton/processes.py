@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -108,6 +109,16 @@ def busy_ports(host: str, ports: dict[str, int]) -> list[str]:
             except OSError:
                 busy.append(f"{name} port {port}")
     return busy
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps a port on this machine ("localhost", 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def pid_alive(pid: int) -> bool:

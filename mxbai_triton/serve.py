@@ -36,6 +36,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help=f"file holding a token (>= 16 chars); the {', '.join(RESTRICTED_APIS)} APIs then answer only "
                         f"requests carrying it (HTTP header '{ADMIN_HEADER}', gRPC metadata '{GRPC_ADMIN_HEADER}'). "
                         f"Default: ${TOKEN_ENV} if set")
+    p.add_argument("--insecure", action="store_true",
+                   help="serve beyond loopback without an admin token (refused otherwise: Triton's model-repository, "
+                        "shared-memory, logging and trace APIs would be open to anyone who reaches the ports)")
     p.add_argument("--api-port", type=int, default=env.get("API_PORT"),
                    help="also serve the rerank HTTP APIs (Cohere v2, Jina/vLLM, TEI, NVIDIA NIM) on this port, bound to --host")
     p.add_argument("--api-model", default=env.get("API_MODEL"),
@@ -66,14 +69,16 @@ def _admin_token(path: str | None) -> str | None:
 
 def _serve(args) -> int:
     from mxbai_triton.model_repository.server import ServerError, TritonServer
-    from mxbai_triton.processes import busy_ports, spawn, stop
+    from mxbai_triton.processes import busy_ports, is_loopback, spawn, stop
 
     token = _admin_token(args.admin_token_file)
-    if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(
-            f"warning: serving on {args.host} without an admin token: anyone who reaches the ports can use the "
-            f"{', '.join(RESTRICTED_APIS)} APIs; set {TOKEN_ENV} or --admin-token-file", file=sys.stderr,
-        )
+    if token is None and not is_loopback(args.host):
+        exposure = (f"anyone who reaches the ports could use Triton's admin APIs ({', '.join(RESTRICTED_APIS)}), and "
+                    "the bundled tritonserver predates the 2025 fixes for its shared-memory and HTTP CVEs")
+        if not args.insecure:
+            raise ValueError(f"refusing to serve on {args.host} without an admin token: {exposure}; set {TOKEN_ENV} or "
+                             "--admin-token-file, bind 127.0.0.1, or pass --insecure to serve anyway")
+        print(f"warning: serving on {args.host} without an admin token (--insecure): {exposure}", file=sys.stderr)
     if args.api_port is not None and busy_ports(args.host, {"API": args.api_port}):
         raise ServerError(f"cannot serve on {args.host}: API port {args.api_port} already in use by another process "
                           "(choose another: --api-port)")
@@ -121,11 +126,5 @@ def _gateway_command(args, grpc_url: str, *, restricted: bool) -> list[str]:
     else:
         models = None  # the gateway finds them in Triton's repository index
     verbosity = ["-v"] if args.verbose else ["-q"] if args.quiet else []
-    command = [sys.executable, "-m", "mxbai_triton", *verbosity, "api", "--triton", grpc_url, *(["--model", models] if models else []),
-               "--host", args.host, "--port", str(args.api_port), "--api-timeout", str(args.api_timeout),
-               "--api-retry-for", str(args.api_retry_for), "--api-refresh", str(args.api_refresh)]
-    if args.api_key_file:
-        command += ["--api-key-file", args.api_key_file]
-    if args.access_log:
-        command.append("--access-log")
-    return command
+    return [sys.executable, "-m", "mxbai_triton", *verbosity, "api", "--triton", grpc_url, *(["--model", models] if models else []),
+            "--host", args.host, "--port", str(args.api_port), *gateway_cli.forwarded_args(args)]

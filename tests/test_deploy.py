@@ -1,8 +1,13 @@
-"""deploy/: Kubernetes manifests validated offline against the Kubernetes schemas, and consistent with the code."""
+"""deploy/: what `kubectl apply` reads, validated offline against the Kubernetes schemas, safe as applied, and
+consistent with the code."""
 
 from __future__ import annotations
 
 import copy
+import json
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,25 +15,48 @@ import pytest
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate checks the manifests")
 yaml = pytest.importorskip("yaml")
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
-MANIFESTS = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+KUBERNETES = DEPLOY / "kubernetes"
+# What `kubectl apply -f deploy/kubernetes/` reads: the folder's files with these extensions, not its subfolders.
+APPLIED = sorted(p for p in KUBERNETES.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml", ".json"))
+PLACEHOLDER = re.compile(r"REPLACE|CHANGE.?ME|TODO|BUCKET|REGISTRY|example\.(com|org)|<[a-z ]+>", re.IGNORECASE)
+TRITON_PORTS = {8000, 8001}
 
 
 def _documents(path: Path) -> list[dict]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
-def _objects() -> dict[tuple[str, str], dict]:
-    return {(d["kind"], d["metadata"]["name"]): d for p in MANIFESTS for d in _documents(p)}
+def _applied() -> list[dict]:
+    return [d for p in APPLIED for d in _documents(p)]
 
 
-def _container(name: str = "tritonserver") -> dict:
-    containers = _objects()[("Deployment", "mxbai-rerank")]["spec"]["template"]["spec"]["containers"]
-    (container,) = [c for c in containers if c["name"] == name]
+def _objects(documents: list[dict] | None = None) -> dict[tuple[str, str], dict]:
+    return {(d["kind"], d["metadata"]["name"]): d for d in (documents if documents is not None else _applied())}
+
+
+def _pod(documents: list[dict] | None = None) -> dict:
+    return _objects(documents)[("Deployment", "mxbai-rerank")]["spec"]["template"]["spec"]
+
+
+def _container(name: str = "tritonserver", documents: list[dict] | None = None) -> dict:
+    (container,) = [c for c in _pod(documents)["containers"] if c["name"] == name]
     return container
 
 
-@pytest.mark.parametrize("path", MANIFESTS, ids=[p.name for p in MANIFESTS])
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+@pytest.mark.parametrize("path", APPLIED, ids=[p.name for p in APPLIED])
 def test_manifest_validates_strictly_against_the_kubernetes_schema(path):
     for document in _documents(path):
         kubernetes_validate.validate(document, kubernetes_validate.latest_version(), strict=True)
@@ -41,42 +69,166 @@ def test_schema_validation_rejects_a_misspelled_field():
         kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
 
 
-def test_probes_use_tritons_health_endpoints_on_the_http_port():
+# --- what `kubectl apply -f deploy/kubernetes/` applies ---
+
+def test_the_applied_set_holds_no_secret_and_no_placeholder():
+    kinds = sorted(d["kind"] for d in _applied())
+    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service",
+                     "ServiceAccount"]
+    found = [s for d in _applied() for s in _strings(d) if PLACEHOLDER.search(s)]
+    assert found == []
+
+
+def test_the_secrets_the_pods_read_are_the_ones_readme_says_to_create():
+    pod = _pod()
+    named = {e["valueFrom"]["secretKeyRef"]["name"] for c in pod["containers"] for e in c.get("env", [])
+             if "secretKeyRef" in e.get("valueFrom", {})}
+    named |= {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    created = set(re.findall(r"kubectl create secret generic ([a-z0-9-]+)", (ROOT / "README.md").read_text()))
+    assert named == {"mxbai-rerank-s3-reader", "mxbai-rerank-admin-token", "mxbai-rerank-api-keys"}
+    assert named <= created
+
+
+def test_the_kustomize_base_is_exactly_the_applied_files_and_hidden_from_kubectl_apply_f():
+    base = yaml.safe_load((KUBERNETES / "Kustomization").read_text())
+    assert sorted(base["resources"]) == [p.name for p in APPLIED]
+    assert "Kustomization" not in [p.name for p in APPLIED]
+
+
+# --- who can reach what ---
+
+def test_the_client_service_publishes_the_gateway_only():
+    services = [d for d in _applied() if d["kind"] == "Service"]
+    assert [(s["metadata"]["name"], p["name"], p["port"], p["targetPort"]) for s in services for p in s["spec"]["ports"]] == [
+        ("mxbai-rerank", "api", 8080, "api")]
+
+
+def test_triton_http_and_grpc_bind_loopback_inside_the_pod():
+    args = _container()["args"]
+    assert {"--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--http-port=8000", "--grpc-port=8001"} <= set(args)
+    assert [p["containerPort"] for p in _container()["ports"]] == [8002]
+
+
+def test_the_network_policy_lets_clients_reach_the_gateway_and_monitoring_the_metrics_only():
+    policy = _objects()[("NetworkPolicy", "mxbai-rerank")]
+    pod_labels = _objects()[("Deployment", "mxbai-rerank")]["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    named = {p["name"]: p["containerPort"] for c in _pod()["containers"] for p in c["ports"]}
+    rules = [({named[p["port"]] for p in rule["ports"]}, rule.get("from")) for rule in policy["spec"]["ingress"]]
+    monitoring = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert rules == [({8080}, None), ({8002, 8081}, monitoring)]
+    assert not any(ports & TRITON_PORTS for ports, _ in rules)
+
+
+# --- what each container may do ---
+
+@pytest.mark.parametrize("name", ["tritonserver", "rerank-api"])
+def test_every_container_has_a_read_only_root_no_privilege_escalation_and_no_capabilities(name):
+    context = _container(name)["securityContext"]
+    assert context == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                       "capabilities": {"drop": ["ALL"]}}
+
+
+def test_no_service_account_token_is_mounted():
+    account = _objects()[("ServiceAccount", "mxbai-rerank")]
+    assert (_pod()["serviceAccountName"], _pod()["automountServiceAccountToken"]) == ("mxbai-rerank", False)
+    assert account["automountServiceAccountToken"] is False
+
+
+def test_writable_paths_are_memory_or_scratch_volumes_only():
+    volumes = {v["name"]: v for v in _pod()["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in _container()["volumeMounts"]}
+    assert set(mounts) == {"/dev/shm", "/tmp"} and all("emptyDir" in v for v in mounts.values())
+    assert mounts["/dev/shm"]["emptyDir"]["medium"] == "Memory"
+
+
+def test_the_repository_is_read_with_a_read_only_identity_never_the_publishers():
+    reader = json.loads((DEPLOY / "iam" / "model-repository-reader.json").read_text())
+    publisher = json.loads((DEPLOY / "iam" / "model-repository-publisher.json").read_text())
+    actions = {a for s in reader["Statement"] for a in s["Action"]}
+    assert actions == {"s3:ListBucket", "s3:GetObject"}
+    assert {"s3:PutObject", "s3:DeleteObject"} <= {a for s in publisher["Statement"] for a in s["Action"]}
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in _container()["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    assert {refs["AWS_ACCESS_KEY_ID"]["name"], refs["AWS_SECRET_ACCESS_KEY"]["name"]} == {"mxbai-rerank-s3-reader"}
+
+
+# --- images by digest ---
+
+def _site_example() -> dict:
+    return yaml.safe_load((DEPLOY / "site.example" / "kustomization.yaml").read_text())
+
+
+def test_the_site_kustomization_sets_every_container_image_by_digest():
+    (image,) = _site_example()["images"]
+    assert {c["image"] for c in _pod()["containers"]} == {image["name"]}
+    assert set(image) == {"name", "newName", "digest"} and image["digest"].startswith("sha256:")
+
+
+def test_a_filled_in_site_renders_valid_objects_with_images_by_digest_and_no_secret(tmp_path):
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (its built-in kustomize) renders the site")
+    shutil.copytree(KUBERNETES, tmp_path / "kubernetes")
+    site = tmp_path / "site"
+    site.mkdir()
+    text = (DEPLOY / "site.example" / "kustomization.yaml").read_text()
+    text = text.replace("registry.example.com", "registry.internal").replace("REPLACE-BUCKET", "models")
+    (site / "kustomization.yaml").write_text(text.replace("REPLACE-WITH-THE-64-HEX-DIGEST-OF-YOUR-PUSH", "ab" * 32))
+    rendered = subprocess.run([kubectl, "kustomize", str(site)], capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    documents = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    for document in documents:
+        kubernetes_validate.validate(document, kubernetes_validate.latest_version(), strict=True)
+    assert {c["image"] for c in _pod(documents)["containers"]} == {f"registry.internal/mxbai-triton-server@sha256:{'ab' * 32}"}
+    (config,) = [d for d in documents if d["kind"] == "ConfigMap"]
+    refs = {e["valueFrom"]["configMapKeyRef"]["name"] for e in _container(documents=documents)["env"]
+            if "configMapKeyRef" in e.get("valueFrom", {})}
+    assert refs == {config["metadata"]["name"]} and config["data"]["url"] == "s3://models/mxbai-rerank/v1"
+    assert "Secret" not in {d["kind"] for d in documents}
+
+
+def test_the_deployed_image_builds_on_nvidias_triton_by_digest():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert [line for line in dockerfile.splitlines() if line.startswith(("FROM ", "ARG TRITON"))] == [
+        "ARG TRITON_BASE=nvcr.io/nvidia/tritonserver:26.10-py3", "FROM ${TRITON_BASE}"]
+    readme = (ROOT / "README.md").read_text()
+    assert "--build-arg TRITON_BASE=nvcr.io/nvidia/tritonserver:26.10-py3@sha256:" in readme
+
+
+def test_the_gateways_dependencies_are_pinned_exactly():
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
+    api = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["api"]
+    assert api and all(re.fullmatch(r"[\w.\[\]-]+==[\w.]+", requirement) for requirement in api), api
+
+
+# --- consistent with the code ---
+
+def test_probes_ask_tritons_health_endpoints_over_loopback():
     container = _container()
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
-    assert container["startupProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    for probe, path in (("startupProbe", "ready"), ("readinessProbe", "ready"), ("livenessProbe", "live")):
+        command = container[probe]["exec"]["command"]
+        assert command[:2] == ["python3", "-c"] and f"'http://127.0.0.1:8000/v2/health/{path}'" in command[2]
     from mxbai_triton.model_repository.server import TritonServer
 
     defaults = TritonServer("repo")
-    assert ports == {"http": defaults.http_port, "grpc": defaults.grpc_port, "metrics": defaults.metrics_port}
+    assert (defaults.http_port, defaults.grpc_port, defaults.metrics_port) == (8000, 8001, 8002)
 
 
 def test_container_runs_tritonserver_like_serve_does_with_the_repository_from_object_storage():
     from mxbai_triton.model_repository.server import ADMIN_HEADER, RESTRICTED_APIS
 
     args = _container()["args"]
-    assert any(a.startswith("--model-repository=s3://") for a in args)
+    assert "--model-repository=$(MODEL_REPOSITORY)" in args
     assert {"--model-control-mode=none", "--strict-readiness=true", "--exit-on-error=true"} <= set(args)
     rule = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}=$(ADMIN_TOKEN)"
     assert {f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"} <= set(args)
-
-
-def test_credentials_come_from_the_secret_and_every_key_exists_there():
-    secret = _objects()[("Secret", "mxbai-rerank-credentials")]
-    refs = [e["valueFrom"]["secretKeyRef"] for e in _container()["env"] if "valueFrom" in e]
-    assert {r["name"] for r in refs} == {secret["metadata"]["name"]}
-    assert {r["key"] for r in refs} == set(secret["stringData"])
-    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ADMIN_TOKEN"} <= {r["key"] for r in refs}
+    env = {e["name"]: e["valueFrom"] for e in _container()["env"]}
+    assert env["MODEL_REPOSITORY"] == {"configMapKeyRef": {"name": "mxbai-rerank-repository", "key": "url"}}
 
 
 def test_pod_requests_a_gpu_and_mounts_a_memory_backed_dev_shm():
-    container = _container()
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    volumes = {v["name"]: v for v in _objects()[("Deployment", "mxbai-rerank")]["spec"]["template"]["spec"]["volumes"]}
-    (shm,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/dev/shm"]
-    assert volumes[shm["name"]]["emptyDir"]["medium"] == "Memory"
+    assert _container()["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
 
 def test_prometheus_scrapes_the_metrics_port():
@@ -96,8 +248,7 @@ def test_autoscaler_scales_the_deployment_on_the_metric_the_adapter_serves():
     assert all("nv_inference_queue_duration_us" in rule["seriesQuery"] for rule in adapter["rules"]["custom"])
 
 
-@pytest.mark.parametrize("kind, name", [("PodDisruptionBudget", "mxbai-rerank"), ("Service", "mxbai-rerank"),
-                                        ("Service", "mxbai-rerank-headless")])
+@pytest.mark.parametrize("kind, name", [("PodDisruptionBudget", "mxbai-rerank"), ("Service", "mxbai-rerank")])
 def test_selectors_match_the_deployments_pods(kind, name):
     labels = _objects()[("Deployment", "mxbai-rerank")]["spec"]["template"]["metadata"]["labels"]
     spec = _objects()[(kind, name)]["spec"]
@@ -105,24 +256,25 @@ def test_selectors_match_the_deployments_pods(kind, name):
     assert selector.items() <= labels.items()
 
 
-def test_the_rerank_api_sidecar_runs_the_gateway_from_the_same_image_against_local_triton():
-    from mxbai_triton.gateway.cli import ENV_PREFIX
-    from mxbai_triton.model_repository.server import TritonServer
+def test_the_rerank_api_sidecar_runs_the_gateway_from_the_same_image_against_local_triton(monkeypatch):
+    from mxbai_triton.cli import build_parser
+    from mxbai_triton.gateway.cli import ENV_NAMES, ENV_PREFIX
 
     api, triton = _container("rerank-api"), _container()
-    env = {e["name"]: e.get("value") for e in api["env"]}
+    env = {e["name"]: e["value"] for e in api["env"]}
     assert api["image"] == triton["image"] and api["command"] == ["mxbai-triton", "api"]
-    assert env[f"{ENV_PREFIX}TRITON"] == f"127.0.0.1:{TritonServer('repo').grpc_port}"
-    assert env[f"{ENV_PREFIX}HOST"] == "0.0.0.0"
-    assert {p["name"]: p["containerPort"] for p in api["ports"]} == {"api": int(env[f"{ENV_PREFIX}PORT"])}
+    assert set(env) <= {ENV_PREFIX + name for name in ENV_NAMES}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = build_parser().parse_args(["api"])
+    assert (args.triton, args.host, args.port, args.api_metrics_port) == ("127.0.0.1:8001", "0.0.0.0", 8080, 8081)
+    assert {p["name"]: p["containerPort"] for p in api["ports"]} == {"api": args.port, "api-metrics": args.api_metrics_port}
     assert api["readinessProbe"]["httpGet"] == {"path": "/health", "port": "api"}
     assert api["livenessProbe"]["httpGet"] == {"path": "/live", "port": "api"}
-    (keys,) = [m for m in api["volumeMounts"] if env[f"{ENV_PREFIX}KEY_FILE"].startswith(m["mountPath"] + "/")]
-    volumes = {v["name"]: v for v in _objects()[("Deployment", "mxbai-rerank")]["spec"]["template"]["spec"]["volumes"]}
-    secret = _objects()[("Secret", volumes[keys["name"]]["secret"]["secretName"])]
-    assert env[f"{ENV_PREFIX}KEY_FILE"].rsplit("/", 1)[1] in secret["stringData"]
-    service_ports = {p["name"]: p["targetPort"] for p in _objects()[("Service", "mxbai-rerank")]["spec"]["ports"]}
-    assert service_ports["api"] == "api"
+    (keys,) = [m for m in api["volumeMounts"] if args.api_key_file.startswith(m["mountPath"] + "/")]
+    volumes = {v["name"]: v for v in _pod()["volumes"]}
+    assert volumes[keys["name"]]["secret"]["secretName"] == "mxbai-rerank-api-keys"
+    assert (args.api_max_body_mib, args.api_buffered_mib) == (64, 128)
 
 
 def test_the_image_installs_the_gateway_it_runs():
@@ -131,8 +283,7 @@ def test_the_image_installs_the_gateway_it_runs():
 
 
 def test_the_image_build_context_leaves_out_exports_engines_and_virtualenvs():
-    root = DEPLOY.parent
-    ignored = {line for line in (root / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")}
+    ignored = {line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")}
     assert {"artifacts", ".venv", ".venv-ma", "build", ".git", "*.onnx", "*.plan"} <= ignored
     copied = [line.split()[1] for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")]
     assert not set(copied) & ignored
@@ -140,8 +291,6 @@ def test_the_image_build_context_leaves_out_exports_engines_and_virtualenvs():
 
 @pytest.mark.slow
 def test_every_package_the_image_installs_has_a_wheel_for_the_containers_python(tmp_path):
-    import re
-    import subprocess
     import sys
 
     dockerfile = (DEPLOY / "Dockerfile").read_text()
@@ -151,7 +300,7 @@ def test_every_package_the_image_installs_has_a_wheel_for_the_containers_python(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed", "--target", str(tmp_path),
          "--only-binary=:all:", "--python-version", python, "--implementation", "cp", "--abi", "cp" + python.replace(".", ""),
          *(f"--platform={p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")),
-         f"{DEPLOY.parent}{target}"],
+         f"{ROOT}{target}"],
         capture_output=True, text=True, timeout=600,
     )
     if run.returncode and re.search(r"NewConnectionError|Failed to establish|Temporary failure in name resolution", run.stderr):

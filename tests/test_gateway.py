@@ -202,7 +202,7 @@ def test_a_request_scored_past_the_deadline_gets_504(served):
         response = httpx.post(f"{process.url}/v1/rerank", json={"query": QUERY, "documents": long_documents})
     assert warm.status_code == 200
     assert response.status_code == 504
-    assert response.json()["error"]["message"] == "no answer from Triton within 0.5s"
+    assert response.json()["error"]["message"] == f"no answer from Triton within 0.5s (request id {response.headers['x-request-id']})"
 
 
 def test_health_is_503_while_triton_answers_but_the_ensemble_is_not_there(served):

@@ -127,11 +127,37 @@ def test_admin_token_must_be_long_and_plain():
         TritonServer("repo", admin_token="has:colon,and=equals-0123").restriction_args()
 
 
-def test_serve_warns_when_exposed_beyond_loopback_without_a_token(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "MXBAI_TRITON_ADMIN_TOKEN"}
-    run = subprocess.run(
-        [sys.executable, "-m", "mxbai_triton", "serve", str(tmp_path / "nothing"), "--host", "0.0.0.0"],
-        capture_output=True, text=True, timeout=60, env=env,
-    )
-    assert "warning: serving on 0.0.0.0 without an admin token" in run.stderr
-    assert run.returncode == 1 and "model repository not found" in run.stderr  # stopped before binding anything
+def _serve_beyond_loopback(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MXBAI_TRITON_ADMIN_TOKEN"} if env is None else env
+    return subprocess.run([sys.executable, "-m", "mxbai_triton", "serve", *args, "--host", "0.0.0.0"],
+                          capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_serve_refuses_to_bind_beyond_loopback_without_a_token_and_says_why(tmp_path):
+    run = _serve_beyond_loopback(str(tmp_path / "nothing"))
+    assert run.returncode == 2
+    assert run.stderr.startswith("mxbai-triton serve: error: refusing to serve on 0.0.0.0 without an admin token: anyone "
+                                 "who reaches the ports could use Triton's admin APIs (model-repository, shared-memory, "
+                                 "logging, trace)")
+    assert "set MXBAI_TRITON_ADMIN_TOKEN or --admin-token-file, bind 127.0.0.1, or pass --insecure" in run.stderr
+
+
+def test_serve_insecure_binds_beyond_loopback_without_a_token_with_a_warning(tmp_path):
+    run = _serve_beyond_loopback(str(tmp_path / "nothing"), "--insecure")
+    assert "warning: serving on 0.0.0.0 without an admin token (--insecure)" in run.stderr
+    assert run.returncode == 1 and "model repository not found" in run.stderr  # went on, then stopped at the repository
+
+
+@pytest.mark.triton
+def test_serve_beyond_loopback_with_a_token_starts_and_restricts_the_admin_apis(tiny_repository):
+    command, ports = serve_command(tiny_repository, "--host", "0.0.0.0")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "MXBAI_TRITON_ADMIN_TOKEN": TOKEN})
+    try:
+        ready = next(line for line in process.stdout if "models ready" in line)
+        restricted = _http(ports["http"], "/v2/repository/index", method="POST")[0]
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    assert ready.startswith(f"models ready: HTTP 0.0.0.0:{ports['http']}, gRPC 0.0.0.0:{ports['grpc']}")
+    assert restricted == 403
