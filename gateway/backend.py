@@ -155,7 +155,7 @@ class TritonBackend:
 
 def check_scored(scored: Scored, documents: int) -> None:
     """A score per document, every one finite, or APIError 502: never a short or made-up ranking."""
-    if len(scored.scores) != documents or (scored.token_counts is not None and len(scored.token_counts) != documents):
+    if len(scored.scores) != documents or len(scored.token_counts) != documents:
         raise APIError(502, "Triton answered unusable scores",
                        detail=f"Triton answered {len(scored.scores)} scores for {documents} documents")
     if not np.isfinite(scored.scores).all():

@@ -216,10 +216,9 @@ class Allowance:
         self.limiter.charge(self.caller, bound)
         self.charged = bound
 
-    def settle(self, tokens: int | None) -> None:
-        """Replace the charged bound with the tokens the request really cost (the bound stays when unknown)."""
-        if tokens is not None:
-            self.limiter.charge(self.caller, tokens - self.charged)
+    def settle(self, tokens: int) -> None:
+        """Replace the charged bound with the tokens the request really cost."""
+        self.limiter.charge(self.caller, tokens - self.charged)
         self.charged = 0
 
     def release(self) -> None:

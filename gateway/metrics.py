@@ -44,10 +44,9 @@ class GatewayMetrics:
             self.errors.labels(api, str(status)).inc()
         self.latency.labels(api).observe(seconds)
 
-    def scored(self, api: str, documents: int, tokens: int | None) -> None:
+    def scored(self, api: str, documents: int, tokens: int) -> None:
         self.documents.labels(api).observe(documents)
-        if tokens is not None:
-            self.tokens.labels(api).inc(tokens)
+        self.tokens.labels(api).inc(tokens)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

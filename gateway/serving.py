@@ -38,14 +38,14 @@ class Ranked:
     """One request's answer: the order (raw score desc, ties by index), both kinds of score, the token counts."""
 
     def __init__(self, model: str, raw: np.ndarray, estimated_max: float, top_n: int | None,
-                 token_counts: np.ndarray | None, max_prompt_tokens: int | None = None):
+                 token_counts: np.ndarray, max_prompt_tokens: int | None = None):
         self.model = model
         self.raw = raw
         self.relevance = sigmoid_normalize(raw, estimated_max) if len(raw) else raw.astype(np.float64)
         # Sort on the raw scores: the sigmoid can round two different large scores to the same 1.0.
         self.order = rank_order(raw, top_n)
         self.token_counts = token_counts
-        self.total_tokens = None if token_counts is None else int(token_counts.sum())
+        self.total_tokens = int(token_counts.sum())
         self.max_prompt_tokens = max_prompt_tokens
 
     def relevance_results(self, texts: list[str] | None) -> list[RelevanceResult]:
@@ -92,8 +92,7 @@ class RerankServing:
         texts = body.texts()
         ranked = await self.rank("jina", body.model, body.query, texts, body.instruction, body.top_n, allowance,
                                  priority=body.priority)
-        usage = None if ranked.total_tokens is None else JinaUsage(total_tokens=ranked.total_tokens,
-                                                                   prompt_tokens=ranked.total_tokens)
+        usage = JinaUsage(total_tokens=ranked.total_tokens, prompt_tokens=ranked.total_tokens)
         return JinaResponse(id=str(uuid.uuid4()), model=ranked.model, usage=usage,
                             results=ranked.relevance_results(texts if body.return_documents else None),
                             meta=_cohere_meta(len(texts), ranked.total_tokens, version="1"))
@@ -111,8 +110,7 @@ class RerankServing:
                                  field="passages", priority=body.priority)
         if body.truncate == "NONE":
             refuse_cut_passages(ranked)
-        usage = None if ranked.total_tokens is None else NIMUsage(prompt_tokens=ranked.total_tokens,
-                                                                  total_tokens=ranked.total_tokens)
+        usage = NIMUsage(prompt_tokens=ranked.total_tokens, total_tokens=ranked.total_tokens)
         return NIMRankingResponse(rankings=[NIMRanking(index=i, logit=float(ranked.raw[i])) for i in ranked.order],
                                   usage=usage)
 
@@ -126,9 +124,6 @@ def refuse_cut_passages(ranked: Ranked) -> None:
     """
     if not len(ranked.raw):
         return
-    if ranked.token_counts is None or ranked.max_prompt_tokens is None:
-        raise APIError(400, "this Triton ensemble reports no token counts, so 'truncate': 'NONE' cannot be checked; "
-                            "send 'truncate': 'END'", "truncate")
     cut = np.flatnonzero(ranked.token_counts >= ranked.max_prompt_tokens).tolist()
     if not cut:
         return
@@ -139,8 +134,8 @@ def refuse_cut_passages(ranked: Ranked) -> None:
                         "reference cuts it", "passages")
 
 
-def _cohere_meta(documents: int, tokens: int | None, *, version: str = "2") -> CohereMeta:
+def _cohere_meta(documents: int, tokens: int, *, version: str = "2") -> CohereMeta:
     # Cohere bills one search unit per query with up to 100 documents.
     return CohereMeta(api_version=APIVersion(version=version),
                       billed_units=BilledUnits(search_units=max(1, math.ceil(documents / 100))),
-                      tokens=None if tokens is None else Tokens(input_tokens=tokens))
+                      tokens=Tokens(input_tokens=tokens))

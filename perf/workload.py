@@ -10,8 +10,8 @@ WORDS = (
     "the search model document query score river history science novel author music "
     "city water light time world house school book paper data system"
 ).split()
-# Retrieved chunks: token lengths lognormal around a median (shared DESIGN.md, "Padding is the
-# largest cost"); sigma 0.6 is typical of chunked corpora, 1.0 of mixed chunks and whole pages.
+# Retrieved chunks: token lengths lognormal around a median; sigma 0.6 is typical of chunked corpora,
+# 1.0 of mixed chunks and whole pages (perf/NOTES.md, "Length-aware dispatch", has what padding them costs).
 LENGTH_SIGMAS = {"near-uniform": 0.25, "lognormal-0.6": 0.6, "lognormal-1.0": 1.0}
 MEDIAN_TOKENS = 250
 LONGEST_DOCUMENT = 8192
