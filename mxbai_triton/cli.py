@@ -1,8 +1,4 @@
-"""The `mxbai-triton` command: one subcommand per pipeline step, registered by each folder's cli module.
-
-Exit codes: 0 ok, 1 a check or an operation failed, 2 usage (bad arguments or input), 3 a missing
-dependency. Errors are one line on stderr; --verbose adds the traceback.
-"""
+"""The `mxbai-triton` command: one subcommand per pipeline step, registered by each folder's cli module."""
 
 from __future__ import annotations
 
@@ -11,7 +7,7 @@ import sys
 
 from mxbai_triton import demo, serve
 from mxbai_triton.client import cli as client_cli
-from mxbai_triton.console import ArgumentParser, configure_logging, run_command
+from mxbai_triton.console import EXIT_CODES, ArgumentParser, configure_logging, run_command
 from mxbai_triton.export import cli as export_cli
 from mxbai_triton.gateway import cli as gateway_cli
 from mxbai_triton.model_repository import cli as repository_cli
@@ -19,7 +15,9 @@ from mxbai_triton.perf import cli as perf_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="mxbai-triton", description=__doc__)
+    codes = "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
+    parser = ArgumentParser(prog="mxbai-triton", description=f"{__doc__}\n\nExit codes (errors are one line on stderr; "
+                                                             f"-v adds the traceback):\n{codes}")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logs, and tracebacks with errors")

@@ -1,8 +1,4 @@
-"""What every entry point shares: logging to stderr (-v/-q), and errors as one line with an exit code.
-
-Exit codes: 0 ok, 1 a check or an operation failed, 2 usage (bad arguments or input), 3 a missing
-dependency.
-"""
+"""What every entry point shares: logging to stderr (-v/-q), errors as one line with an exit code (EXIT_CODES), help."""
 
 from __future__ import annotations
 
@@ -13,6 +9,12 @@ import sys
 from collections.abc import Callable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING_DEPENDENCY = 0, 1, 2, 3
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "a check or an operation failed (validation outside tolerance, a server that did not start, a busy port)",
+    EXIT_USAGE: "a usage error: a bad argument, path or input, an unknown model, an unsafe bind without --insecure",
+    EXIT_MISSING_DEPENDENCY: "a missing dependency (TensorRT, an optional package)",
+}
 # What a user got wrong (an argument, a path, an input) vs what failed while doing it.
 USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError, KeyError)
 FAILURES = (RuntimeError, OSError)

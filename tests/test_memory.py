@@ -119,11 +119,3 @@ def test_memory_table_lists_every_profile_and_the_instance_total():
     table = memory_table(BASE_V2, ARCHITECTURES[BASE_V2.name], "fp16")
     assert table.count("\n| ") == len(deployment_shape(BASE_V2)[0]) + 1
     assert table.endswith(f"= {_engine_bytes(BASE_V2, 'fp16') / GIB:.2f} GiB of its 36.5 GiB.")
-
-
-@pytest.mark.parametrize("spec", KNOWN, ids=lambda s: s.name)
-def test_the_readme_shows_the_memory_model_as_it_computes_today(spec):
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    assert memory_table(spec, ARCHITECTURES[spec.name], "fp16") in readme
