@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import time
+
+log = logging.getLogger(__name__)
 
 DEFAULT_URLS = {"grpc": "127.0.0.1:8001", "http": "127.0.0.1:8000"}
 
@@ -30,17 +34,34 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _rank(args) -> int:
-    from .discovery import choose_model
     from .rerank import RerankClient, RetryPolicy
 
     urls = args.url or [DEFAULT_URLS[args.protocol]]
-    model = choose_model(urls, args.model, protocol=args.protocol, timeout=args.timeout)
+    model = _model_when_served(urls, args.model, args.protocol, args.timeout, args.retry_for)
     retry = RetryPolicy(deadline=args.retry_for)
     with RerankClient(urls, model=model, protocol=args.protocol, timeout=args.timeout, retry=retry) as client:
         results = client.rank(args.query, args.documents, top_k=args.top_k, instruction=args.instruction,
                               normalize=args.normalize, priority=args.priority)
     print_ranking(args.query, results, as_json=args.json)
     return 0
+
+
+def _model_when_served(urls, requested, protocol: str, timeout: float, retry_for: float) -> str:
+    """The ensemble to use, asking again for up to `retry_for` seconds while no server answers (one starting)."""
+    from .discovery import DiscoveryError, choose_model
+
+    deadline = time.monotonic() + retry_for
+    tries = 0
+    while True:
+        try:
+            return choose_model(urls, requested, protocol=protocol, timeout=timeout)
+        except DiscoveryError as error:
+            if error.restricted or time.monotonic() + 0.5 > deadline:
+                raise
+            if tries == 0:
+                log.info("%s; asking again for up to %g s (--retry-for)", error, retry_for)
+            tries += 1
+            time.sleep(0.5)
 
 
 def print_ranking(query: str, results, *, as_json: bool = False) -> None:

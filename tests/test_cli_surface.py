@@ -143,3 +143,15 @@ def test_api_on_a_busy_port_exits_1_naming_it():
         run = run_cli("api", "--triton", "127.0.0.1:1", "--port", str(port), timeout=120)
     assert run.returncode == 1
     assert run.stderr.strip().endswith(f"API port {port} already in use by another process (choose another: --port)")
+
+
+@pytest.mark.parametrize("model, waiting", [((), "asking again for up to 2 s"), (("--model", "reranker"), "trying again")])
+def test_rank_with_no_server_says_once_what_it_waits_for_then_fails_in_one_line(model, waiting):
+    from mxbai_triton.processes import free_port
+
+    run = run_cli("rank", "--url", f"127.0.0.1:{free_port()}", *model, "--retry-for", "2", "--query", "q", "a",
+                  timeout=120)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1
+    assert sum(waiting in line for line in lines) == 1, lines
+    assert lines[-1].startswith("mxbai-triton rank: error: ") and "Connection refused" in lines[-1], lines
