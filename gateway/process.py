@@ -1,4 +1,4 @@
-"""Run `mxbai-triton api` as a child process on a free port: start, wait until it answers, stop (tests, benchmarks)."""
+"""Run `mxbai-triton api` as a child process: start, wait until it answers, stop (serve, tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,32 @@ from pathlib import Path
 
 from mxbai_triton.processes import free_port, spawn, stop
 
+# Where a wildcard bind is reached from this host.
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
 
 class GatewayProcess:
     """The gateway in front of Triton gRPC `triton` (host:port, comma-separated for replicas), serving `models`
-    (None: every rerank ensemble found there)."""
+    (None: every rerank ensemble found there), bound to `host`:`port` (default: loopback, a free port).
 
-    def __init__(self, triton: str, models: str | None, *extra: str, port: int | None = None, log: Path | None = None):
+    `verbosity` goes before the command (-v/-q); its output goes to `log` (a file), to ours (`log="inherit"`)
+    or nowhere.
+    """
+
+    def __init__(self, triton: str, models: str | None, *extra: str, port: int | None = None,
+                 host: str = "127.0.0.1", verbosity: tuple[str, ...] = (), log: Path | str | None = None):
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [sys.executable, "-m", "mxbai_triton", "api", "--triton", triton,
-                        *(["--model", models] if models else []), "--port", str(self.port), *extra]
+        probe_host = _WILDCARDS.get(host, host)
+        self.url = f"http://{f'[{probe_host}]' if ':' in probe_host else probe_host}:{self.port}"
+        self.command = [sys.executable, "-m", "mxbai_triton", *verbosity, "api", "--triton", triton,
+                        *(["--model", models] if models else []), "--host", host, "--port", str(self.port), *extra]
         self.log = log
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> "GatewayProcess":
-        if self.log:
+        if self.log == "inherit":
+            self.process = spawn(self.command)
+        elif self.log:
             with open(self.log, "ab") as out:  # the child keeps its own copy of the descriptor
                 self.process = spawn(self.command, stdout=out, stderr=subprocess.STDOUT)
         else:
@@ -33,14 +44,14 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the gateway exited with status {self.process.returncode}: {' '.join(self.command)}")
+                raise RuntimeError(f"the rerank API gateway exited with status {self.process.returncode}")
             try:
                 with urllib.request.urlopen(f"{self.url}/live", timeout=1.0):
                     return self
             except (urllib.error.URLError, OSError):
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"the gateway did not answer on {self.url} within {timeout:g}s")
+        raise RuntimeError(f"the rerank API gateway did not answer on {self.url} within {timeout:g}s")
 
     def stop(self) -> None:
         stop(self.process, 10)

@@ -69,7 +69,7 @@ def _admin_token(path: str | None) -> str | None:
 
 def _serve(args) -> int:
     from mxbai_triton.model_repository.server import ServerError, TritonServer
-    from mxbai_triton.processes import busy_ports, is_loopback, spawn, stop
+    from mxbai_triton.processes import busy_ports, is_loopback
 
     token = _admin_token(args.admin_token_file)
     if token is None and not is_loopback(args.host):
@@ -87,33 +87,34 @@ def _serve(args) -> int:
         metrics_port=args.metrics_port, host=args.host, admin_token=token,
         stream_level=logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING,
     )
-    gateway_command = None if args.api_port is None else _gateway_command(args, server.grpc_url, restricted=token is not None)
+    gateway = None if args.api_port is None else _gateway(args, server.grpc_url, restricted=token is not None)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    gateway = None
     try:
         server.start(timeout=args.timeout, stream_log=True)
         print(
             f"models ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {args.host}:{args.metrics_port} "
             "(Ctrl-C stops)", flush=True,
         )
-        if gateway_command is not None:
-            gateway = spawn(gateway_command)
+        if gateway is not None:
+            gateway.start(timeout=60)
         while server.process.poll() is None:
-            if gateway is not None and gateway.poll() is not None:
-                print(f"the rerank API gateway exited with status {gateway.returncode}; stopping", file=sys.stderr)
+            if gateway is not None and gateway.process.poll() is not None:
+                print(f"the rerank API gateway exited with status {gateway.process.returncode}; stopping", file=sys.stderr)
                 return 1
             time.sleep(0.5)
         print(f"tritonserver exited with code {server.process.returncode}: {server.failure_reason()}", file=sys.stderr)
         return 1
     finally:
         try:
-            stop(gateway, 10)
+            if gateway is not None:
+                gateway.stop()
         finally:
             server.stop()
 
 
-def _gateway_command(args, grpc_url: str, *, restricted: bool) -> list[str]:
-    """`mxbai-triton api` in front of this server, run as a child process (its own event loop and logs)."""
+def _gateway(args, grpc_url: str, *, restricted: bool):
+    """`mxbai-triton api` in front of this server, as a child process (its own event loop and logs)."""
+    from mxbai_triton.gateway.process import GatewayProcess
     from mxbai_triton.model_repository.generate import ensemble_names
     from mxbai_triton.model_repository.preflight import is_remote
 
@@ -126,5 +127,5 @@ def _gateway_command(args, grpc_url: str, *, restricted: bool) -> list[str]:
     else:
         models = None  # the gateway finds them in Triton's repository index
     verbosity = ["-v"] if args.verbose else ["-q"] if args.quiet else []
-    return [sys.executable, "-m", "mxbai_triton", *verbosity, "api", "--triton", grpc_url, *(["--model", models] if models else []),
-            "--host", args.host, "--port", str(args.api_port), *gateway_cli.forwarded_args(args)]
+    return GatewayProcess(grpc_url, models, *gateway_cli.forwarded_args(args), host=args.host, port=args.api_port,
+                          verbosity=tuple(verbosity), log="inherit")

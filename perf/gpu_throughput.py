@@ -5,18 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from .gpu_check import flops_per_row
+
 # Measured bf16 dense matmul rate on the lent H100/H200 (see perf/NOTES.md).
 ROOFLINE_TFLOPS = 790.0
-
-
-def flops_per_row(config, seq: int) -> float:
-    """Matmul FLOPs of one row of `seq` tokens: projections + MLP (2 per weight) + QK^T and PV over seq."""
-    hidden, layers = config.hidden_size, config.num_hidden_layers
-    head_dim = hidden // config.num_attention_heads
-    kv = config.num_key_value_heads * head_dim
-    per_token = 2 * layers * (hidden * hidden * 2 + hidden * kv * 2 + 3 * hidden * config.intermediate_size)
-    attention = 4 * layers * seq * seq * hidden
-    return per_token * seq + attention
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                     scores = scorer(ids[start:start + args.batch], mask[start:start + args.batch])
             torch.cuda.synchronize()
         seconds = (time.perf_counter() - began) / args.repeats
-        tflops = flops_per_row(config, args.seq) * args.docs / seconds / 1e12
+        tflops = flops_per_row(SIZES[args.size], args.seq) * args.docs / seconds / 1e12
         finite = bool(torch.isfinite(scores).all())
         print(f"  {dtype}: {seconds * 1e3:8.2f} ms per {args.docs} docs  {args.docs * args.seq / seconds:12,.0f} tokens/s  "
               f"{tflops:6.1f} TFLOP/s = {tflops / ROOFLINE_TFLOPS:.1%} of {ROOFLINE_TFLOPS:.0f}  finite={finite}")
