@@ -79,7 +79,8 @@ def test_a_200_mb_chunked_body_is_refused_at_the_limit_and_the_gateway_stays_up_
 
 
 def _slow(port: int, parts: list[bytes], gap: float) -> tuple[float, bytes]:
-    """Send `parts` `gap` seconds apart; seconds until the server answered or hung up, and what it said."""
+    """Send `parts` `gap` seconds apart; seconds until the server answered or hung up, and all it said
+    before closing (an answer can come in several segments)."""
     sock = socket.create_connection(("127.0.0.1", port))
     started, answer = time.monotonic(), b""
     try:
@@ -87,7 +88,8 @@ def _slow(port: int, parts: list[bytes], gap: float) -> tuple[float, bytes]:
             sock.sendall(part)
             time.sleep(gap)
         sock.settimeout(10)
-        answer = sock.recv(65536)
+        while chunk := sock.recv(65536):
+            answer += chunk
     except OSError:
         pass
     finally:
