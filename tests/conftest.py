@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -59,6 +60,16 @@ def tiny_repository(tiny_export, tmp_path_factory):
 
     return generate_repository(tmp_path_factory.mktemp("tiny-repository"), ModelSpec.load(tiny_export),
                                target="portable", name="rr", export_dir=tiny_export)
+
+
+def settled_stats(read, at_least: int, limit: float = 10.0):
+    """`read()` (a tuple whose first item is a count from Triton's statistics) once that count reaches
+    `at_least`, or after `limit` seconds: Triton records a python model's statistics after its
+    response is sent, so the last answers can arrive before their counts."""
+    deadline = time.monotonic() + limit
+    while (value := read())[0] < at_least and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -17,6 +17,7 @@ import pytest
 from mxbai_triton.client import NO_RETRY, AsyncRerankClient, RerankClient, RerankError
 from mxbai_triton.model_repository.server import read_counters
 from mxbai_triton.perf.workload import mixed_documents, synthetic_documents
+from tests.conftest import settled_stats
 from tests.reference import reference_scores
 
 pytestmark = pytest.mark.triton
@@ -144,7 +145,8 @@ def test_a_bulk_request_past_its_deadline_stops_and_the_next_request_is_not_dela
     assert _counter(server, "sub_batches") - sent < planned
     assert _counter(server, "skipped_sub_batches") - skipped > 0
     assert _counter(server, "skipped_sub_batches", reason="failed") == 0
-    assert _execution(server)[0] == executions + 1  # nothing of the abandoned request ran after it
+    # Nothing of the abandoned request ran after it (counts can trail the answer: wait for the small one's).
+    assert settled_stats(lambda: _execution(server), executions + 1)[0] == executions + 1
     # First come, first served, it would wait for the ~100 sub-batches the abandoned request had left.
     assert after <= 2 * max(idle) + 2 * mean_execution, (after, idle, mean_execution)
 

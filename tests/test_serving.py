@@ -9,7 +9,7 @@ import pytest
 
 from mxbai_triton.client import RerankClient
 from tests.cases import LONG_CASES, PARITY_CASES
-from tests.conftest import SERVED_MAX_DOCUMENTS, serve_command
+from tests.conftest import SERVED_MAX_DOCUMENTS, serve_command, settled_stats
 
 pytestmark = pytest.mark.triton
 
@@ -25,15 +25,16 @@ DOCUMENTS = ["Harper Lee wrote it.", "Boil water, add salt.", "", "Goethe schrie
 
 
 def _scorer_stats(server):
+    """(successful requests, executions) of the scorer."""
     import tritonclient.grpc as grpcclient
 
     with grpcclient.InferenceServerClient(server.grpc_url) as client:
         stats = client.get_inference_statistics("reranker_scorer").model_stats[0]
-    return stats.execution_count, stats.inference_stats.success.count
+    return stats.inference_stats.success.count, stats.execution_count
 
 
 def test_ensemble_scores_match_reference_for_concurrent_queries(served, oracle):
-    executions_before, requests_before = _scorer_stats(served)
+    requests_before, executions_before = _scorer_stats(served)
     with RerankClient(served.grpc_url, model="reranker") as client, ThreadPoolExecutor(len(QUERIES) * 2) as pool:
         jobs = [(q, i, pool.submit(client.scores, q, DOCUMENTS, instruction=i)) for q, i in QUERIES * 2]
         results = [(q, i, job.result()) for q, i, job in jobs]
@@ -41,7 +42,7 @@ def test_ensemble_scores_match_reference_for_concurrent_queries(served, oracle):
         expected = oracle.predict([query] * len(DOCUMENTS), DOCUMENTS, instruction=instruction).numpy()
         np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
         assert np.argsort(-ours, kind="stable").tolist() == np.argsort(-expected, kind="stable").tolist()
-    executions, requests = _scorer_stats(served)
+    requests, executions = settled_stats(lambda: _scorer_stats(served), requests_before + len(jobs))
     # The dynamic batcher merged concurrent requests: fewer executions than requests.
     assert requests - requests_before == len(jobs)
     assert executions - executions_before < len(jobs)
