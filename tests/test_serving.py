@@ -163,9 +163,10 @@ def test_rank_command_takes_several_urls_and_skips_a_dead_one(served):
     from mxbai_triton.model_repository.server import free_port
 
     run = subprocess.run(
-        [sys.executable, "-m", "mxbai_triton", "rank", "--url", f"127.0.0.1:{free_port()}", "--url", served.grpc_url,
+        [sys.executable, "-m", "mxbai_triton", "-v", "rank", "--url", f"127.0.0.1:{free_port()}", "--url", served.grpc_url,
          "--model", "reranker", "--query", "who wrote it?", "Harper Lee wrote it.", "Stock markets fell."],
         capture_output=True, text=True, timeout=120,
     )
-    assert run.returncode == 0, run.stderr
+    # -v: every try and its endpoint's error are in the failure message.
+    assert run.returncode == 0, (served.process.poll(), run.stderr)
     assert "Harper Lee wrote it." in run.stdout and "Stock markets fell." in run.stdout
