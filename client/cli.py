@@ -49,19 +49,24 @@ def _rank(args) -> int:
 def _model_when_served(urls, requested, protocol: str, timeout: float, retry_for: float) -> str:
     """The ensemble to use, asking again for up to `retry_for` seconds while no server answers (one starting)."""
     from .discovery import DiscoveryError, choose_model
+    from .loop import LoopThread
 
     deadline = time.monotonic() + retry_for
-    tries = 0
-    while True:
-        try:
-            return choose_model(urls, requested, protocol=protocol, timeout=timeout)
-        except DiscoveryError as error:
-            if error.restricted or time.monotonic() + 0.5 > deadline:
-                raise
-            if tries == 0:
-                log.info("%s; asking again for up to %g s (--retry-for)", error, retry_for)
-            tries += 1
-            time.sleep(0.5)
+    said = False
+    loop = LoopThread("mxbai-triton-discovery")  # one for every try
+    try:
+        while True:
+            try:
+                return choose_model(urls, requested, protocol=protocol, timeout=timeout, loop=loop)
+            except DiscoveryError as error:
+                if error.restricted or time.monotonic() + 0.5 > deadline:
+                    raise
+                if not said:
+                    log.info("%s; asking again for up to %g s (--retry-for)", error, retry_for)
+                    said = True
+                time.sleep(0.5)
+    finally:
+        loop.close()
 
 
 def print_ranking(query: str, results, *, as_json: bool = False) -> None:

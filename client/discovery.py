@@ -59,8 +59,10 @@ def _discovery_error(url: str, error: BaseException) -> DiscoveryError:
     return DiscoveryError(f"cannot list the models of Triton at {url}: {text}{hint}", restricted=restricted)
 
 
-def served_rerankers(url: str, *, protocol: str = "grpc", timeout: float = 10.0) -> list[str]:
-    """The rerank ensembles READY on the Triton at `url` ("host:port"), sorted; DiscoveryError when it cannot tell."""
+def served_rerankers(url: str, *, protocol: str = "grpc", timeout: float = 10.0, loop: LoopThread | None = None) -> list[str]:
+    """The rerank ensembles READY on the Triton at `url` ("host:port"), sorted; DiscoveryError when it cannot tell.
+
+    `loop`: run on this loop thread (kept by the caller for several calls) instead of a new one."""
     async def ask() -> list[str]:
         client = open_client(url, protocol, timeout)
         try:
@@ -68,11 +70,13 @@ def served_rerankers(url: str, *, protocol: str = "grpc", timeout: float = 10.0)
         finally:
             await client.close()
 
-    loop = LoopThread("mxbai-triton-discovery")
-    try:
+    if loop is not None:
         return loop.run(ask)
+    own = LoopThread("mxbai-triton-discovery")
+    try:
+        return own.run(ask)
     finally:
-        loop.close()
+        own.close()
 
 
 async def served_rerankers_async(client, url: str, known: dict[str, bool], *, protocol: str = "grpc",
@@ -92,7 +96,8 @@ async def served_rerankers_async(client, url: str, known: dict[str, bool], *, pr
     return {name for name in ready if known[name]}
 
 
-def choose_model(urls: Sequence[str], requested: str | None, *, protocol: str = "grpc", timeout: float = 10.0) -> str:
+def choose_model(urls: Sequence[str], requested: str | None, *, protocol: str = "grpc", timeout: float = 10.0,
+                 loop: LoopThread | None = None) -> str:
     """The ensemble a command should use: `requested` when it is served, else the one served reranker.
 
     Raises ValueError naming the served ensembles (an unknown name, none, or several to choose from);
@@ -102,7 +107,7 @@ def choose_model(urls: Sequence[str], requested: str | None, *, protocol: str = 
     problem: DiscoveryError | None = None
     for url in urls:
         try:
-            served = served_rerankers(url, protocol=protocol, timeout=timeout)
+            served = served_rerankers(url, protocol=protocol, timeout=timeout, loop=loop)
             break
         except DiscoveryError as error:
             problem = error

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mxbai_triton.core.wire import PRIORITIES
+
 from .loop import LoopThread
 from .resilience import NO_RETRY, CallStats, EndpointPool, RetryPolicy, as_url_list
-from .transport import PRIORITIES, AsyncTransport, Call, RerankError, Scored, ServerLimits
+from .transport import AsyncTransport, Call, RerankError, Scored, ServerLimits
 
 __all__ = [
     "AsyncRerankClient", "NO_RETRY", "RankResult", "RerankClient", "RerankError", "RetryPolicy", "Scored",

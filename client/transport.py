@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mxbai_triton.core.wire import PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_PARAMETER
+from mxbai_triton.core.wire import PRIORITY_PARAMETER
 
 PROTOCOLS = ("grpc", "http")
 
@@ -67,10 +67,6 @@ class ServerLimits:
     estimated_max: float
     max_prompt_tokens: int = REFERENCE_MAX_PROMPT_TOKENS
     dispatch_model: str | None = None
-
-
-# Triton's request priority: 0 the default (the server decides by size), 1 interactive, 2 bulk.
-PRIORITIES = (0, PRIORITY_INTERACTIVE, PRIORITY_BULK)
 
 
 @dataclass(frozen=True)

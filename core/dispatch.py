@@ -10,7 +10,7 @@ import numpy as np
 from .model import ModelSpec
 from .preprocess import padded_lengths
 from .serving import ServingLimits
-from .wire import PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_PARAMETER
+from .wire import PRIORITIES, PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_PARAMETER
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def requested_level(parameters: dict) -> int:
         ValueError: naming the parameter when it is not 0, 1 or 2.
     """
     value = parameters.get(PRIORITY_PARAMETER, 0)
-    if isinstance(value, bool) or value not in (0, PRIORITY_INTERACTIVE, PRIORITY_BULK):
+    if isinstance(value, bool) or value not in PRIORITIES:
         raise ValueError(f"parameter '{PRIORITY_PARAMETER}' must be 0 (by size), {PRIORITY_INTERACTIVE} (interactive) "
                          f"or {PRIORITY_BULK} (bulk), got {value!r}")
     return int(value)

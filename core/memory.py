@@ -198,10 +198,11 @@ def memory_table(spec: ModelSpec, arch: Architecture, dtype: str) -> str:
         "", "| profile (seq) | max shape | activations GiB | largest tensor (elements) |",
         "|---|---|---:|---:|",
     ]
-    for p in profile_memory(ranges, rows, arch, dtype):
+    memories = profile_memory(ranges, rows, arch, dtype)
+    for p in memories:
         lines.append(f"| {p.seq_min}–{p.seq_max} | {p.rows} × {p.seq_max} | {p.activation_bytes / GIB:.2f} | "
                      f"{p.largest_tensor_elements:,} |")
-    profiles = engine_bytes(ranges, rows, arch, dtype) - weights
+    profiles = sum(p.activation_bytes for p in memories)
     lines += ["", f"One instance keeps every profile: weights {weights / GIB:.2f} + profiles {profiles / GIB:.2f} = "
                   f"{(weights + profiles) / GIB:.2f} GiB of its {INSTANCE_BUDGET_BYTES / GIB:.1f} GiB."]
     return "\n".join(lines)

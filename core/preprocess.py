@@ -71,7 +71,8 @@ class RerankPreprocessor:
         directory = Path(directory)
         spec = spec or ModelSpec.load(directory)
         path = (directory / TOKENIZER_FILENAME).resolve()
-        key = (str(path), path.stat().st_mtime_ns, path.stat().st_size)
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
         text = _load_tokenizer(*key, special_as_text=True) if special_tokens_in_text == "text" else None
         return cls(_load_tokenizer(*key), spec, text_tokenizer=text, special_tokens_in_text=special_tokens_in_text, **kwargs)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # Triton priority levels of the tokenizer's queue: 1 interactive, 2 bulk (0 = the default level).
 PRIORITY_INTERACTIVE, PRIORITY_BULK = 1, 2
+PRIORITIES = (0, PRIORITY_INTERACTIVE, PRIORITY_BULK)
 # The same level as a request parameter, for the dispatch: a python model cannot read a request's
 # Triton priority (python_backend's InferenceRequest has no accessor and BLS requests no setter).
 PRIORITY_PARAMETER = "dispatch_priority"

@@ -6,12 +6,14 @@ import argparse
 import json
 import sys
 
+from mxbai_triton.core.memory import SIZES
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("standin", aliases=["tiny-model"],
                             help="write an offline random-weight stand-in checkpoint (alias: tiny-model)")
     p.add_argument("out", help="output directory")
-    p.add_argument("--size", default="tiny", choices=["tiny", "small", "base", "large"],
+    p.add_argument("--size", default="tiny", choices=tuple(SIZES),
                    help="tiny and small for tests and demos; base and large have the real shapes")
     p.add_argument("--seed", type=int, default=0, help="same seed, same weights")
     p.set_defaults(handler=_tiny_model)

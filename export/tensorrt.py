@@ -11,9 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mxbai_triton.core.engine import EngineProfiles
-from mxbai_triton.core.memory import ARCHITECTURES, INSTANCE_BUDGET_BYTES, Architecture, check_instance_budget, profile_memory, weight_bytes
+from mxbai_triton.core.memory import (
+    ARCHITECTURES,
+    INSTANCE_BUDGET_BYTES,
+    Architecture,
+    check_instance_budget,
+    deployment_shape,
+    profile_memory,
+    weight_bytes,
+)
 from mxbai_triton.core.model import ONNX_FILENAME, ModelSpec
-from mxbai_triton.core.serving import ServingLimits
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +157,9 @@ def build_engine(
         raise ValueError(
             f"{export_dir} holds a {spec.dtype} graph; a {precision} engine needs `mxbai-triton export --dtype {precision}`"
         )
-    profiles = profiles or EngineProfiles().ranges(spec)
-    max_batch = max_batch_size or ServingLimits.for_model(spec).max_batch_size
+    default_profiles, default_rows = deployment_shape(spec)
+    profiles = profiles or default_profiles
+    max_batch = max_batch_size or default_rows
     estimate = estimated_memory(export_dir, spec, precision, profiles, max_batch)
     if estimate:  # what cannot fit is refused before a build of many minutes
         check_instance_budget(estimate["weight_bytes"], estimate["profile_bytes"], source="memory model estimate",

@@ -114,12 +114,12 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
             metrics.in_flight.dec()
             metrics.answered(api, status, time.perf_counter() - started)
 
-    def keyed(request: Request, api: str = "jina") -> Response | None:
-        """None when the request may go on, else the 401 to answer."""
+    def keyed(request: Request) -> Response | None:
+        """None when the request may go on, else the 401 to answer (the routes without an API shape answer Jina's)."""
         try:
             authorize(request)
         except APIError as error:
-            return error_response(api, error, request.state.request_id)
+            return error_response("jina", error, request.state.request_id)
         return None
 
     def serving() -> RerankServing:

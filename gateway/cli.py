@@ -75,10 +75,14 @@ def add_server_flags(p: argparse.ArgumentParser, *, port_default: int | None) ->
 ENV_NAMES = ("TRITON", "MODEL", "HOST", "PORT", "TIMEOUT", "RETRY_FOR", "REFRESH", "KEY_FILE", "ACCESS_LOG", "MAX_BODY_MIB",
              "BUFFERED_MIB", "BODY_TIMEOUT", "HEADER_TIMEOUT", "MAX_CONNECTIONS", "MAX_REQUEST_TOKENS", "RATE_REQUESTS",
              "RATE_TOKENS", "OPEN_DOCS", "METRICS_PORT")
-# What `serve --api-port` passes on to the gateway it starts: every flag of add_server_flags but --host/--port.
-FORWARDED_FLAGS = ("api_timeout", "api_retry_for", "api_refresh", "api_key_file", "access_log", "api_max_body_mib",
-                   "api_buffered_mib", "api_body_timeout", "api_header_timeout", "api_max_connections",
-                   "api_max_request_tokens", "api_rate_requests", "api_rate_tokens", "api_open_docs", "api_metrics_port")
+
+
+def _forwarded_flags() -> tuple[str, ...]:
+    """What `serve --api-port` passes on to the gateway it starts: every flag of add_server_flags but --host/--port."""
+    probe = argparse.ArgumentParser(add_help=False)
+    add_server_flags(probe, port_default=None)
+    return tuple(action.dest for action in probe._actions)
+
 
 
 def _flag(name: str) -> bool:
@@ -88,7 +92,7 @@ def _flag(name: str) -> bool:
 def forwarded_args(args) -> list[str]:
     """The gateway flags of `args` as command-line arguments (booleans when set, values when given)."""
     out: list[str] = []
-    for name in FORWARDED_FLAGS:
+    for name in _forwarded_flags():
         value = getattr(args, name)
         flag = "--" + name.replace("_", "-")
         if value is True:

@@ -130,10 +130,7 @@ def generate_repository(
     if export and target in ("portable", "onnx"):
         scorer_files.update({f: export / f for f in ONNX_FILES if (export / f).is_file()})
     if target == "trt" and engine_dir:
-        plan = Path(engine_dir) / PLAN_FILENAME
-        if not plan.is_file():
-            raise FileNotFoundError(f"no {PLAN_FILENAME} in {engine_dir}: build one with `mxbai-triton build-engine`")
-        scorer_files[PLAN_FILENAME] = plan
+        scorer_files[PLAN_FILENAME] = Path(engine_dir) / PLAN_FILENAME  # engine_facts() checked it is there
     _write_model(root, scorer, scorer_files)
     return root
 

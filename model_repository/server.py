@@ -34,11 +34,7 @@ TOKEN_ENV = "MXBAI_TRITON_ADMIN_TOKEN"
 _TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9._~+/-]{16,}$")
 
 
-# Counters the tokenizer step publishes on Triton's metrics port (model_repository/dispatch.py).
-DISPATCH_COUNTERS = tuple(COUNTERS)
-
-
-def read_counters(metrics_url: str, names=DISPATCH_COUNTERS, **labels: str) -> dict[str, float]:
+def read_counters(metrics_url: str, names=tuple(COUNTERS), **labels: str) -> dict[str, float]:
     """Sum of each named counter over its series that carry `labels`, from a Prometheus endpoint
     ("http://host:port"; 0 when absent)."""
     with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as response:
@@ -242,10 +238,12 @@ class TritonServer:
     def wait_ready(self, timeout: float) -> None:
         """Until this server's own process has started its services and every model is ready."""
         deadline, announced = time.monotonic() + timeout, time.monotonic() + 1.0
+        services = None
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise ServerError(f"tritonserver exited with code {self.process.returncode}: {self.failure_reason()}")
-            if self.started_services() and self.is_ready():
+            services = services or self.started_services()  # read the log until it announced them, not after
+            if services and self.is_ready():
                 self.restrict_shared_memory()
                 return
             if time.monotonic() >= announced:

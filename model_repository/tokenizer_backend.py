@@ -106,14 +106,14 @@ class DispatchCounters:
             name: pb_utils.MetricFamily(name=name, description=text, kind=pb_utils.MetricFamily.COUNTER)
             for name, text in COUNTERS.items()
         }
-        self.metrics: dict[tuple[str, str], object] = {}
+        self.metrics: dict[tuple, object] = {}
 
     def _metric(self, key: str, **labels):
-        name = f"mxbai_dispatch_{key}"
-        index = (name, repr(sorted(labels.items())))
-        if index not in self.metrics:
-            self.metrics[index] = self.families[name].Metric(labels={"model": self.model, **labels})
-        return self.metrics[index]
+        index = (key, *labels.items())  # a few per sub-batch: no string building on the way
+        metric = self.metrics.get(index)
+        if metric is None:
+            metric = self.metrics[index] = self.families[f"mxbai_dispatch_{key}"].Metric(labels={"model": self.model, **labels})
+        return metric
 
     def sent(self, batch: SubBatch, level: str, seconds: float) -> None:
         self._metric("documents", **{"class": level}).increment(len(batch.rows))

@@ -10,6 +10,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from mxbai_triton.core.memory import SIZES
+
 STANDIN_WARNING = (
     "NOTE: this is the offline stand-in: a random-weight Qwen2 with the real Qwen2.5 tokenizer.\n"
     "      Its scores and ranking are meaningless; pass MODEL=mixedbread-ai/mxbai-rerank-base-v2\n"
@@ -48,7 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="hub id or checkpoint dir (default: offline stand-in)")
-    parser.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"], help="stand-in size")
+    parser.add_argument("--size", default="small", choices=tuple(SIZES), help="stand-in size")
     parser.add_argument("--workdir", default="artifacts/demo", help="where the stand-in, export and repository go")
     parser.add_argument("--protocol", default="grpc", choices=["grpc", "http"], help="KServe protocol of the example ranking")
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mxbai_triton.core.memory import SIZES
+
 LONG_CASES = ("padded", "single")
 
 
@@ -74,7 +76,7 @@ def _onnx_outputs(checkpoint: Path, dtype: str, grid, device: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", default="base", choices=["tiny", "small", "base", "large"], help="model shape (random weights)")
+    parser.add_argument("--size", default="base", choices=tuple(SIZES), help="model shape (random weights)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint dir (default: a seeded stand-in in artifacts/)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     parser.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"], help="reduced precision compared with fp32")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from mxbai_triton.core.memory import SIZES
+
 from .gpu_check import flops_per_row
 
 # Measured bf16 dense matmul rate on the lent H100/H200 (see perf/NOTES.md).
@@ -12,7 +14,7 @@ ROOFLINE_TFLOPS = 790.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", default="base", choices=["tiny", "small", "base", "large"], help="model shape (random weights)")
+    parser.add_argument("--size", default="base", choices=tuple(SIZES), help="model shape (random weights)")
     parser.add_argument("--docs", type=int, default=100, help="rows per batch")
     parser.add_argument("--seq", type=int, default=304, help="padded tokens per document (~300)")
     parser.add_argument("--batch", type=int, default=50, help="documents per forward")
@@ -24,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from mxbai_triton.core.memory import SIZES, VOCAB_SIZE
+    from mxbai_triton.core.memory import VOCAB_SIZE
     from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.export.scorer import FoldedHeadScorer
 

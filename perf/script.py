@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from mxbai_triton.core.memory import SIZES
+
 
 def script_main(description: str | None, add_arguments: Callable[[argparse.ArgumentParser], None],
                 run: Callable[[argparse.Namespace], int], argv: list[str] | None = None) -> int:
@@ -18,7 +20,7 @@ def script_main(description: str | None, add_arguments: Callable[[argparse.Argum
     return run_command(parser.prog, lambda: run(args))
 
 
-STANDIN_SIZES = ("tiny", "small", "base", "large")
+STANDIN_SIZES = tuple(SIZES)
 
 
 def add_standin_arguments(parser: argparse.ArgumentParser, *, size: str = "small") -> None:
