@@ -125,3 +125,11 @@ def test_bulk_against_no_server_fails_in_one_line_and_writes_nothing(tmp_path, c
     assert code == 1 and "Traceback" not in err and err.count("mxbai-triton rank: error") == 1
     assert last.startswith("mxbai-triton rank: error: cannot read config of model 'reranker'") and "Connection refused" in last, err
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_input_without_output_or_with_a_query_is_a_usage_error(tmp_path, capsys):
+    assert main(["rank", "--input", str(tmp_path / "requests.jsonl")]) == 2
+    assert main(["rank", "--input", "r.jsonl", "--output", "o.jsonl", "--query", "q", "doc"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "mxbai-triton rank: error: rank --input REQUESTS.jsonl --output RESULTS.jsonl takes its queries and documents from the "
+        "file: both files, no --query or DOC"] * 2
