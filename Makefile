@@ -37,7 +37,7 @@ lint: setup
 # The documentation site, reference pages generated from the code; broken links and anchors fail the build.
 # (Material 9.7+ prints banners about MkDocs 2 and its own end of life in May 2027; the pins keep MkDocs 1.6.)
 docs: setup
-	DISABLE_MKDOCS_2_WARNING=true NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	DISABLE_MKDOCS_2_WARNING=true NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict  # not --quiet: it hides the warnings --strict fails on
 
 # MODEL=mixedbread-ai/mxbai-rerank-base-v2 uses the real model (needs the Hugging Face hub).
 MODEL ?=
