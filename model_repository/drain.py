@@ -12,9 +12,13 @@ import socket
 import time
 import urllib.error
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mxbai_triton.core.deadline import Deadline
 from mxbai_triton.core.drain import IN_FLIGHT_GAUGE, PENDING_GAUGE
+
+if TYPE_CHECKING:
+    from .server import TritonServer
 
 # Seconds between two looks at the metrics port.
 _POLL = 0.1
@@ -53,6 +57,16 @@ def wait_port_closed(host: str, port: int, deadline: Deadline) -> None:
         except OSError:
             return
         time.sleep(_POLL)
+
+
+def drain(server: "TritonServer", timeout: float) -> bool:
+    """Refuse new requests on `server`, and wait up to `timeout` seconds until the started ones are answered.
+
+    Triton's own SIGTERM would fail them: it refuses the sub-batches they still have to send.
+    """
+    if server.process is None or server.process.poll() is not None:
+        return True
+    return wait_drained(server.metrics_url, Deadline.after(timeout), server.drain_flag)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mxbai_triton.core.deadline import Deadline
 from mxbai_triton.core.dispatch import COUNTERS
 from mxbai_triton.core.drain import DRAIN_FILE_ENV
 from mxbai_triton.noise import is_triton_noise, triton_line_level
@@ -290,19 +289,8 @@ class TritonServer:
         """The flag that makes the dispatch refuse requests it has not started (core/drain.py)."""
         return Path(tempfile.gettempdir()) / f"{self.shm_prefix}drain"
 
-    def drain(self, timeout: float) -> bool:
-        """Refuse new requests, and wait up to `timeout` seconds until the started ones are answered (True: drained).
-
-        Triton's own SIGTERM would fail them: it refuses the sub-batches they still have to send.
-        """
-        from .drain import wait_drained
-
-        if self.process is None or self.process.poll() is not None:
-            return True
-        return wait_drained(self.metrics_url, Deadline.after(timeout), self.drain_flag)
-
     def stop(self, timeout: float | None = None) -> None:
-        """SIGTERM, then SIGKILL after `timeout` (default `stop_grace`); drain() first to lose no request."""
+        """SIGTERM, then SIGKILL after `timeout` (default `stop_grace`); drain.drain() first to lose no request."""
         stop(self.process, self.stop_grace if timeout is None else timeout)
         self.remove_shared_memory()
         self.drain_flag.unlink(missing_ok=True)

@@ -68,6 +68,7 @@ def _admin_token(path: str | None) -> str | None:
 
 
 def _serve(args) -> int:
+    from mxbai_triton.model_repository.drain import drain as wait_drained
     from mxbai_triton.model_repository.server import ServerError, TritonServer
     from mxbai_triton.processes import busy_ports, is_loopback
 
@@ -111,7 +112,7 @@ def _serve(args) -> int:
         try:
             if gateway is not None:
                 gateway.stop(grace=drain + gateway_cli.DRAIN_MARGIN)
-            server.drain(drain)
+            wait_drained(server, drain)
         finally:
             server.stop()
 
