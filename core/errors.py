@@ -113,6 +113,9 @@ KINDS: dict[ErrorKind, KindRule] = {
 _TAG = re.compile(r"(?:^|: |\] )(" + "|".join(k.value for k in ErrorKind) + r"): ")
 # Triton's own refusal when a model's queue holds its max_queue_size (core src/scheduler_utils.cc), UNAVAILABLE.
 TRITON_QUEUE_FULL = "Exceeds maximum queue size"
+# What Triton answers (NOT_FOUND) for a model it is unloading, as it does while it stops: the model is not
+# gone from the repository, the server is going away; a model it never had "is not found".
+TRITON_UNLOADING = "has no available versions"
 # Triton's statuses, as tritonclient reports them over gRPC ("StatusCode.X") and HTTP ("400").
 _BY_STATUS = {
     "INVALID_ARGUMENT": ErrorKind.INVALID_INPUT, "400": ErrorKind.INVALID_INPUT,
@@ -147,6 +150,8 @@ def kind_of_triton(status: str | None, message: str) -> ErrorKind:
         return ErrorKind(match.group(1))
     if TRITON_QUEUE_FULL in (message or ""):
         return ErrorKind.OVERLOADED
+    if TRITON_UNLOADING in (message or ""):
+        return ErrorKind.BACKEND_UNAVAILABLE
     code = (status or "").removeprefix("StatusCode.")
     return _BY_STATUS.get(code, ErrorKind.BACKEND_ERROR)
 

@@ -48,17 +48,26 @@ class Load:
                 except RerankError as error:
                     refused = error.kind is ErrorKind.BACKEND_UNAVAILABLE and not refusals_are_failures
                     self.count("grpc", "refused" if refused else "failed", None if refused else str(error))
+                    if refused:
+                        self.stop.wait(0.05)
         self._start(run)
 
-    def http(self, url: str) -> None:
-        """A worker posting to the gateway at `url`; a connection refused before the request is sent is `refused`."""
+    def http(self, url: str, *, keep_alive: bool = True) -> None:
+        """A worker posting to the gateway at `url`; a connection refused before the request is sent is `refused`.
+
+        Without `keep_alive` each request has a connection of its own, so that a request the server did
+        not take is refused at connect: on a kept-alive connection that a draining server closes as the
+        next request is sent, the client cannot tell whether it was read (a reset either way).
+        """
         def run():
-            with httpx.Client(base_url=url, timeout=120) as client:
+            headers = {} if keep_alive else {"connection": "close"}
+            with httpx.Client(base_url=url, timeout=120, headers=headers) as client:
                 while not self.stop.is_set():
                     try:
                         response = client.post("/v1/rerank", json={"query": QUERY, "documents": WORKLOAD})
                     except httpx.ConnectError:
                         self.count("http", "refused")
+                        self.stop.wait(0.05)  # nothing listens (drained): do not spin
                         continue
                     except httpx.HTTPError as error:
                         self.count("http", "failed", repr(error))

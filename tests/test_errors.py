@@ -82,5 +82,5 @@ def test_a_kind_tagged_in_a_triton_message_comes_back_as_that_kind(kind):
 
 
 def test_each_grpc_status_of_the_table_reads_back_as_a_kind_with_that_status():
-    for kind, rule in KINDS.items():
+    for rule in KINDS.values():
         assert KINDS[kind_of_triton(f"StatusCode.{rule.grpc}", "no tag")].grpc == rule.grpc

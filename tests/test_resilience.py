@@ -184,7 +184,9 @@ ERRORS = [
     (_triton("400", "bad"), ErrorKind.INVALID_INPUT),
     (_triton("503", "busy"), ErrorKind.BACKEND_UNAVAILABLE),
     (_triton("StatusCode.RESOURCE_EXHAUSTED", "busy"), ErrorKind.OVERLOADED),
-    (_triton("StatusCode.NOT_FOUND", "unknown model"), ErrorKind.NOT_FOUND),
+    (_triton("StatusCode.NOT_FOUND", "Request for unknown model: 'x' is not found"), ErrorKind.NOT_FOUND),
+    (_triton("StatusCode.NOT_FOUND", "Request for unknown model: 'rr_tokenizer' has no available versions"),
+     ErrorKind.BACKEND_UNAVAILABLE),  # a stopping server unloads its models
     (_triton("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded"), ErrorKind.DEADLINE_EXCEEDED),
     (_triton("StatusCode.CANCELLED", "cancelled"), ErrorKind.CANCELLED),
     (_triton("StatusCode.UNKNOWN", "Stream removed"), ErrorKind.BACKEND_UNAVAILABLE),
