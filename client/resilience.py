@@ -27,12 +27,12 @@ class RetryPolicy:
     """How hard one request tries before it fails, and how much extra load all retries together may add.
 
     Only failures the error table (core/errors.py) marks retryable are tried again: an endpoint that
-    did no work (down, restarting, draining: on another endpoint) and a refusal for load (overloaded,
+    took no work (down, restarting, draining: on another endpoint) and a refusal for load (overloaded,
     rate limited: after the backoff). Never a request whose deadline passed, never an error about the
-    request, never a timeout. Every retry also needs room in the client's retry budget: at most
-    `budget_ratio` of the requests started in the last `budget_window` seconds (at least
-    `budget_min`), as gRPC's retry throttling and Envoy's retry budgets bound them, so that retries
-    cannot multiply the load of a server that is already overloaded.
+    request, never a timeout. A retry after a refusal for load also needs room in the client's retry
+    budget: at most `budget_ratio` of the requests started in the last `budget_window` seconds (at
+    least `budget_min`), as gRPC's retry throttling and Envoy's retry budgets bound them, so that
+    retries cannot multiply the load of a server that is already overloaded.
 
     Args:
         attempts: Tries per request, across all endpoints (1 = no retry).
@@ -237,7 +237,9 @@ class EndpointPool(Generic[T]):
         window = self.policy.deadline
         if sleep >= deadline.remaining() or (window is not None and self.clock() + sleep - started >= window):
             return None  # the next try could not start in time: fail now, not after a sleep
-        if not self.budget.try_spend():
+        # The budget bounds what retries add to a loaded server; a try that found no server (down, restarting,
+        # draining) added no work anywhere, and its retries are bounded by the attempts and the deadline.
+        if rule is Retry.AFTER_WAIT and not self.budget.try_spend():
             with self._lock:
                 self.stats.budget_refused += 1
             log.debug("retry budget spent: not retrying %s (%s)", url, describe(error))

@@ -156,20 +156,30 @@ def test_the_retry_budget_refills_as_its_window_slides():
     clock = Clock()
     pool = _pool(RetryPolicy(attempts=3, initial_backoff=0.0, budget_ratio=0.0, budget_min=1, budget_window=10.0),
                  urls=("a:1", "b:1"), clock=clock)
-    flaky = {"a:1"}
+    busy = {"a:1"}
 
     def call(url):
-        if url in flaky:
-            raise ConnectionRefusedError("refused")
+        if url in busy:
+            raise _triton("StatusCode.UNAVAILABLE", "Exceeds maximum queue size")
         return url
 
     assert _call(pool, call) == "b:1"  # the one retry of the window
-    pool.mark_up("a:1")
     with pytest.raises(RerankError):
         _call(pool, call)  # a:1 again, and no retry left
     clock.now += 10.5
-    pool.mark_up("a:1")
     assert _call(pool, call) == "b:1"
+
+
+def test_a_try_that_found_no_server_is_retried_elsewhere_without_spending_the_budget():
+    pool = _pool(RetryPolicy(attempts=3, initial_backoff=0.0, budget_ratio=0.0, budget_min=0), urls=("a:1", "b:1"))
+
+    def call(url):
+        if url == "a:1":
+            raise ConnectionRefusedError("refused")
+        return url
+
+    assert [_call(pool, call) for _ in range(3)] == ["b:1"] * 3
+    assert pool.stats.budget_refused == 0
 
 
 ERRORS = [
