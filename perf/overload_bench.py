@@ -172,6 +172,8 @@ def _table(title: str, row: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
     from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.gateway.process import GatewayProcess
     from mxbai_triton.model_repository.generate import generate_repository
@@ -182,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
     repository = generate_repository(workdir / "overload-bench-repository", ModelSpec.load(export), target="portable",
                                      name="reranker", export_dir=export)
     documents = synthetic_documents(args.docs, args.tokens, seed=7)
+    logging.getLogger("mxbai_triton.client").setLevel(logging.WARNING)  # one line per retried request is the point here
     print(f"overload and restarts: {args.size} stand-in, portable target (fp32, ONNX Runtime on CPU), {args.docs} docs x "
           f"{args.tokens} tokens, {time.strftime('%Y-%m-%d')}; load generator, gateway and Triton share the same cores")
     with TritonServer.on_free_ports(repository, stop_grace=0) as server:
