@@ -27,7 +27,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--priority", type=int, default=None, choices=[0, 1, 2],
                    help="Triton priority: 0 the server decides by size, 1 interactive, 2 bulk work (default: 0; 2 with --input)")
     p.add_argument("--normalize", action="store_true", help="sigmoid(score - estimated_max/2), as the reference")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds one try may take")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds the request may take in all, retries included")
     p.add_argument("--retry-for", type=float, default=10.0, help="seconds of retries while no server answers")
     p.add_argument("--json", action="store_true", help="one JSON object per result")
     p.add_argument("documents", nargs="*", metavar="DOC", help="the documents to rank")
