@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mxbai_triton.core.deadline import Deadline
+from mxbai_triton.core.ranking import rank_order, sigmoid_normalize
 from mxbai_triton.core.wire import PRIORITIES
 
 from .loop import LoopThread
@@ -28,18 +29,6 @@ class RankResult:
     index: int
     score: float
     document: str | None = None
-
-
-def sigmoid_normalize(scores: np.ndarray, estimated_max: float) -> np.ndarray:
-    """The reference's normalisation: sigmoid(score - estimated_max / 2)."""
-    return 1.0 / (1.0 + np.exp(-(np.asarray(scores, dtype=np.float64) - estimated_max / 2)))
-
-
-def rank_order(scores: np.ndarray, top_k: int | None = None) -> list[int]:
-    """Indices by score descending, ties by index ascending; the first `top_k` (all when None)."""
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    return np.lexsort((np.arange(len(scores)), -np.asarray(scores)))[:top_k].tolist()
 
 
 def rank_results(

@@ -145,8 +145,9 @@ def test_api_on_a_busy_port_exits_1_naming_it():
     assert run.stderr.strip().endswith(f"API port {port} already in use by another process (choose another: --port)")
 
 
-@pytest.mark.parametrize("model, waiting", [((), "asking again for up to 2 s"), (("--model", "reranker"), "trying again")])
-def test_rank_with_no_server_says_once_what_it_waits_for_then_fails_in_one_line(model, waiting):
+@pytest.mark.parametrize("model, waiting", [((), "waiting up to 2 s for a server to start (--retry-for 0 fails at once)"),
+                                            (("--model", "reranker"), "trying again")])
+def test_rank_with_no_server_says_once_what_it_waits_for_then_fails_in_one_line_naming_what_to_start(model, waiting):
     from mxbai_triton.processes import free_port
 
     run = run_cli("rank", "--url", f"127.0.0.1:{free_port()}", *model, "--retry-for", "2", "--query", "q", "a",
@@ -155,3 +156,5 @@ def test_rank_with_no_server_says_once_what_it_waits_for_then_fails_in_one_line(
     assert run.returncode == 1
     assert sum(waiting in line for line in lines) == 1, lines
     assert lines[-1].startswith("mxbai-triton rank: error: ") and "Connection refused" in lines[-1], lines
+    assert lines[-1].endswith("start one with `mxbai-triton serve REPOSITORY` (or `make demo` for a stand-in), "
+                              "or point --url at a running one"), lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -133,3 +134,22 @@ def test_the_python_backends_shared_memory_is_readable_by_its_user_only(served):
     regions = list(Path("/dev/shm").glob(f"{served.shm_prefix}*"))
     assert regions and {oct(r.stat().st_mode & 0o777) for r in regions} == {"0o600"}
 
+
+
+def test_serve_started_in_the_background_by_a_script_stops_on_sigint_and_says_so(tiny_repository, tmp_path):
+    # bash starts a non-interactive script's background job with SIGINT ignored; serve must still stop on it.
+    command, ports = serve_command(tiny_repository)
+    out, pidfile = tmp_path / "serve.out", tmp_path / "serve.pid"
+    shell = subprocess.Popen(["bash", "-c", f"{shlex.join(command)} > {out} 2>&1 & echo $! > {pidfile}; wait $!"],
+                             start_new_session=True)
+    try:
+        assert wait_until(lambda: "models ready" in (out.read_text() if out.exists() else ""), timeout=120), \
+            out.read_text() if out.exists() else "no output"
+        os.kill(int(pidfile.read_text()), signal.SIGINT)
+        assert shell.wait(timeout=120) == 130  # serve's status: interrupted
+    finally:
+        if shell.poll() is None:
+            os.killpg(os.getpgid(shell.pid), signal.SIGKILL)
+    lines = out.read_text().splitlines()
+    assert lines[-2].startswith("stopping: answering the requests already accepted") and lines[-1] == "stopped", lines
+    assert not _processes_mentioning(f"127.0.0.1:{ports['grpc']}")
