@@ -13,9 +13,10 @@ from mxbai_triton.client import NO_RETRY, RerankClient, RetryPolicy
 from mxbai_triton.gateway.process import GatewayProcess
 from mxbai_triton.model_repository.drain import drain
 from mxbai_triton.model_repository.server import TritonServer
-from mxbai_triton.processes import free_port, wait_until
+from mxbai_triton.processes import free_port
 from tests.conftest import serve_command
 from tests.steady_load import Load
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.triton
 

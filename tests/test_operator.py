@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from mxbai_triton.processes import busy_ports, free_port, wait_until
+from mxbai_triton.processes import busy_ports, free_port
 from tests.conftest import serve_command
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.triton
 
