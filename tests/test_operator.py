@@ -8,14 +8,15 @@ import re
 import shlex
 import signal
 import subprocess
-import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from mxbai_triton.model_repository.server import read_counters
 from mxbai_triton.processes import busy_ports, free_port
 from tests.conftest import serve_command
-from tests.waiting import wait_until
+from tests.waiting import GUARD, wait_until
 
 pytestmark = pytest.mark.triton
 
@@ -81,7 +82,10 @@ def test_a_busy_api_port_is_refused_before_triton_starts(quiet_serve, tiny_repos
 def test_quiet_serve_prints_only_its_own_ready_lines(quiet_serve):
     process, lines, ports = quiet_serve
     assert [line.split(":")[0] for line in lines] == ["models ready", "rerank API on http"]
-    time.sleep(1)  # anything Triton or uvicorn would still print after start-up
+    # One request through the gateway and Triton, then the stop: stderr is read to the end, so any line printed
+    # after start-up, while serving or while stopping is in it.
+    scored = httpx.post(f"http://127.0.0.1:{ports['api']}/v1/rerank", json={"query": "q", "documents": ["a", "b"]})
+    assert scored.status_code == 200
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     third_party = [line for line in stderr.splitlines() if re.match(r"[IWE]\d{4} |INFO:|WARNING:", line)]
@@ -124,7 +128,8 @@ def test_kill_9_of_serve_in_the_middle_of_scoring_leaves_no_python_backend_stub(
 
     threading.Thread(target=keep_scoring, daemon=True).start()
     busy.wait()
-    time.sleep(1.0)  # sub-batches are executing
+    metrics = f"http://127.0.0.1:{ports['metrics']}"
+    assert wait_until(lambda: read_counters(metrics, ("mxbai_dispatch_sub_batches",))["mxbai_dispatch_sub_batches"] > 0, GUARD)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert wait_until(lambda: not _processes_mentioning(str(tiny_repository)), timeout=10), \

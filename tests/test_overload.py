@@ -14,14 +14,13 @@ from mxbai_triton.core.errors import ErrorKind
 from mxbai_triton.model_repository.server import read_counters
 from tests.cases import LONG_DOCUMENT
 from tests.conftest import settled_stats
-from tests.waiting import wait_until
+from tests.waiting import GUARD, wait_until
 
 pytestmark = pytest.mark.triton
 
 NAME = "ovl"
 # A request the tiny stand-in takes a while to score: a few prompts of 8k tokens.
 SLOW = [LONG_DOCUMENT] * 4
-GUARD = 240
 
 
 @pytest.fixture(scope="module")

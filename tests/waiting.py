@@ -13,3 +13,8 @@ def wait_until(condition, timeout: float, interval: float = 0.1) -> bool:
             return False
         time.sleep(interval)
     return True
+
+
+# How long a test waits for state that comes in well under a second on a healthy server: only a hung one reaches it,
+# so it bounds a failure, never a speed.
+GUARD = 240
