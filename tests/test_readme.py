@@ -81,3 +81,14 @@ def test_the_gpu_recipe_calls_the_model_by_the_name_its_repository_gives_it():
     (name,) = re.findall(r"--out \S+ --name ([\w.-]+)", recipe)  # the repository's, not the container's
     assert re.findall(r'"model": "([\w.-]+)"', recipe) == [name]
     assert "Authorization: Bearer" in recipe and "--api-key-file" in recipe
+
+
+# Who worked when, with which tools: a user's page says what is verified and what is not, never this.
+WORKLOG = re.compile(r"\bwas lent\b|\blent to\b|\bno GPU was\b|\b[Ii]ssue #\d+|\(#\d+\)|\bthe team\b|\bthis stop\b|\bthe session that\b"
+                     r"|\bnewest release found\b", re.I)
+
+
+def test_the_pages_speak_of_the_project_not_of_who_worked_on_it():
+    pages = [*TREE_PAGES, *DOC_PAGES, ROOT / "perf" / "NOTES.md", *sorted((ROOT / "data").rglob("*.md"))]
+    found = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in pages for m in WORKLOG.finditer(p.read_text(encoding="utf-8"))]
+    assert found == []
