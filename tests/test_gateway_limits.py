@@ -100,6 +100,7 @@ def _slow(port: int, parts: list[bytes], gap: float) -> tuple[float, bytes, int]
     return time.monotonic() - started, answer, sent
 
 
+@pytest.mark.process
 def test_slow_headers_lose_the_connection_and_a_slow_body_gets_408():
     dead = f"127.0.0.1:{free_port()}"
     with GatewayProcess(dead, "reranker", "--api-header-timeout", "1", "--api-body-timeout", "1") as gateway:
@@ -114,14 +115,16 @@ def test_slow_headers_lose_the_connection_and_a_slow_body_gets_408():
     assert live == 200
 
 
+@pytest.mark.process
 def test_a_megabyte_of_headers_is_refused():
     # h11 refuses a head still incomplete past 16 KiB after a read: what one read brings (up to 256 KiB) passes.
     dead = f"127.0.0.1:{free_port()}"
     with GatewayProcess(dead, "reranker") as gateway:
-        _, answer = _slow(gateway.port, [b"GET /live HTTP/1.1\r\nHost: g\r\nX-Filler: " + b"a" * MIB + b"\r\n\r\n"], 0)
+        _, answer, _ = _slow(gateway.port, [b"GET /live HTTP/1.1\r\nHost: g\r\nX-Filler: " + b"a" * MIB + b"\r\n\r\n"], 0)
     assert answer.startswith(b"HTTP/1.1 400 ")
 
 
+@pytest.mark.process
 def test_past_the_connection_cap_requests_get_503():
     dead = f"127.0.0.1:{free_port()}"
     with GatewayProcess(dead, "reranker", "--api-max-connections", "4") as gateway:
@@ -177,6 +180,7 @@ def test_prompt_tokens_count_against_the_request_limit_and_the_callers_token_rat
     assert math.ceil(debt_seconds - elapsed) <= int(limited.headers["retry-after"]) <= math.ceil(debt_seconds)
 
 
+@pytest.mark.process
 def test_a_5xx_names_no_endpoint_and_carries_the_request_id_the_log_explains(tmp_path):
     dead = f"127.0.0.1:{free_port()}"
     log = tmp_path / "gateway.log"
@@ -189,6 +193,7 @@ def test_a_5xx_names_no_endpoint_and_carries_the_request_id_the_log_explains(tmp
     assert f"request {request_id} answered 503 (backend_unavailable): " in logged and dead in logged
 
 
+@pytest.mark.process
 def test_the_gateway_warns_when_it_serves_without_keys_beyond_loopback(tmp_path):
     dead = f"127.0.0.1:{free_port()}"
     keys = tmp_path / "keys"
@@ -201,6 +206,7 @@ def test_the_gateway_warns_when_it_serves_without_keys_beyond_loopback(tmp_path)
     assert warning not in (tmp_path / "keyed.log").read_text()
 
 
+@pytest.mark.process
 def test_metrics_on_their_own_port_need_no_key_and_leave_the_api_port(tmp_path):
     dead = f"127.0.0.1:{free_port()}"
     keys = tmp_path / "keys"
