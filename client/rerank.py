@@ -144,7 +144,7 @@ class AsyncRerankClient:
         deadline = deadline or self.deadline()
         limits = await self.limits(deadline)
         # The ensemble's dispatch step when the server names one: it sees a cancellation, the ensemble does not.
-        call = Call(limits.dispatch_model or self.model, priority, deadline, truncate)
+        call = Call(limits.dispatch_model, priority, deadline, truncate)
         return Scored.concatenate(await asyncio.gather(*(
             self._pool.acall(self.model, lambda t, chunk=chunk: t.infer(call, query_bytes, chunk, instruction_bytes),
                              deadline)
