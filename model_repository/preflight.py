@@ -109,6 +109,9 @@ def _check_model(model_dir: Path, names: set[str], problems: list[str]) -> None:
                 _check_spec(version_dir, problems)
         _check_tokenizer(version_dir, problems)
         return
+    if config.backend == "openvino":  # the file it reads: default_model_filename, else model.xml (openvino_options.py)
+        _check_files(version_dir, (config.default_model_filename or "model.xml",), problems)
+        return
     _check_files(version_dir, _PLATFORM_FILES.get(config.platform or config.backend, ()), problems)
 
 

@@ -92,8 +92,8 @@ def _serve(args) -> int:
     try:
         server.start(timeout=args.timeout, stream_log=True)
         print(
-            f"models ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {args.host}:{args.metrics_port} "
-            "(Ctrl-C stops)", flush=True,
+            f"models ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {args.host}:{args.metrics_port}"
+            f"{_precisions(server)} (Ctrl-C stops)", flush=True,
         )
         if gateway is not None:
             gateway.start(timeout=60)
@@ -110,6 +110,13 @@ def _serve(args) -> int:
                 gateway.stop()
         finally:
             server.stop()
+
+
+def _precisions(server) -> str:
+    """", scorer NAME: bf16 on OpenVINO" for each python scorer, as it loaded (the GPU targets' dtype is in their config)."""
+    from mxbai_triton.model_repository.server import scorer_precisions
+
+    return "".join(f", scorer {model}: {what}" for model, what in sorted(scorer_precisions(server.metrics_url).items()))
 
 
 def _gateway(args, grpc_url: str, *, restricted: bool):
