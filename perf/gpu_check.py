@@ -66,12 +66,12 @@ def random_causal_lm(shape, seed: int = 0):
     return lm.eval()
 
 
-def matmul_peak_tflops(device: str, size: int, repeats: int) -> float:
-    """Dense matmul rate measured here, bf16 on a GPU, fp32 on a CPU (which has no fast bf16): the
-    roofline the scorer's rate is a fraction of."""
+def matmul_peak_tflops(device: str, size: int, repeats: int, dtype: str | None = None) -> float:
+    """Dense matmul rate measured here in `dtype` ("fp32", "bf16"; default bf16 on a GPU, fp32 on a CPU):
+    the roofline of that precision that a scorer's rate is a fraction of."""
     import torch
 
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype or ("bf16" if device.startswith("cuda") else "fp32")]
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     a @ b
