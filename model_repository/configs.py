@@ -119,11 +119,12 @@ def _queue_policy(limits: ServingLimits, **extra) -> dict:
 
 
 def scorer_config(spec: ModelSpec, limits: ServingLimits, name: str, target: str, *, instance_kind: str = "gpu",
-                  profiles: EngineProfiles = EngineProfiles(), scoring: CpuScoring = CpuScoring()) -> mc.ModelConfig:
+                  profiles: EngineProfiles = EngineProfiles(), scoring: CpuScoring | None = None) -> mc.ModelConfig:
     """The scoring model for `target`: tensorrt_plan (with the engine's `profiles`), onnxruntime_onnx, Triton's
     openvino backend, or python + ONNX Runtime / OpenVINO (`scoring` for the two CPU targets)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    scoring = scoring or CpuScoring(runtime="openvino" if target == "openvino" else "onnxruntime")
     if target == "openvino":
         return _openvino_scorer(spec, limits, name, scoring)
     raw: dict = {

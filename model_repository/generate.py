@@ -103,7 +103,7 @@ def generate_repository(
     if scoring is not None and target not in CPU_TARGETS:
         raise ValueError(f"runtime and precision choices apply to the {' and '.join(CPU_TARGETS)} targets; the {target} "
                          "target computes in the export's dtype (mxbai-triton export --dtype)")
-    scoring = scoring or CpuScoring.for_precision("fp32", "openvino" if target == "openvino" else None)
+    scoring = scoring or CpuScoring(runtime="openvino" if target == "openvino" else "onnxruntime")
     profiles = EngineProfiles()
     if target == "trt" and engine_dir:
         engine = engine_facts(engine_dir)  # the engine's profiles, batch and binding dtype win

@@ -116,7 +116,11 @@ def _precisions(server) -> str:
     """", scorer NAME: bf16 on OpenVINO" for each python scorer, as it loaded (the GPU targets' dtype is in their config)."""
     from mxbai_triton.model_repository.server import scorer_precisions
 
-    return "".join(f", scorer {model}: {what}" for model, what in sorted(scorer_precisions(server.metrics_url).items()))
+    try:
+        found = scorer_precisions(server.metrics_url)
+    except OSError as error:  # the server is up: say why the precision is missing rather than stop it
+        return f", scorer precision unread ({error})"
+    return "".join(f", scorer {model}: {what}" for model, what in sorted(found.items()))
 
 
 def _gateway(args, grpc_url: str, *, restricted: bool):

@@ -71,12 +71,17 @@ def _served(export: Path, documents: list[str], scoring: CpuScoring, workdir: Pa
     """One request of `documents` through the bundled tritonserver (after a 3-document warm-up), timed at the client."""
     from mxbai_triton.client import RerankClient
     from mxbai_triton.core.model import ModelSpec
+    from mxbai_triton.core.serving import ServingLimits
     from mxbai_triton.model_repository.generate import cpu_scoring, generate_repository
     from mxbai_triton.model_repository.server import TritonServer, read_counters, scorer_precisions
 
     cpu_scoring("portable", scoring.precision, scoring.runtime)  # bf16 without native bf16: refused as `repo` refuses it
-    repository = generate_repository(workdir / f"cpu-precision-{scoring.runtime}-{scoring.precision}", ModelSpec.load(export),
-                                     target="portable", name="reranker", export_dir=export, scoring=scoring)
+    spec = ModelSpec.load(export)
+    # A real-shape 100-document request takes minutes on a few cores: its last sub-batches wait in the
+    # scorer's queue longer than the default 60 s queue timeout, which would reject them.
+    limits = ServingLimits.for_model(spec, queue_timeout_us=3_600_000_000)
+    repository = generate_repository(workdir / f"cpu-precision-{scoring.runtime}-{scoring.precision}", spec, target="portable",
+                                     name="reranker", export_dir=export, scoring=scoring, limits=limits)
     with TritonServer.on_free_ports(repository, stop_grace=0) as server, \
             RerankClient(server.grpc_url, model="reranker", timeout=3600) as client:
         client.scores(QUERY, documents[:3])
@@ -90,6 +95,15 @@ def _served(export: Path, documents: list[str], scoring: CpuScoring, workdir: Pa
                 "padded_per_real": computed["padded_tokens"] / computed["real_tokens"], "memory_gib": _scorer_memory(repository)}
 
 
+def _peak_gflops(measure, shape: tuple[int, int, int], precision: str, seconds: float = 3.0) -> float:
+    """The rate of `precision` on the model's MLP GEMM, timed over about `seconds` (bf16: tens of GFLOP/s where
+    emulated, TFLOP/s with AMX)."""
+    flop = 2 * shape[0] * shape[1] * shape[2]
+    first = measure("cpu", 0, 1, dtype=precision, shape=shape)
+    repeats = max(2, round(seconds / (flop / (first * 1e12))))
+    return measure("cpu", 0, repeats, dtype=precision, shape=shape) * 1e3
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_standin_arguments(parser, size="base")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of {', '.join(CONFIGS)}")
@@ -99,7 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-batch", type=int, default=8,
                         help="the reference's rank() batch size (its default 32 materialises [32, longest, 151936] fp32 "
                              "logits: ~20 GB at these lengths)")
-    parser.add_argument("--peak-size", type=int, default=1024, help="square matmul of the peak measurement")
+    parser.add_argument("--peak-rows", type=int, default=2048, help="tokens of the MLP GEMM whose rate is each precision's peak")
     parser.add_argument("--out", default="artifacts/cpu-precision.jsonl", help="results, appended (JSON lines)")
 
 
@@ -116,12 +130,14 @@ def run(args: argparse.Namespace) -> int:
     documents = mixed_documents(args.docs, LENGTH_SIGMAS[args.lengths], median=args.median, seed=26)
     tokens = [len(ids) for ids in RerankPreprocessor.from_dir(export).encode(QUERY, documents)]
     gflop = sum(flops_per_row(SIZES[args.size], n) for n in tokens) / 1e9
-    peaks = {p: matmul_peak_tflops("cpu", args.peak_size, 3, dtype=p) * 1e3 for p in ("fp32", "bf16")}
+    hidden, _, _, _, intermediate = SIZES[args.size]
+    mlp = (args.peak_rows, hidden, intermediate)  # the up/gate projection of `peak_rows` tokens
+    peaks = {p: _peak_gflops(matmul_peak_tflops, mlp, p) for p in ("fp32", "bf16")}
     flags = cpu_flags()
     common = {"size": args.size, "docs": args.docs, "real_tokens": sum(tokens), "gflop": round(gflop, 1),
               "date": time.strftime("%Y-%m-%d %H:%M"), "flags": [f for f in SHOWN_FLAGS if f in flags]}
     print(f"{args.size} stand-in, {args.docs} docs x ~{args.median} tokens ({args.lengths}), {sum(tokens)} real tokens, "
-          f"{gflop:.0f} GFLOP; matmul peak fp32 {peaks['fp32']:.1f}, bf16 {peaks['bf16']:.1f} GFLOP/s; flags "
+          f"{gflop:.0f} GFLOP; matmul peak ({mlp[0]}x{mlp[1]}x{mlp[2]}) fp32 {peaks['fp32']:.1f}, bf16 {peaks['bf16']:.1f} GFLOP/s; flags "
           f"{' '.join(common['flags'])}; {missing_bf16() or 'native bf16'}", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

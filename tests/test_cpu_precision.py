@@ -186,3 +186,33 @@ def test_bf16_is_served_where_the_cpu_has_it_and_refused_in_one_line_where_not(t
             reduced, exact = (c.scores(query, documents, instruction=instruction) for c in (ours, fp32))
             result = agreement(exact, reduced)
             assert result.finite and result.max_abs <= (BF16_ATOL if BF16_HERE else 1e-4), (query, result)
+
+
+def test_agreement_reports_the_difference_against_the_requests_spread_and_how_the_order_moved():
+    from mxbai_triton.perf.agreement import agreement
+
+    exact = np.arange(12, dtype=np.float32)  # spread 11, document 11 first
+    approx = exact.copy()
+    approx[[10, 11]] = approx[[11, 10]]  # the top two swap places; 0 and 1 (outside the top 10) too
+    approx[[0, 1]] = approx[[1, 0]]
+    result = agreement(exact, approx)
+    assert (result.documents, result.finite, result.max_abs, result.spread) == (12, True, 1.0, 11.0)
+    assert result.relative == pytest.approx(1 / 11) and result.spearman == pytest.approx(1 - 6 * 4 / (12 * 143))
+    assert result.top_k_overlap == 1.0  # the same ten documents, in another order
+    assert agreement(exact, np.where(exact == 3, np.nan, exact)).finite is False
+
+
+def test_the_cpu_precision_table_states_each_rate_against_its_own_precisions_peak_and_refusals_as_such():
+    from mxbai_triton.perf.cpu_precision import table
+
+    common = {"size": "base", "docs": 4, "gflop": 100.0}
+    records = [
+        {"config": "served-ort-fp32", **common, "seconds": 1.0, "peak_gflops": 200.0, "scores": [1.0, 2.0, 3.0, 4.0]},
+        {"config": "served-ov-bf16", **common, "seconds": 0.25, "peak_gflops": 1000.0, "scores": [1.0, 2.0, 4.0, 3.0],
+         "memory_gib": {"VmRSS": 3.0, "RssAnon": 1.0, "RssFile": 2.0}},
+        {"config": "served-ov-bf16", **common, "peak_gflops": 20.0, "refused": "bf16 refused: this CPU has no native bf16"},
+    ]
+    rows = table(records).splitlines()[2:]
+    assert rows[0] == "| base | served-ort-fp32 | 4 | 1.0 | 4.000 | 100.0 | 200.0 | 50% |  |  |"
+    assert rows[1] == "| base | served-ov-bf16 | 4 | 0.2 | 16.000 | 400.0 | 1000.0 | 40% | 3.0 (1.0 + 2.0) | 1, 0.8000, 1.00 |"
+    assert rows[2] == "| base | served-ov-bf16 | 4 | — | refused | | 20.0 | | | bf16 refused: this CPU has no native bf16 |"
