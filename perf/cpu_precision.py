@@ -95,13 +95,13 @@ def _served(export: Path, documents: list[str], scoring: CpuScoring, workdir: Pa
                 "padded_per_real": computed["padded_tokens"] / computed["real_tokens"], "memory_gib": _scorer_memory(repository)}
 
 
-def _peak_gflops(measure, shape: tuple[int, int, int], precision: str, seconds: float = 3.0) -> float:
-    """The rate of `precision` on the model's MLP GEMM, timed over about `seconds` (bf16: tens of GFLOP/s where
-    emulated, TFLOP/s with AMX)."""
+def _peak_gflops(measure, shape: tuple[int, int, int], precision: str, trials: int = 5, seconds: float = 1.0) -> float:
+    """The best rate of `precision` on the model's MLP GEMM over `trials` timings of about `seconds` each (bf16:
+    tens of GFLOP/s where emulated, TFLOP/s with AMX): the best, as a shared machine only ever slows a timing down."""
     flop = 2 * shape[0] * shape[1] * shape[2]
     first = measure("cpu", 0, 1, dtype=precision, shape=shape)
-    repeats = max(2, round(seconds / (flop / (first * 1e12))))
-    return measure("cpu", 0, repeats, dtype=precision, shape=shape) * 1e3
+    repeats = max(1, round(seconds / (flop / (first * 1e12))))
+    return max(measure("cpu", 0, repeats, dtype=precision, shape=shape) for _ in range(trials)) * 1e3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
