@@ -50,6 +50,13 @@ class ServingLimits:
     # at a time). Bulk requests hold theirs for their whole run; the spare ones keep small requests
     # from waiting behind them. Each instance is a process of ~200 MB with the tokenizer loaded.
     tokenizer_instances: int = 4
+    # Admission bound in front of the dispatch, for every caller (the gateway and direct gRPC/HTTP
+    # clients alike): requests waiting for a tokenizer instance, per Triton priority level. Beyond it
+    # Triton refuses a request at once ("Exceeds maximum queue size", UNAVAILABLE), which clients read
+    # as overloaded (core/errors.py). Four rounds of the instances for interactive requests, one for
+    # bulk work (docs/operations.md "Admission").
+    interactive_queue_size: int = 16
+    bulk_queue_size: int = 4
     # Fair scheduling (README "Scheduling and cancellation"). A request whose sub-batches add up to
     # more padded tokens than this, or whose caller marks it bulk, is bulk work: it keeps only
     # `bulk_sub_batches_in_flight` sub-batches in the scorer's queue at a time, so the queue serves
@@ -71,9 +78,9 @@ class ServingLimits:
         if self.special_tokens_in_text not in ("parse", "text"):
             raise ValueError(f"special_tokens_in_text must be 'parse' or 'text', got {self.special_tokens_in_text!r}")
         if min(self.max_documents_per_request, self.max_batch_size, self.bulk_sub_batches_in_flight,
-               self.tokenizer_instances) < 1:
-            raise ValueError("max_documents_per_request, max_batch_size, bulk_sub_batches_in_flight and "
-                             "tokenizer_instances must be >= 1")
+               self.tokenizer_instances, self.interactive_queue_size, self.bulk_queue_size) < 1:
+            raise ValueError("max_documents_per_request, max_batch_size, bulk_sub_batches_in_flight, "
+                             "tokenizer_instances, interactive_queue_size and bulk_queue_size must be >= 1")
 
     @classmethod
     def for_model(cls, model: ModelSpec, **changes) -> "ServingLimits":

@@ -4,6 +4,7 @@ sent to the scorer within each request's share of its queue, stopping when the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -12,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from mxbai_triton.core.dispatch import COUNTERS, LEVEL_NAMES, DispatchLimits, SchedulingPolicy, plan_sub_batches, requested_level
+from mxbai_triton.core.drain import IN_FLIGHT_GAUGE, REFUSAL, drain_file, draining
 from mxbai_triton.core.model import TOKEN_COUNTS, ModelSpec
 from mxbai_triton.core.preprocess import RerankPreprocessor
 from mxbai_triton.core.serving import ServingLimits
+from mxbai_triton.core.truncation import truncation_refusal
 
 
 class RequestError(ValueError):
@@ -164,8 +167,17 @@ class TritonPythonModel:
         self.in_dtype = np.dtype(self.core.serving.scorer_input_dtype)
         self.scores_name = spec.scores.name
         self.counters = DispatchCounters(pb_utils, config["name"])
+        preprocessor = self.core.preprocessor
+        self.max_prompt_tokens = preprocessor.max_length + preprocessor.predefined_length
+        self.drain = DrainGate(pb_utils, config["name"])
 
     async def execute(self, requests):
+        with self.drain.entered(len(requests)) as refused:
+            if refused:  # the server is draining: nothing of these requests was started
+                return [_failed(self.pb, _error(self.pb, REFUSAL, "UNAVAILABLE")) for _ in requests]
+            return await self._execute(requests)
+
+    async def _execute(self, requests):
         pb = self.pb
         parsed, levels, errors = [], [], {}
         for i, request in enumerate(requests):
@@ -185,6 +197,9 @@ class TritonPythonModel:
 
     async def _dispatch(self, request, plan: list[SubBatch], requested: int):
         """Send `plan` to the scorer within the request's share of its queue; the response (scores or the first error)."""
+        refusal = _refusal(request, plan, self.max_prompt_tokens)
+        if refusal is not None:  # refused before any scoring
+            return _failed(self.pb, _error(self.pb, refusal, "INVALID_ARG"))
         started = time.monotonic()
         deadline = Deadline(request.timeout(), started)
         level = self.policy.level(sum(b.input_ids.size for b in plan), requested)
@@ -258,6 +273,36 @@ def _requested_level(request) -> int:
         return requested_level(json.loads(request.parameters() or "{}"))
     except ValueError as error:
         raise RequestError(str(error)) from None
+
+
+class DrainGate:
+    """The drain flag (core/drain.py) and the gauge of requests in flight on Triton's metrics port."""
+
+    def __init__(self, pb_utils, model: str):
+        self.path = drain_file()
+        # The family must outlive its metric: keep both.
+        self.family = pb_utils.MetricFamily(name=IN_FLIGHT_GAUGE, description="requests the dispatch has started and "
+                                            "not answered", kind=pb_utils.MetricFamily.GAUGE)
+        self.gauge = self.family.Metric(labels={"model": model})
+
+    @contextlib.contextmanager
+    def entered(self, requests: int):
+        # Counted before the flag is read: a drain that sees no request in flight after setting the flag
+        # cannot miss one that read the flag before it was set.
+        self.gauge.increment(requests)
+        try:
+            yield draining(self.path)
+        finally:
+            self.gauge.increment(-requests)
+
+
+def _refusal(request, plan: list[SubBatch], max_prompt_tokens: int) -> str | None:
+    """Why the request is refused once tokenized (`truncate: NONE` and a cut document), else None."""
+    try:
+        return truncation_refusal(json.loads(request.parameters() or "{}"), [(b.rows, b.token_counts) for b in plan],
+                                  max_prompt_tokens)
+    except ValueError as error:
+        return str(error)
 
 
 def _failed(pb, error):

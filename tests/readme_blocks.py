@@ -1,4 +1,5 @@
-"""README's generated blocks (limits, memory, exit codes) rendered from the code; `python -m tests.readme_blocks` rewrites them.
+"""Generated blocks of README and docs/ (limits, memory, exit codes, error kinds) rendered from the code;
+`python -m tests.readme_blocks` rewrites them.
 
 A block is the text between `<!-- generated: NAME -->` and `<!-- end: NAME -->`; tests/test_readme.py fails
 when README's copy and the code's differ.
@@ -60,7 +61,16 @@ def exit_codes() -> str:
     return "\n".join(["| exit code | meaning |", "|---:|---|", *(f"| {c} | {m} |" for c, m in EXIT_CODES.items())])
 
 
+def error_kinds() -> str:
+    from mxbai_triton.core.errors import markdown_table
+
+    return markdown_table()
+
+
 BLOCKS = {"limits": limits, "memory": memory, "exit-codes": exit_codes}
+# Generated blocks of the pages under docs/, by page.
+DOCS = README.parent / "docs"
+DOC_BLOCKS = {DOCS / "errors.md": {"error-kinds": error_kinds}}
 
 
 def _pattern(name: str) -> re.Pattern:
@@ -73,12 +83,14 @@ def block(text: str, name: str) -> str | None:
     return found.group(1).removesuffix("\n") if found else None
 
 
-def rewrite(text: str) -> str:
-    for name, render in BLOCKS.items():
+def rewrite(text: str, blocks: dict = BLOCKS) -> str:
+    for name, render in blocks.items():
         text = _pattern(name).sub(lambda m, n=name, r=render: f"<!-- generated: {n} -->\n{r()}\n<!-- end: {n} -->", text)
     return text
 
 
 if __name__ == "__main__":
     README.write_text(rewrite(README.read_text(encoding="utf-8")), encoding="utf-8")
+    for page, blocks in DOC_BLOCKS.items():
+        page.write_text(rewrite(page.read_text(encoding="utf-8"), blocks), encoding="utf-8")
     sys.exit(0)
