@@ -3,6 +3,7 @@ the precision in use shows in the configs, the metrics and serve's ready line; t
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import numpy as np
@@ -91,6 +92,19 @@ def test_the_openvino_parameter_check_rejects_what_the_backend_would_and_what_we
         "ENABLE_BATCH_PADDING: changes how the backend batches or reshapes; the openvino target leaves it unset",
         "INFERENCE_PRECISION_HINT: neither read by the openvino backend nor one of ours",
     ]
+
+
+def test_the_repository_check_names_an_openvino_parameter_the_backend_would_reject(tmp_path):
+    from mxbai_triton.model_repository.preflight import check_repository
+
+    repository = tmp_path / "repo"
+    shutil.copytree(EXAMPLES_DIR / "base-v2" / "openvino", repository)
+    config_path = repository / "mxbai-rerank-base-v2_scorer" / "config.pbtxt"
+    config_path.write_text(config_path.read_text().replace('string_value: "LATENCY"', 'string_value: "fast"'))
+    problems = check_repository(repository)
+    assert f"{repository / 'mxbai-rerank-base-v2_scorer' / '1' / 'model.onnx'}: missing" in problems  # configs only
+    assert [p for p in problems if p.startswith(str(config_path))] == [
+        f"{config_path}: PERFORMANCE_HINT='fast': the openvino backend takes LATENCY, THROUGHPUT or CUMULATIVE_THROUGHPUT"]
 
 
 @pytest.mark.slow
