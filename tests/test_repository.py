@@ -65,7 +65,7 @@ def test_the_tokenizer_queue_orders_by_priority_and_drops_requests_past_their_ti
     assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
 
 
-@pytest.mark.parametrize("target", ["portable", "onnx", "trt"])
+@pytest.mark.parametrize("target", ["portable", "onnx", "trt", "openvino"])
 def test_a_sub_batch_waits_in_the_scorer_queue_no_longer_than_its_request(target):
     policy = scorer_config(BASE_V2.with_overrides(dtype="fp16"), LIMITS, "m", target).dynamic_batching.default_queue_policy
     # Triton applies a request's timeout only below a non-zero default (core scheduler_utils.cc).
