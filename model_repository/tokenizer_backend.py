@@ -15,6 +15,7 @@ from mxbai_triton.core.dispatch import COUNTERS, LEVEL_NAMES, DispatchLimits, Sc
 from mxbai_triton.core.model import TOKEN_COUNTS, ModelSpec
 from mxbai_triton.core.preprocess import RerankPreprocessor
 from mxbai_triton.core.serving import ServingLimits
+from mxbai_triton.core.wire import PRIORITY_INTERACTIVE
 
 
 class RequestError(ValueError):
@@ -66,6 +67,14 @@ class SubBatch:
         return self.attention_mask.sum(axis=1)
 
 
+@dataclass(frozen=True)
+class RequestPlan:
+    """One request's class (core.wire priority level) and its sub-batches, in sending order."""
+
+    level: int
+    batches: list[SubBatch]
+
+
 class TokenizerCore:
     """The framework-free part: requests of text in, length-sorted padded sub-batches out (tested without Triton)."""
 
@@ -74,7 +83,8 @@ class TokenizerCore:
         self.serving = ServingLimits.load(model_dir)
         self.preprocessor = RerankPreprocessor.from_dir(model_dir, self.spec,
                                                         special_tokens_in_text=self.serving.special_tokens_in_text)
-        self.limits = DispatchLimits.of(self.spec, self.serving)
+        self.policy = SchedulingPolicy.of(self.serving)
+        self.limits = {level: DispatchLimits.of(self.spec, self.serving, level) for level in LEVEL_NAMES}
 
     def parse(self, query, documents, instruction) -> tuple[str, list[str], str | None]:
         query_text = decode_text(query, "query", single=True)[0]
@@ -82,17 +92,27 @@ class TokenizerCore:
         inst = None if instruction is None else decode_text(instruction, "instruction", single=True)[0]
         return query_text, docs, inst
 
-    def plan(self, parsed: list[tuple[str, list[str], str | None]]) -> list[list[SubBatch]]:
-        """Each request's sub-batches, from one tokenizer call for all requests' documents."""
+    def plan(self, parsed: list[tuple[str, list[str], str | None]], requested: list[int] | None = None) -> list[RequestPlan]:
+        """Each request's class and sub-batches, from one tokenizer call for all requests' documents.
+
+        A request's class follows from its interactive plan's padded tokens and its caller's level
+        (`requested`, 0 each by default); bulk requests are planned again within the bulk limits.
+        """
         plans = []
-        for encoded in self.preprocessor.encode_arrays(parsed):
+        interactive = self.limits[PRIORITY_INTERACTIVE]
+        for encoded, wanted in zip(self.preprocessor.encode_arrays(parsed), requested or [0] * len(parsed)):
             lengths = encoded.lengths
+            cuts = plan_sub_batches(lengths, interactive)
+            level = self.policy.level(interactive.padded_tokens(lengths, cuts), wanted)
+            limits = self.limits[level]
+            if limits != interactive:
+                cuts = plan_sub_batches(lengths, limits)
             batches = []
-            for rows in plan_sub_batches(lengths, self.limits):
-                width = int(self.limits.padded(lengths[rows[-1:]])[0])  # rows ascend: the last is the longest
+            for rows in cuts:
+                width = int(limits.padded(lengths[rows[-1:]])[0])  # rows ascend: the last is the longest
                 ids, mask = encoded.padded(rows, width, pad_id=self.spec.pad_token_id, side=self.spec.padding_side)
                 batches.append(SubBatch(rows, ids, mask))
-            plans.append(batches)
+            plans.append(RequestPlan(level, batches))
         return plans
 
 
@@ -159,7 +179,7 @@ class TritonPythonModel:
         self.scorer = params["scorer_model"]
         self.core = TokenizerCore(Path(args["model_repository"]) / args["model_version"])
         spec = self.core.spec
-        self.policy = SchedulingPolicy.of(self.core.serving)
+        self.policy = self.core.policy
         self.in_names = (spec.input_ids.name, spec.attention_mask.name)
         self.in_dtype = np.dtype(self.core.serving.scorer_input_dtype)
         self.scores_name = spec.scores.name
@@ -176,20 +196,18 @@ class TritonPythonModel:
                 levels.append(_requested_level(request))
             except RequestError as error:
                 errors[i] = _error(pb, str(error), "INVALID_ARG")
-        plans, levels = iter(self.core.plan(parsed)), iter(levels)
-        dispatches = [None if i in errors else self._dispatch(request, next(plans), next(levels))
-                      for i, request in enumerate(requests)]
+        plans = iter(self.core.plan(parsed, levels))
+        dispatches = [None if i in errors else self._dispatch(request, next(plans)) for i, request in enumerate(requests)]
         # Concurrently: sub-batches of several requests merge in the scorer's batcher.
         answers = iter(await asyncio.gather(*(d for d in dispatches if d is not None)))
         return [_failed(pb, errors[i]) if d is None else next(answers) for i, d in enumerate(dispatches)]
 
-    async def _dispatch(self, request, plan: list[SubBatch], requested: int):
-        """Send `plan` to the scorer within the request's share of its queue; the response (scores or the first error)."""
+    async def _dispatch(self, request, request_plan: RequestPlan):
+        """Send the plan to the scorer within the request's share of its queue; the response (scores or the first error)."""
         started = time.monotonic()
         deadline = Deadline(request.timeout(), started)
-        level = self.policy.level(sum(b.input_ids.size for b in plan), requested)
-        label = LEVEL_NAMES[level]
-        window = self.policy.in_flight(level, len(plan))
+        plan, label = request_plan.batches, LEVEL_NAMES[request_plan.level]
+        window = self.policy.in_flight(request_plan.level, len(plan))
         answers: list = [None] * len(plan)
         in_flight: dict[asyncio.Future, int] = {}
         stop: tuple[str, str] | None = None

@@ -127,7 +127,7 @@ def test_a_request_its_caller_marks_bulk_is_served_after_an_unmarked_one_sent_la
 def test_a_bulk_request_past_its_deadline_stops_and_the_next_request_is_not_delayed(server, client):
     from mxbai_triton.model_repository.tokenizer_backend import TokenizerCore
 
-    planned = len(TokenizerCore(server.repository + "/rr_tokenizer/1").plan([(QUERY, BULK, None)])[0])
+    planned = len(TokenizerCore(server.repository + "/rr_tokenizer/1").plan([(QUERY, BULK, None)])[0].batches)
     executions, compute = _execution(server)
     alone = _latency(lambda: client.scores(QUERY, BULK))
     executions_after, compute_after = _execution(server)
