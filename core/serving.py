@@ -62,12 +62,14 @@ class ServingLimits:
     bucket_bounds: tuple[int, ...] = (64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144)
     # Scorer dynamic batching: wait up to this long for same-bucket requests to merge. One GPU
     # execution of a full batch takes tens of ms, so 2 ms costs little and lets concurrent requests
-    # share an execution; a bounded queue rejects overload instead of growing without limit.
+    # share an execution.
     queue_delay_us: int = 2000
+    # Requests waiting for a tokenizer instance beyond this are refused: a bounded queue rejects
+    # overload instead of growing without limit. (The scorer's queue is bounded by the dispatch.)
     max_queue_size: int = 512
-    # Longest a request waits in the tokenizer's queue, or a sub-batch in the scorer's, before Triton
-    # rejects it; a request's own `timeout` shortens both (Triton applies an override only below a
-    # non-zero default: core src/scheduler_utils.cc PolicyQueue::Enqueue).
+    # Longest a request waits in the tokenizer's queue before Triton rejects it; a request's own
+    # `timeout` shortens it (Triton applies an override only below a non-zero default: core
+    # src/scheduler_utils.cc PolicyQueue::Enqueue), and the dispatch sends no sub-batch after it.
     queue_timeout_us: int = 60_000_000
     # Requests dispatching at once (one per instance: a non-decoupled python model runs one execute
     # at a time). Bulk requests hold theirs for their whole run; the spare ones keep small requests

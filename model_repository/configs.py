@@ -96,10 +96,11 @@ def tokenizer_config(spec: ModelSpec, limits: ServingLimits, name: str) -> mc.Mo
         instance_group=[{"kind": "KIND_CPU", "count": limits.tokenizer_instances}],
         parameters={"scorer_model": {"string_value": names["scorer"]}},
         # Not batching (max_batch_size 0): the batcher only orders waiting requests, bulk-marked ones
-        # (Triton priority 2) after the rest, and drops those past their timeout or cancelled.
+        # (Triton priority 2) after the rest, drops those past their timeout or cancelled, and refuses
+        # requests beyond max_queue_size waiting for an instance.
         dynamic_batching={
             "priority_levels": PRIORITY_BULK, "default_priority_level": PRIORITY_INTERACTIVE,
-            "default_queue_policy": _queue_policy(limits),
+            "default_queue_policy": _queue_policy(limits, max_queue_size=limits.max_queue_size),
         },
     )
 
@@ -120,11 +121,14 @@ def scorer_config(spec: ModelSpec, limits: ServingLimits, name: str, target: str
         "max_batch_size": limits.max_batch_size,
         "input": [_tensor(t.name, limits.scorer_input_dtype, t.dims) for t in (spec.input_ids, spec.attention_mask)],
         "output": [_spec_tensor(spec.scores)],
+        # No queue policy: with a timeout or a size limit Triton's batcher cannot prefetch, and then a
+        # request queued while the scorer executes can wait up to 500 ms past the end of that execution
+        # (core src/scheduler_utils.cc PriorityQueue(), src/dynamic_batch_scheduler.cc
+        # WaitForPayloadSlotAvailable; measured in docs/scheduling.md). The scorer's queue is bounded by
+        # the dispatch (a bulk request keeps one sub-batch in it), and deadlines are checked there.
         "dynamic_batching": {
             "preferred_batch_size": list(limits.preferred_batch_sizes),
             "max_queue_delay_microseconds": limits.queue_delay_us,
-            # A sub-batch carries its request's remaining time: it never outlives the request in the queue.
-            "default_queue_policy": _queue_policy(limits, max_queue_size=limits.max_queue_size),
         },
     }
     if target == "trt":
@@ -157,10 +161,9 @@ def scorer_config(spec: ModelSpec, limits: ServingLimits, name: str, target: str
         raw["backend"] = "python"
         # One instance: ONNX Runtime already spreads one execution over every core.
         raw["instance_group"] = [{"kind": "KIND_CPU", "count": 1}]
-        # The python scorer takes each request's tensors as they are and runs equal lengths
-        # together, so the batcher may hand it every queued sub-batch, whatever its length.
-        for tensor in raw["input"]:
-            tensor["allow_ragged_batch"] = True
+        # No ragged batching: the batcher merges only sub-batches of one padded length (which the
+        # scorer runs as one batch). With it, a small request queued beside a bulk sub-batch of
+        # another length shared its execution call and waited for both (docs/scheduling.md).
     return _build(raw)
 
 

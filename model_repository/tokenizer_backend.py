@@ -157,12 +157,6 @@ class Deadline:
     def __init__(self, timeout_us: int, now: float | None = None):
         self.at = None if not timeout_us else (time.monotonic() if now is None else now) + timeout_us / 1e6
 
-    def remaining_us(self) -> int:
-        """Microseconds left (at least 1 while a deadline is set), 0 when there is none."""
-        if self.at is None:
-            return 0
-        return max(1, int((self.at - time.monotonic()) * 1e6))
-
     def passed(self) -> bool:
         return self.at is not None and time.monotonic() >= self.at
 
@@ -217,7 +211,7 @@ class TritonPythonModel:
                 # Checked before every send of a window-limited request: work nobody waits for stops here.
                 stop = self._stop_reason(request, deadline, check_cancel=window < len(plan) or sent == 0)
                 if stop is None:
-                    in_flight[asyncio.ensure_future(self._send(plan[sent], deadline, label))] = sent
+                    in_flight[asyncio.ensure_future(self._send(plan[sent], label))] = sent
                     sent += 1
             if not in_flight:
                 break
@@ -226,7 +220,7 @@ class TritonPythonModel:
                 index = in_flight.pop(future)
                 answers[index] = future.result()
                 if answers[index].has_error() and stop is None:
-                    # A sub-batch the scorer's queue dropped at the request's timeout is the deadline's doing.
+                    # A sub-batch that failed once the request's deadline had passed: answered as timed out.
                     stop = self._stop_reason(request, deadline, check_cancel=False) or ("failed", "")
         self.counters.finished(label, time.monotonic() - started)
         if stop is not None and stop[0] != "failed":
@@ -244,13 +238,12 @@ class TritonPythonModel:
             return "cancelled", "the request was cancelled by its client"
         return None
 
-    async def _send(self, batch: SubBatch, deadline: Deadline, label: str):
+    async def _send(self, batch: SubBatch, label: str):
         tensors = [self.pb.Tensor(n, a.astype(self.in_dtype, copy=False))
                    for n, a in zip(self.in_names, (batch.input_ids, batch.attention_mask))]
-        # The request's remaining time bounds the sub-batch's wait in the scorer's queue (Triton rejects
-        # it there once expired); 0 leaves the scorer's own queue timeout.
-        sub = self.pb.InferenceRequest(model_name=self.scorer, inputs=tensors, requested_output_names=[self.scores_name],
-                                       timeout=deadline.remaining_us())
+        # No timeout: the scorer's queue has no policy to apply one (configs.scorer_config says why); the
+        # deadline is checked here before each send, and a bulk request keeps one sub-batch in flight.
+        sub = self.pb.InferenceRequest(model_name=self.scorer, inputs=tensors, requested_output_names=[self.scores_name])
         started = time.monotonic()
         answer = await sub.async_exec()
         self.counters.sent(batch, label, time.monotonic() - started)

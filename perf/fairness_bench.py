@@ -5,6 +5,7 @@ sub-batch, the spread of its sub-batches' executions, its time alone and under a
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import threading
 import time
@@ -112,7 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--median", type=int, default=250, help="median document tokens (lognormal, sigma 0.6)")
     parser.add_argument("--outliers", type=int, default=2, help="8k-token documents among the bulk request's")
     parser.add_argument("--idle-requests", type=int, default=30, help="3-document requests timed on the idle server")
-    parser.add_argument("--alone-runs", type=int, default=2, help="bulk requests timed alone per policy (interleaved)")
+    parser.add_argument("--alone-runs", type=int, default=3, help="bulk requests timed alone per policy (interleaved)")
     parser.add_argument("--policies", default="unbounded,fair", help=f"of {', '.join(POLICIES)}")
     parser.add_argument("--short", action="store_true", help="skip the 100-document stream and the abandoned requests")
     parser.add_argument("--export", default=None, help="an existing export directory instead of the --size stand-in")
@@ -160,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
             results[policy]["with_small"] = job.seconds
             if not args.short:
                 results[policy].update(_extras(server, policy, client, beside, bulk, small, args.median))
+    samples = workdir / f"fairness-{time.strftime('%Y%m%d-%H%M%S')}.json"  # every sample, for later reading
+    samples.write_text(json.dumps(results, indent=1), encoding="utf-8")
     _print_table(results, args.short)
     return 0
 
@@ -207,8 +210,8 @@ def _print_table(results: dict[str, dict], short: bool) -> None:
             "sub-batches of more than one row: max ms, max/mean":
                 f"{1e3 * max(several):.0f}, {max(several) / statistics.fmean(several):.2f}",
             "expected wait for the running sub-batch E[X²]/2E[X] ms": f"{1e3 * sum(x * x for x in executions) / 2 / sum(executions):.0f}",
-            f"3-doc during bulk p50 / p90 / max ms (n={len(during)})":
-                f"{pct(during, 50):.0f} / {pct(during, 90):.0f} / {pct(during, 100):.0f}",
+            "3-doc during bulk p50 / p90 / max ms (count)":
+                f"{pct(during, 50):.0f} / {pct(during, 90):.0f} / {pct(during, 100):.0f} ({len(during)})",
             "bound: idle p90 + longest sub-batch ms; requests over it": f"{bound:.0f}; {sum(1e3 * d > bound for d in during)}",
             "bulk alone s (median of runs) / sum of its executions s":
                 f"{alone:.2f} ({', '.join(f'{a:.2f}' for a in r['alone'])}) / {sum(executions):.2f}",

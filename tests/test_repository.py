@@ -57,20 +57,23 @@ def test_the_tokenizer_step_dispatches_to_the_scorer_and_returns_scores_and_toke
     assert dict(ensemble.ensemble_scheduling.step[0].output_map) == {"scores": "scores", "token_counts": "token_counts"}
 
 
-def test_the_tokenizer_queue_orders_by_priority_and_drops_requests_past_their_timeout():
+def test_the_tokenizer_queue_orders_by_priority_drops_requests_past_their_timeout_and_is_bounded():
     batching = tokenizer_config(BASE_V2, LIMITS, "m").dynamic_batching
     assert (batching.priority_levels, batching.default_priority_level) == (2, 1)
     policy = batching.default_queue_policy
     assert policy.allow_timeout_override and policy.default_timeout_microseconds == LIMITS.queue_timeout_us
-    assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
+    assert (policy.max_queue_size, policy.timeout_action) == (LIMITS.max_queue_size, model_config_pb2.ModelQueuePolicy.REJECT)
 
 
 @pytest.mark.parametrize("target", ["portable", "onnx", "trt"])
-def test_a_sub_batch_waits_in_the_scorer_queue_no_longer_than_its_request(target):
-    policy = scorer_config(BASE_V2.with_overrides(dtype="fp16"), LIMITS, "m", target).dynamic_batching.default_queue_policy
-    # Triton applies a request's timeout only below a non-zero default (core scheduler_utils.cc).
-    assert policy.allow_timeout_override and policy.default_timeout_microseconds > 0
-    assert (policy.max_queue_size, policy.timeout_action) == (LIMITS.max_queue_size, model_config_pb2.ModelQueuePolicy.REJECT)
+def test_the_scorer_queue_has_no_policy_so_that_triton_s_batcher_prefetches_in_arrival_order(target):
+    batching = scorer_config(BASE_V2.with_overrides(dtype="fp16"), LIMITS, "m", target).dynamic_batching
+    assert not batching.HasField("default_queue_policy") and batching.priority_levels == 0
+
+
+def test_the_portable_scorer_merges_only_sub_batches_of_one_length():
+    config = scorer_config(BASE_V2, LIMITS, "m", "portable")
+    assert [t.allow_ragged_batch for t in config.input] == [False, False]
 
 
 def test_the_ensemble_names_its_dispatch_step_for_clients_that_cancel():
