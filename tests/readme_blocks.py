@@ -14,6 +14,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def limits() -> str:
+    from mxbai_triton.core.cost import TARGET_RATES
     from mxbai_triton.core.engine import EngineProfiles
     from mxbai_triton.core.model import BASE_V2, LARGE_V2
     from mxbai_triton.core.serving import ServingLimits
@@ -41,6 +42,8 @@ def limits() -> str:
         row("`tokenizer_instances`", lambda m, s: s.tokenizer_instances),
         row("`interactive_max_tokens` / `bulk_sub_batches_in_flight`",
             lambda m, s: f"{s.interactive_max_tokens} / {s.bulk_sub_batches_in_flight}"),
+        row("`bulk_sub_batch_seconds` (CPU / GPU targets)",
+            lambda m, s: " / ".join(f"{TARGET_RATES[kind].bulk_sub_batch_seconds}" for kind in ("cpu", "gpu"))),
         row("TensorRT profiles (min–max sequence)",
             lambda m, s: ", ".join(f"{low}–{high}" for low, _, high in EngineProfiles().ranges(m))),
     ]
