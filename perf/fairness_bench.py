@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import statistics
 import threading
 import time
@@ -44,6 +46,39 @@ def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
         flags = set(value.split()) if key == "flags" else flags
         cores += key == "processor"
     return f"{model}, {cores} cores, {', '.join(f for f in SHOWN_FLAGS if f in flags) or 'no AVX2'}"
+
+
+class OthersCpu:
+    """The share of this machine's CPU time that processes outside this one and its children took (a shared
+    machine's noise, reported beside each measurement)."""
+
+    def __init__(self):
+        self.start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[int, int, int]:
+        """(all jiffies, busy jiffies, jiffies of this process tree) so far."""
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        parents, used = {}, {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:  # gone meanwhile
+                continue
+            after = text.rsplit(")", 1)[1].split()
+            pid = int(stat.parent.name)
+            parents[pid], used[pid] = int(after[1]), int(after[11]) + int(after[12])
+        ours, frontier = set(), {os.getpid()}
+        while frontier:
+            ours |= frontier
+            frontier = {pid for pid, parent in parents.items() if parent in frontier} - ours
+        return sum(fields), sum(fields) - fields[3] - fields[4], sum(used[pid] for pid in ours)
+
+    def share(self) -> float:
+        """Others' share of the CPU since this was created."""
+        end = self._read()
+        total, busy, ours = (b - a for a, b in zip(self.start, end))
+        return max(0.0, (busy - ours) / total) if total else 0.0
 
 
 @dataclass
@@ -143,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
           f"{args.outliers} of 8k)", flush=True)
     spec = ModelSpec.load(export)
     repository = workdir / "fairness"
+    shutil.rmtree(repository, ignore_errors=True)  # only this run's ensembles
     for policy in policies:  # one server, one ensemble per policy: measured side by side on the same machine state
         generate_repository(repository, spec, target="portable", name=policy, export_dir=export,
                             limits=ServingLimits.for_model(spec, **POLICIES[policy]))
@@ -159,13 +195,17 @@ def run(args: argparse.Namespace) -> int:
             results[policy]["idle"] = timed(partial(client.scores, QUERY, small), args.idle_requests)
         for _ in range(args.alone_runs):  # interleaved, so that drift of the machine hits every policy alike
             for policy, (client, _) in clients.items():
+                others = OthersCpu()
                 results[policy].setdefault("alone", []).extend(timed(partial(client.scores, QUERY, bulk), 1))
+                results[policy].setdefault("others_alone", []).append(others.share())
         for policy, (client, beside) in clients.items():
             results[policy]["executions"] = sub_batch_executions(server, policy, bulk)
+            others = OthersCpu()
             job = Background.start(partial(client.scores, QUERY, bulk))
             results[policy]["during"] = latencies_while(job, partial(beside.scores, QUERY, small))
             job.thread.join()
             results[policy]["with_small"] = job.seconds
+            results[policy]["others_with_small"] = others.share()
             if not args.short:
                 results[policy].update(_extras(server, policy, client, beside, bulk, small, args.median))
     samples = workdir / f"fairness-{time.strftime('%Y%m%d-%H%M%S')}.json"  # every sample, for later reading
@@ -235,6 +275,8 @@ def _print_table(results: dict[str, dict], short: bool) -> None:
             "bulk alone s (median of runs) / sum of its executions s":
                 f"{alone:.2f} ({', '.join(f'{a:.2f}' for a in r['alone'])}) / {sum(executions):.2f}",
             "bulk with the 3-doc stream s / vs alone": f"{r['with_small']:.2f} / {r['with_small'] / alone:.3f}x",
+            "CPU taken by other processes: during the alone runs / the stream run":
+                f"{', '.join(f'{x:.0%}' for x in r['others_alone'])} / {r['others_with_small']:.0%}",
         }
         if not short:
             column |= {

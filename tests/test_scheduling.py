@@ -26,7 +26,7 @@ QUERY = "which documents talk about search relevance?"
 SMALL = synthetic_documents(3, 40, seed=7)
 BULK = mixed_documents(1000, 0.6, median=60, seed=3)
 MEDIUM = mixed_documents(300, 0.6, median=60, seed=4)  # under the interactive token budget
-ROWS = 8  # rows per scorer execution: the bulk request is ~130 sub-batches
+ROWS = 8  # rows per scorer execution: the bulk request is ~170 sub-batches
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_a_small_request_during_a_bulk_one_waits_for_at_most_the_bulk_sub_batch_
         finished.append(time.perf_counter())
     bulk.thread.join()
     assert max(finished) < bulk.finished  # every small request completed before the bulk one
-    # First come, first served it would wait for ~130 sub-batches; fair, for the one executing when it arrives.
+    # First come, first served it would wait for ~170 sub-batches; fair, for the one executing when it arrives.
     assert statistics.median(during) <= statistics.median(idle) + longest + (max(idle) - min(idle)), (during, idle, longest)
     np.testing.assert_allclose(bulk.result, reference_scores(oracle, QUERY, BULK), atol=1e-4, rtol=0)
 
@@ -140,7 +140,7 @@ def test_a_bulk_request_past_its_deadline_stops_and_the_next_request_is_not_dela
     idle = [_latency(lambda: client.scores(QUERY, SMALL)) for _ in range(5)]
     # Its gRPC deadline cancels the call when its Triton timeout passes: the dispatch stops on either.
     sent, skipped, requests = (_counter(server, n) for n in ("sub_batches", "skipped_sub_batches", "requests"))
-    # Its config read and about ten of its ~130 sub-batches fit in this deadline, on a fast machine or a slow one.
+    # Its config read and about ten of its ~170 sub-batches fit in this deadline, on a fast machine or a slow one.
     with RerankClient(server.grpc_url, model="rr", timeout=max(idle) + 10 * mean_execution, retry=NO_RETRY) as impatient:
         with pytest.raises(RerankError, match="no answer from .* within"):
             impatient.scores(QUERY, BULK)
