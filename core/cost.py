@@ -57,7 +57,7 @@ class TargetRates:
 # per execution (BLS hop and launches); the budget is ~1/3 of a 32k-token base-v2 sub-batch (~60 ms).
 TARGET_RATES = {
     "cpu": TargetRates(linear_flop_per_s=152e9, attention_flop_per_s=77e9, seconds_per_execution=0.002,
-                       bulk_sub_batch_seconds=0.3, source="fitted: small stand-in, portable, AMD EPYC 2 cores AVX2 fp32"),
+                       bulk_sub_batch_seconds=0.4, source="fitted: small stand-in, portable, AMD EPYC 2 cores AVX2 fp32"),
     "gpu": TargetRates(linear_flop_per_s=395e12, attention_flop_per_s=395e12, seconds_per_execution=0.001,
                        bulk_sub_batch_seconds=0.02, source="roofline: H100/H200 bf16, 50 % of 790 TFLOP/s"),
 }
