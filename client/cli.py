@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -13,60 +13,78 @@ DEFAULT_URLS = {"grpc": "127.0.0.1:8001", "http": "127.0.0.1:8000"}
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("rank", help="rank documents for a query through a running Triton ensemble")
+    p = commands.add_parser("rank", help="rank documents for a query through a running Triton ensemble, or a JSONL file of "
+                                         "requests (--input, --output)")
     p.add_argument("--url", action="append", default=None,
                    help="host:port of the server; repeat it for replicas (default: 127.0.0.1:8001 for gRPC, "
                         "127.0.0.1:8000 for HTTP)")
     p.add_argument("--model", default=None,
                    help="ensemble name (default: the one rerank ensemble the server serves; several: it lists them)")
     p.add_argument("--protocol", default="grpc", choices=["grpc", "http"], help="KServe protocol to speak")
-    p.add_argument("--query", required=True, help="the query to rank the documents for")
+    p.add_argument("--query", default=None, help="the query to rank the documents for")
     p.add_argument("--instruction", default=None, help="the reference's optional instruction line")
     p.add_argument("--top-k", type=int, default=None, help="print only the best K (default: all)")
-    p.add_argument("--priority", type=int, default=0, choices=[0, 1, 2],
-                   help="Triton priority: 0 the server decides by size, 1 interactive, 2 bulk work")
+    p.add_argument("--priority", type=int, default=None, choices=[0, 1, 2],
+                   help="Triton priority: 0 the server decides by size, 1 interactive, 2 bulk work (default: 0; 2 with --input)")
     p.add_argument("--normalize", action="store_true", help="sigmoid(score - estimated_max/2), as the reference")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds one try may take")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds the request may take in all, retries included")
     p.add_argument("--retry-for", type=float, default=10.0, help="seconds of retries while no server answers")
     p.add_argument("--json", action="store_true", help="one JSON object per result")
-    p.add_argument("documents", nargs="+", metavar="DOC", help="the documents to rank")
+    p.add_argument("documents", nargs="*", metavar="DOC", help="the documents to rank")
+    bulk = p.add_argument_group("bulk files", "one request per line, {\"id\", \"query\", \"documents\"[, \"instruction\", "
+                                              "\"top_n\"]}; one result line per request; a rerun skips the ids already in --output")
+    bulk.add_argument("--input", default=None, metavar="REQUESTS.jsonl", help="rank every request of this file")
+    bulk.add_argument("--output", default=None, metavar="RESULTS.jsonl", help="append the results here")
+    bulk.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")
     p.set_defaults(handler=_rank)
 
 
 def _rank(args) -> int:
     from .rerank import RerankClient, RetryPolicy
 
+    if args.input or args.output:
+        return _rank_file(args)
+    if args.query is None or not args.documents:
+        raise ValueError("rank needs --query and at least one DOC, or --input and --output")
     urls = args.url or [DEFAULT_URLS[args.protocol]]
     model = _model_when_served(urls, args.model, args.protocol, args.timeout, args.retry_for)
     retry = RetryPolicy(deadline=args.retry_for)
     with RerankClient(urls, model=model, protocol=args.protocol, timeout=args.timeout, retry=retry) as client:
         results = client.rank(args.query, args.documents, top_k=args.top_k, instruction=args.instruction,
-                              normalize=args.normalize, priority=args.priority)
+                              normalize=args.normalize, priority=args.priority or 0)
     print_ranking(args.query, results, as_json=args.json)
     return 0
 
 
+def _rank_file(args) -> int:
+    from mxbai_triton.core.wire import PRIORITY_BULK
+
+    from .bulk import rank_file_with
+    from .rerank import RetryPolicy
+
+    if not (args.input and args.output) or args.query is not None or args.documents:
+        raise ValueError("rank --input REQUESTS.jsonl --output RESULTS.jsonl takes its queries and documents from the file: "
+                         "both files, no --query or DOC")
+    if args.top_k or args.normalize or args.instruction:
+        raise ValueError("with --input, top_n and instruction come from each line (--top-k, --instruction, --normalize do not apply)")
+    if not Path(args.input).is_file():
+        raise FileNotFoundError(f"--input {args.input}: no such file")
+    urls = args.url or [DEFAULT_URLS[args.protocol]]
+    model = _model_when_served(urls, args.model, args.protocol, args.timeout, args.retry_for)
+    summary = rank_file_with(urls, model, args.input, args.output, protocol=args.protocol, timeout=args.timeout,
+                             retry=RetryPolicy(deadline=args.retry_for), concurrency=args.concurrency,
+                             priority=PRIORITY_BULK if args.priority is None else args.priority)
+    log.info("%d requests ranked (%d documents) in %.1f s, %.1f documents/s; %d already in %s; %d bad lines (reported above)",
+             summary.written, summary.documents, summary.seconds, summary.documents / max(summary.seconds, 1e-9),
+             summary.already_done, args.output, len(summary.bad_lines))
+    return 2 if summary.bad_lines else 0
+
+
 def _model_when_served(urls, requested, protocol: str, timeout: float, retry_for: float) -> str:
     """The ensemble to use, asking again for up to `retry_for` seconds while no server answers (one starting)."""
-    from .discovery import DiscoveryError, choose_model
-    from .loop import LoopThread
+    from .discovery import choose_model, when_served
 
-    deadline = time.monotonic() + retry_for
-    said = False
-    loop = LoopThread("mxbai-triton-discovery")  # one for every try
-    try:
-        while True:
-            try:
-                return choose_model(urls, requested, protocol=protocol, timeout=timeout, loop=loop)
-            except DiscoveryError as error:
-                if error.restricted or time.monotonic() + 0.5 > deadline:
-                    raise
-                if not said:
-                    log.info("%s; asking again for up to %g s (--retry-for)", error, retry_for)
-                    said = True
-                time.sleep(0.5)
-    finally:
-        loop.close()
+    return when_served(lambda loop: choose_model(urls, requested, protocol=protocol, timeout=timeout, loop=loop), retry_for)
 
 
 def print_ranking(query: str, results, *, as_json: bool = False) -> None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from .loop import LoopThread
 from .transport import RerankError, open_client, timeout_options
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A model is one of our rerank ensembles when it takes our text inputs and publishes our parameters
 # (the tokenizer step has the same inputs but not the parameters).
@@ -126,3 +132,24 @@ def choose_model(urls: Sequence[str], requested: str | None, *, protocol: str = 
     if not served:
         raise ValueError(f"no rerank ensemble is served at {url}")
     raise ValueError(f"{len(served)} rerank ensembles are served at {url}: {', '.join(served)}; choose one with --model")
+
+
+def when_served(ask: Callable[[LoopThread], T], retry_for: float) -> T:
+    """`ask(loop)` (a discovery call), asked again every 0.5 s for up to `retry_for` seconds while no server
+    answers (one starting); the tries share one loop thread."""
+    deadline = time.monotonic() + retry_for
+    said = False
+    loop = LoopThread("mxbai-triton-discovery")
+    try:
+        while True:
+            try:
+                return ask(loop)
+            except DiscoveryError as error:
+                if error.restricted or time.monotonic() + 0.5 > deadline:
+                    raise
+                if not said:
+                    log.info("%s; asking again for up to %g s (--retry-for)", error, retry_for)
+                    said = True
+                time.sleep(0.5)
+    finally:
+        loop.close()

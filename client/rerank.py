@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mxbai_triton.core.deadline import Deadline
 from mxbai_triton.core.wire import PRIORITIES
 
 from .loop import LoopThread
@@ -97,9 +98,10 @@ class AsyncRerankClient:
             them (replicas of one repository): requests go round-robin over the healthy ones.
         model: Ensemble name.
         protocol: "grpc" or "http".
-        timeout: Seconds per try (also sent to Triton as the request's timeout).
-        retry: Retries of requests that failed for server or connection reasons (scoring is
-            idempotent), with backoff and an overall deadline; NO_RETRY turns them off.
+        timeout: Seconds a request may take in all, retries included: its one deadline, which Triton
+            also gets as the request's timeout (work past it is dropped there too).
+        retry: Retries of requests that no server worked on (down, restarting) or that one refused
+            for load, within the deadline and a retry budget (RetryPolicy); NO_RETRY turns them off.
 
     Chunks of a list longer than the server's per-request limit are scored concurrently; cancelling
     the awaiting task cancels the requests on the server.
@@ -120,32 +122,43 @@ class AsyncRerankClient:
         """Requests, tries, retries and failovers so far."""
         return self._pool.stats
 
-    async def limits(self) -> ServerLimits:
+    async def limits(self, deadline: Deadline | None = None) -> ServerLimits:
         """What the ensemble publishes (read once, shared by concurrent first callers; a failed read is not kept)."""
         if self._limits is None:
             # Concurrent first calls share one read and its outcome (a lock would make each waiter
             # spend its own retry window in turn while the server is down).
             if self._limits_read is None or self._limits_read.done():
+                deadline = deadline or self.deadline()
                 self._limits_read = asyncio.ensure_future(
-                    self._pool.acall(f"cannot read config of model {self.model!r}", lambda t: t.limits()))
+                    self._pool.acall(f"cannot read config of model {self.model!r}", lambda t: t.limits(deadline), deadline))
             # shield: a caller's deadline cancels its wait, not the read the others wait for.
             self._limits = await asyncio.shield(self._limits_read)
         return self._limits
 
-    async def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None, priority: int = 0) -> Scored:
+    def deadline(self) -> Deadline:
+        """A new request's deadline: `timeout` from now."""
+        return Deadline.after(self.timeout)
+
+    async def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None, priority: int = 0,
+                     truncate: str = "END", deadline: Deadline | None = None) -> Scored:
         """Raw scores and prompt token counts in input order; lists above the server limit are split.
 
         `priority` is Triton's: 0 lets the server decide by the request's size, 2 marks it bulk work
-        (served after interactive requests, a few sub-batches at a time), 1 interactive.
+        (served after interactive requests, a few sub-batches at a time), 1 interactive. `truncate`
+        "NONE" refuses (RerankError, kind too_large) a request with a document the model would cut,
+        after tokenizing and before any scoring; "END" cuts it as the reference does. `deadline`: the
+        caller's (default: `timeout` from now), shared by every chunk and try.
         """
         query_bytes, documents_bytes, instruction_bytes = _encode_request(query, documents, instruction, priority)
         if not documents_bytes:
             return _NOTHING_SCORED
-        limits = await self.limits()
+        deadline = deadline or self.deadline()
+        limits = await self.limits(deadline)
         # The ensemble's dispatch step when the server names one: it sees a cancellation, the ensemble does not.
-        call = Call(limits.dispatch_model or self.model, priority, self.timeout)
+        call = Call(limits.dispatch_model or self.model, priority, deadline, truncate)
         return Scored.concatenate(await asyncio.gather(*(
-            self._pool.acall(self.model, lambda t, chunk=chunk: t.infer(call, query_bytes, chunk, instruction_bytes))
+            self._pool.acall(self.model, lambda t, chunk=chunk: t.infer(call, query_bytes, chunk, instruction_bytes),
+                             deadline)
             for chunk in _chunks(documents_bytes, limits.max_documents)
         )))
 
@@ -203,9 +216,11 @@ class RerankClient:
     def limits(self) -> ServerLimits:
         return self._loop.run(self._client.limits)
 
-    def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None, priority: int = 0) -> Scored:
+    def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None, priority: int = 0,
+               truncate: str = "END") -> Scored:
         """See AsyncRerankClient.scored."""
-        return self._loop.run(lambda: self._client.scored(query, documents, instruction=instruction, priority=priority))
+        return self._loop.run(lambda: self._client.scored(query, documents, instruction=instruction, priority=priority,
+                                                          truncate=truncate))
 
     def scores(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False, priority: int = 0,

@@ -1,4 +1,5 @@
-"""Retries with backoff and a deadline, spread over several endpoints (replicas) with failover."""
+"""Retries that cannot storm (table-driven, within the request's deadline and a retry budget), spread over several
+endpoints (replicas) with failover."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from mxbai_triton.core.deadline import Clock, Deadline
+from mxbai_triton.core.errors import KINDS, ErrorKind, Retry, kind_of_triton
 
 from .transport import RerankError
 
@@ -17,23 +22,27 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Statuses that say "this server cannot take the request now", never "the request is wrong".
-# Scoring is a pure function of its inputs, so re-sending such a request cannot double-apply anything.
-RETRYABLE_STATUSES = frozenset({
-    "StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED",
-    "StatusCode.CANCELLED", "StatusCode.UNKNOWN", "502", "503", "504",
-})
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard one request tries before it fails.
+    """How hard one request tries before it fails, and how much extra load all retries together may add.
+
+    Only failures the error table (core/errors.py) marks retryable are tried again: an endpoint that
+    took no work (down, restarting, draining: on another endpoint) and a refusal for load (overloaded,
+    rate limited: after the backoff). Never a request whose deadline passed, never an error about the
+    request, never a timeout. A retry after a refusal for load also needs room in the client's retry
+    budget: at most `budget_ratio` of the requests started in the last `budget_window` seconds (at
+    least `budget_min`), as gRPC's retry throttling and Envoy's retry budgets bound them, so that
+    retries cannot multiply the load of a server that is already overloaded.
 
     Args:
         attempts: Tries per request, across all endpoints (1 = no retry).
         initial_backoff: Seconds before the second try; doubled (`multiplier`) per try up to `max_backoff`.
-        deadline: Seconds from the first try after which no new try starts (None: `attempts` alone bounds it).
+        deadline: Seconds from the first try after which no new try starts (None: `attempts` and the
+            request's own deadline bound it).
         cooldown: Seconds an endpoint that failed is skipped while another one is healthy.
+        budget_ratio: Retries as a share of requests, over the window.
+        budget_window: Seconds the budget counts requests and retries over.
+        budget_min: Retries allowed per window whatever the traffic (a lone request rides out a blip).
     """
 
     attempts: int = 8
@@ -42,12 +51,17 @@ class RetryPolicy:
     multiplier: float = 2.0
     deadline: float | None = 120.0
     cooldown: float = 2.0
+    budget_ratio: float = 0.1
+    budget_window: float = 10.0
+    budget_min: int = 10
 
     def __post_init__(self):
         if self.attempts < 1:
             raise ValueError(f"attempts must be >= 1, got {self.attempts}")
         if self.initial_backoff < 0 or self.max_backoff < 0 or self.multiplier < 1:
             raise ValueError("backoffs must be >= 0 and multiplier >= 1")
+        if self.budget_ratio < 0 or self.budget_window <= 0 or self.budget_min < 0:
+            raise ValueError("budget_ratio and budget_min must be >= 0 and budget_window > 0")
 
     def backoff(self, retry: int) -> float:
         """Sleep before retry number `retry` (1-based), with ±25% jitter so clients do not move in step."""
@@ -58,23 +72,61 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(attempts=1, deadline=None)
 
 
-def is_retryable(error: BaseException) -> bool:
-    """True for failures of the server or the connection; False for errors about the request itself."""
+class RetryBudget:
+    """Requests and retries started over the last `window` seconds; a retry is allowed while retries stay
+    within `ratio` of the requests (at least `minimum`)."""
+
+    def __init__(self, ratio: float, window: float, minimum: int, clock: Clock = time.monotonic):
+        self.ratio, self.window, self.minimum, self.clock = ratio, window, minimum, clock
+        self._requests: deque[float] = deque()
+        self._retries: deque[float] = deque()
+        self.refused = 0
+
+    def _trim(self, now: float) -> None:
+        for stamps in (self._requests, self._retries):
+            while stamps and stamps[0] <= now - self.window:
+                stamps.popleft()
+
+    def request(self) -> None:
+        self._requests.append(self.clock())
+
+    def try_spend(self) -> bool:
+        """Take one retry from the budget; False (and counted) when it has no room."""
+        now = self.clock()
+        self._trim(now)
+        if len(self._retries) >= max(self.minimum, self.ratio * len(self._requests)):
+            self.refused += 1
+            return False
+        self._retries.append(now)
+        return True
+
+
+# gRPC/HTTP messages of a connection that broke under a request (the server died or closed it): no answer came.
+_BROKEN_CONNECTION = ("onnect", "reset", "closed", "Socket closed", "Stream removed", "GOAWAY")
+
+
+def error_kind(error: BaseException, deadline: Deadline) -> ErrorKind:
+    """What a failed try means (core/errors.py): a passed deadline first, whatever the transport raised for it."""
     from tritonclient.utils import InferenceServerException
 
+    if deadline.passed():
+        return ErrorKind.DEADLINE_EXCEEDED
+    if isinstance(error, RerankError):
+        return error.kind
     if isinstance(error, InferenceServerException):
-        status = str(error.status())
-        if status in RETRYABLE_STATUSES:
-            return True
-        # HTTP clients report a refused/reset connection without a status.
-        return status == "None" and any(s in (error.message() or "") for s in ("onnect", "reset", "closed"))
-    if isinstance(error, (OSError, asyncio.TimeoutError)):  # refused, reset, timed out
-        return True
+        status, message = status_of(error), error.message() or ""
+        if status in (None, "StatusCode.UNKNOWN") and any(s in message for s in _BROKEN_CONNECTION):
+            return ErrorKind.BACKEND_UNAVAILABLE
+        return kind_of_triton(status, message)
+    if isinstance(error, (asyncio.TimeoutError, TimeoutError)):
+        return ErrorKind.DEADLINE_EXCEEDED
+    if isinstance(error, OSError):  # refused, reset
+        return ErrorKind.BACKEND_UNAVAILABLE
     try:
         import aiohttp  # the HTTP transport's connection errors
     except ImportError:
-        return False
-    return isinstance(error, aiohttp.ClientError)
+        return ErrorKind.INTERNAL
+    return ErrorKind.BACKEND_UNAVAILABLE if isinstance(error, aiohttp.ClientError) else ErrorKind.INTERNAL
 
 
 def status_of(error: BaseException) -> str | None:
@@ -83,7 +135,7 @@ def status_of(error: BaseException) -> str | None:
 
     if isinstance(error, InferenceServerException) and error.status() is not None:
         return str(error.status())
-    return None
+    return getattr(error, "status", None) if isinstance(error, RerankError) else None
 
 
 def describe(error: BaseException) -> str:
@@ -98,25 +150,29 @@ def describe(error: BaseException) -> str:
 
 @dataclass
 class CallStats:
-    """What the client did: requests, tries, retries, switches to another endpoint, failures."""
+    """What the client did: requests, tries, retries, switches to another endpoint, failures, and the retries
+    its budget refused."""
 
     requests: int = 0
     attempts: int = 0
     retries: int = 0
     failovers: int = 0
     failures: int = 0
+    budget_refused: int = 0
     per_endpoint: dict[str, int] = field(default_factory=dict)
 
 
 class EndpointPool(Generic[T]):
     """Round-robin over endpoints; one that fails is skipped for `cooldown` seconds while others are up."""
 
-    def __init__(self, endpoints: dict[str, T], policy: RetryPolicy):
+    def __init__(self, endpoints: dict[str, T], policy: RetryPolicy, clock: Clock = time.monotonic):
         if not endpoints:
             raise ValueError("at least one endpoint is needed")
         self.urls = list(endpoints)
         self.endpoints = endpoints
         self.policy = policy
+        self.clock = clock
+        self.budget = RetryBudget(policy.budget_ratio, policy.budget_window, policy.budget_min, clock)
         self.stats = CallStats(per_endpoint={u: 0 for u in self.urls})
         self._down_until = {u: 0.0 for u in self.urls}
         self._next = 0
@@ -125,7 +181,7 @@ class EndpointPool(Generic[T]):
     def pick(self, avoid: str | None = None) -> str:
         """The next healthy endpoint (not `avoid` when another is healthy); the soonest back if none is."""
         with self._lock:
-            now, n = time.monotonic(), len(self.urls)
+            now, n = self.clock(), len(self.urls)
             order = [(self._next + i) % n for i in range(n)]
             healthy = [i for i in order if self._down_until[self.urls[i]] <= now]
             preferred = [i for i in healthy if self.urls[i] != avoid] or healthy
@@ -138,7 +194,7 @@ class EndpointPool(Generic[T]):
 
     def mark_down(self, url: str) -> None:
         with self._lock:
-            self._down_until[url] = time.monotonic() + self.policy.cooldown
+            self._down_until[url] = self.clock() + self.policy.cooldown
 
     def mark_up(self, url: str) -> None:
         with self._lock:
@@ -153,41 +209,54 @@ class EndpointPool(Generic[T]):
                 if url != previous:
                     self.stats.failovers += 1
 
-    def _fail(self, what: str, tries: int, started: float, error: BaseException) -> RerankError:
+    def _fail(self, what: str, tries: int, started: float, error: BaseException, kind: ErrorKind) -> RerankError:
         with self._lock:
             self.stats.failures += 1
-        unavailable, status = is_retryable(error), status_of(error)
-        if tries == 1 and not unavailable:
-            return RerankError(f"{what}: {describe(error)}", status=status)
+        status = status_of(error)
+        if kind is ErrorKind.DEADLINE_EXCEEDED:
+            return RerankError(f"{what}: no answer before the request's deadline ({tries} tries in "
+                               f"{self.clock() - started:.1f}s); last error: {describe(error)}", kind=kind, status=status)
+        if tries == 1 and KINDS[kind].retry is Retry.NEVER:
+            return RerankError(f"{what}: {describe(error)}", kind=kind, status=status)
         return RerankError(
-            f"{what}: failed after {tries} tries in {time.monotonic() - started:.1f}s over "
-            f"{', '.join(self.urls)}; last error: {describe(error)}", unavailable=unavailable, status=status,
+            f"{what}: failed after {tries} tries in {self.clock() - started:.1f}s over "
+            f"{', '.join(self.urls)}; last error: {describe(error)}", kind=kind, status=status,
         )
 
-    def _after_failure(self, url: str, retry: int, started: float, error: BaseException) -> float | None:
+    def _after_failure(self, url: str, retry: int, started: float, kind: ErrorKind, error: BaseException,
+                       deadline: Deadline) -> float | None:
         """Seconds to sleep before the next try, or None when the request must fail now."""
-        if not is_retryable(error):
+        rule = KINDS[kind].retry
+        if rule is Retry.NEVER:
             return None
-        self.mark_down(url)
+        if rule is Retry.ELSEWHERE:
+            self.mark_down(url)
         if retry + 1 >= self.policy.attempts:
             return None
         sleep = self.policy.backoff(retry + 1)
-        deadline = self.policy.deadline
-        if deadline is not None and time.monotonic() + sleep - started >= deadline:
+        window = self.policy.deadline
+        if sleep >= deadline.remaining() or (window is not None and self.clock() + sleep - started >= window):
+            return None  # the next try could not start in time: fail now, not after a sleep
+        # The budget bounds what retries add to a loaded server; a try that found no server (down, restarting,
+        # draining) added no work anywhere, and its retries are bounded by the attempts and the deadline.
+        if rule is Retry.AFTER_WAIT and not self.budget.try_spend():
+            with self._lock:
+                self.stats.budget_refused += 1
+            log.debug("retry budget spent: not retrying %s (%s)", url, describe(error))
             return None
-        until = f", for up to {deadline:g} s in all" if deadline is not None else ""
         # The first retry says what the caller is waiting for; the following ones only with -v.
-        log.log(logging.INFO if retry == 0 else logging.DEBUG, "no answer from %s (%s); trying again (try %d of %d%s)",
-                url, describe(error), retry + 2, self.policy.attempts, until)
+        log.log(logging.INFO if retry == 0 else logging.DEBUG, "%s from %s (%s); trying again (try %d of %d)",
+                kind.value.replace("_", " "), url, describe(error), retry + 2, self.policy.attempts)
         return sleep
 
     def _start(self) -> float:
         with self._lock:
             self.stats.requests += 1
-        return time.monotonic()
+        self.budget.request()
+        return self.clock()
 
-    async def acall(self, what: str, fn: Callable[[T], Awaitable[R]]) -> R:
-        """Await `fn(endpoint)`, retrying retryable failures on the next endpoint with backoff."""
+    async def acall(self, what: str, fn: Callable[[T], Awaitable[R]], deadline: Deadline) -> R:
+        """Await `fn(endpoint)` before `deadline`, retrying what the error table allows on the next endpoint."""
         started, previous = self._start(), None
         for retry in range(self.policy.attempts):
             url = self.pick(avoid=previous)
@@ -195,9 +264,10 @@ class EndpointPool(Generic[T]):
             try:
                 result = await fn(self.endpoints[url])
             except Exception as error:  # noqa: BLE001
-                sleep = self._after_failure(url, retry, started, error)
+                kind = error_kind(error, deadline)
+                sleep = self._after_failure(url, retry, started, kind, error, deadline)
                 if sleep is None:
-                    raise self._fail(what, retry + 1, started, error) from None
+                    raise self._fail(what, retry + 1, started, error, kind) from None
                 previous = url
                 await asyncio.sleep(sleep)
                 continue

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from mxbai_triton.core.wire import PRIORITY_PARAMETER
+from mxbai_triton.core.deadline import Deadline
+from mxbai_triton.core.errors import ErrorKind
+from mxbai_triton.core.wire import PRIORITY_PARAMETER, TRUNCATE_PARAMETER, TRUNCATE_VALUES
 
 PROTOCOLS = ("grpc", "http")
 
@@ -16,15 +18,21 @@ PROTOCOLS = ("grpc", "http")
 class RerankError(RuntimeError):
     """A failed request, with the server's message (or the transport's) in it.
 
-    `unavailable` is True when no server could take it (connection or server failures through every
-    try), False when a server answered with an error about the request; `status` is the last
-    error's status ("StatusCode.INVALID_ARGUMENT", "400", ...) when it had one.
+    `kind` says what went wrong (core/errors.py: invalid input, overloaded, deadline exceeded, ...);
+    `status` is the last error's status as Triton gave it ("StatusCode.INVALID_ARGUMENT", "400", ...)
+    when it had one.
     """
 
-    def __init__(self, message: str, *, unavailable: bool = False, status: str | None = None):
+    def __init__(self, message: str, *, kind: ErrorKind | None = None, unavailable: bool = False,
+                 status: str | None = None):
         super().__init__(message)
-        self.unavailable = unavailable
+        self.kind = kind or (ErrorKind.BACKEND_UNAVAILABLE if unavailable else ErrorKind.BACKEND_ERROR)
         self.status = status
+
+    @property
+    def unavailable(self) -> bool:
+        """True when no server could take the request (down, restarting, draining through every try)."""
+        return self.kind is ErrorKind.BACKEND_UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -71,20 +79,32 @@ class ServerLimits:
 
 @dataclass(frozen=True)
 class Call:
-    """How one request is sent: to which model, at what Triton priority, and its timeout in seconds."""
+    """How one request is sent: to which model, at what Triton priority, whether a cut document is refused,
+    and the request's one deadline."""
 
     model: str
     priority: int = 0
-    timeout: float = 60.0
+    deadline: Deadline = field(default_factory=Deadline.none)
+    truncate: str = "END"
+
+    def __post_init__(self):
+        if self.truncate not in TRUNCATE_VALUES:
+            raise ValueError(f"truncate must be one of {', '.join(TRUNCATE_VALUES)}, got {self.truncate!r}")
 
     def options(self, grpc: bool) -> dict:
-        """tritonclient infer() keywords: Triton's priority and timeout, the same priority as the dispatch's parameter."""
-        options: dict = {"timeout": max(1, int(self.timeout * 1e6))}
+        """tritonclient infer() keywords: the deadline as Triton's timeout (and gRPC's own deadline), the
+        priority (also as the dispatch's parameter, which a python model can read), the truncate rule."""
+        options: dict = {"timeout": self.deadline.remaining_us()}
+        parameters: dict = {}
         if self.priority:
             options["priority"] = self.priority
-            options["parameters"] = {PRIORITY_PARAMETER: self.priority}
-        if grpc:
-            options["client_timeout"] = self.timeout
+            parameters[PRIORITY_PARAMETER] = self.priority
+        if self.truncate != "END":
+            parameters[TRUNCATE_PARAMETER] = self.truncate
+        if parameters:
+            options["parameters"] = parameters
+        if grpc and self.deadline.bounded:
+            options["client_timeout"] = self.deadline.remaining()
         return options
 
 
@@ -109,7 +129,7 @@ def open_client(url: str, protocol: str, timeout: float):
 
 def timeout_options(protocol: str, timeout: float) -> dict:
     """The per-call deadline keywords of tritonclient's metadata calls (gRPC takes one; HTTP has its connection's)."""
-    return {"client_timeout": timeout} if protocol == "grpc" else {}
+    return {"client_timeout": timeout} if protocol == "grpc" and timeout != float("inf") else {}
 
 
 def _text_tensor(module, name: str, values: Sequence[bytes]):
@@ -150,17 +170,19 @@ class AsyncTransport:
         self.url, self.protocol, self.model, self.timeout = url, protocol, model, timeout
         self.client = open_client(url, protocol, timeout)
 
-    async def limits(self) -> ServerLimits:
-        return limits_from_config(await self.client.get_model_config(self.model, **timeout_options(self.protocol, self.timeout)))
+    async def limits(self, deadline: Deadline) -> ServerLimits:
+        options = timeout_options(self.protocol, min(self.timeout, deadline.remaining()))
+        return limits_from_config(await self.client.get_model_config(self.model, **options))
 
     async def infer(self, call: Call, query: bytes, documents: Sequence[bytes], instruction: bytes | None) -> Scored:
         inputs = build_inputs(self.module, query, documents, instruction)
-        try:
-            result = await asyncio.wait_for(
-                self.client.infer(call.model, inputs, **call.options(self.protocol == "grpc")), call.timeout)
+        pending = self.client.infer(call.model, inputs, **call.options(self.protocol == "grpc"))
+        if self.protocol == "grpc" or not call.deadline.bounded:
+            return Scored.from_result(await pending)  # gRPC's own deadline is the request's: no second timer
+        try:  # tritonclient's HTTP infer() has no client deadline: the request's is awaited here, once
+            return Scored.from_result(await asyncio.wait_for(pending, call.deadline.remaining()))
         except asyncio.TimeoutError:
-            raise TimeoutError(f"no answer from {self.url} within {call.timeout:g}s") from None
-        return Scored.from_result(result)
+            raise TimeoutError(f"no answer from {self.url} before the request's deadline") from None
 
     async def close(self) -> None:
         await self.client.close()

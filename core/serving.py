@@ -64,17 +64,22 @@ class ServingLimits:
     # execution of a full batch takes tens of ms, so 2 ms costs little and lets concurrent requests
     # share an execution.
     queue_delay_us: int = 2000
-    # Requests waiting for a tokenizer instance beyond this are refused: a bounded queue rejects
-    # overload instead of growing without limit. (The scorer's queue is bounded by the dispatch.)
-    max_queue_size: int = 512
     # Longest a request waits in the tokenizer's queue before Triton rejects it; a request's own
     # `timeout` shortens it (Triton applies an override only below a non-zero default: core
     # src/scheduler_utils.cc PolicyQueue::Enqueue), and the dispatch sends no sub-batch after it.
+    # The scorer's queue has no policy (model_repository/configs.py says why): the dispatch bounds it.
     queue_timeout_us: int = 60_000_000
     # Requests dispatching at once (one per instance: a non-decoupled python model runs one execute
     # at a time). Bulk requests hold theirs for their whole run; the spare ones keep small requests
     # from waiting behind them. Each instance is a process of ~200 MB with the tokenizer loaded.
     tokenizer_instances: int = 4
+    # Admission bound in front of the dispatch, for every caller (the gateway and direct gRPC/HTTP
+    # clients alike): requests waiting for a tokenizer instance, per Triton priority level. Beyond it
+    # Triton refuses a request at once ("Exceeds maximum queue size", UNAVAILABLE), which clients read
+    # as overloaded (core/errors.py). Four rounds of the instances for interactive requests, one for
+    # bulk work (docs/operations.md "Admission").
+    interactive_queue_size: int = 16
+    bulk_queue_size: int = 4
     # Fair scheduling (docs/scheduling.md). A request whose sub-batches add up to
     # more padded tokens than this, or whose caller marks it bulk, is bulk work: it keeps only
     # `bulk_sub_batches_in_flight` sub-batches in the scorer's queue at a time, so the queue serves
@@ -104,9 +109,9 @@ class ServingLimits:
         if self.bulk_sub_batch_seconds is not None and self.bulk_sub_batch_seconds < 0:
             raise ValueError(f"bulk_sub_batch_seconds must be >= 0 (0: off), got {self.bulk_sub_batch_seconds}")
         if min(self.max_documents_per_request, self.max_batch_size, self.bulk_sub_batches_in_flight,
-               self.tokenizer_instances) < 1:
-            raise ValueError("max_documents_per_request, max_batch_size, bulk_sub_batches_in_flight and "
-                             "tokenizer_instances must be >= 1")
+               self.tokenizer_instances, self.interactive_queue_size, self.bulk_queue_size) < 1:
+            raise ValueError("max_documents_per_request, max_batch_size, bulk_sub_batches_in_flight, "
+                             "tokenizer_instances, interactive_queue_size and bulk_queue_size must be >= 1")
 
     @classmethod
     def for_model(cls, model: ModelSpec, **changes) -> "ServingLimits":
@@ -147,6 +152,9 @@ class ServingLimits:
     def load(cls, directory: str | Path) -> "ServingLimits":
         raw = json.loads((Path(directory) / SERVING_FILENAME).read_text(encoding="utf-8"))
         raw["bucket_bounds"] = tuple(raw["bucket_bounds"])
+        # Written by earlier versions for the scorer's queue, which the dispatch now bounds; the
+        # tokenizer's bounds are the per-level queue sizes. A repository built before still loads.
+        raw.pop("max_queue_size", None)
         if raw.get("sub_batch_cost") is not None:
             raw["sub_batch_cost"] = SubBatchCost(**raw["sub_batch_cost"])
         return cls(**raw)

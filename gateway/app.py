@@ -1,5 +1,5 @@
-"""The FastAPI app: Cohere v2 `/v2/rerank`, Jina/vLLM `/v1/rerank`, TEI or Jina/vLLM `/rerank`, NIM `/v1/ranking`,
-`/v1/models`, `/health`, `/live`, `/metrics`, `/docs`."""
+"""The FastAPI app: Cohere v2 `/v2/rerank`, Jina/vLLM `/v1/rerank`, TEI or Jina/vLLM `/rerank`, NIM `/v1/ranking` (and
+NVIDIA's hosted `/v1/retrieval/{model}/reranking`), `/v1/models`, `/health`, `/live`, `/metrics`, `/docs`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
+from mxbai_triton.core.deadline import Deadline
+from mxbai_triton.core.errors import KINDS, ErrorKind
+
 from . import openapi
+from .admission import Admission, AdmissionLimits
 from .backend import BackendSettings, TritonBackend
 from .errors import APIError, RequestIds, error_response, validation_error
 from .guard import Allowance, BodyBudget, ClientGone, GuardSettings, RateLimiter, read_body
@@ -27,24 +31,25 @@ from .serving import RerankServing
 
 log = logging.getLogger(__name__)
 
-# Status for a body that parses as JSON but does not fit the schema: what each API answers.
-_SCHEMA_ERROR_STATUS = {"cohere": 400, "jina": 400, "tei": 422, "nim": 422}
-# The API whose shape a `POST /rerank` body has, by its schema.
-_RERANK_APIS = {TEIRequest: "tei", JinaRequest: "jina"}
 # Bodies parsed off the event loop from this size: other requests are not held while a big one is parsed.
 _PARSE_IN_THREAD_BYTES = 1 << 20
 
-# One handler per API: (body schema, serving call), picked from the parsed JSON.
-Pick = Callable[[dict], tuple[str, type[BaseModel], Callable[[BaseModel, Allowance], Awaitable]]]
+# A serving call: the parsed body, the caller's token allowance, the request's deadline -> the answer.
+Call = Callable[[BaseModel, Allowance, Deadline], Awaitable]
+# The handler of a route: (API, body schema, serving call), picked from the parsed JSON.
+Pick = Callable[[dict], tuple[str, type[BaseModel], Call]]
 
 
 def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozenset(), guard: GuardSettings = GuardSettings(),
-               open_docs: bool = False, metrics: GatewayMetrics | None = None, metrics_route: bool = True) -> FastAPI:
+               open_docs: bool = False, metrics: GatewayMetrics | None = None, metrics_route: bool = True,
+               admission: AdmissionLimits = AdmissionLimits()) -> FastAPI:
     """The gateway for Triton at `settings.urls`.
 
     With `api_keys`, every route but the probes (/health, /live) needs `Authorization: Bearer KEY`: the
     rerank and model routes, /metrics (unless `metrics_route` is False: served on a port of its own),
-    and the OpenAPI page (/docs, /openapi.json) unless `open_docs`.
+    and the OpenAPI page (/docs, /openapi.json) unless `open_docs`. `admission` bounds the work in
+    flight per class; beyond it requests are refused at once. `app.state.draining` (set on SIGTERM by
+    http_server) turns readiness off while the requests in flight finish.
     """
     metrics = metrics or GatewayMetrics()
     budget = BodyBudget(guard.buffered_bytes)
@@ -55,7 +60,7 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
     async def lifespan(_app):
         # gRPC aio channels belong to the loop that creates them: create them in the server's loop.
         backend = TritonBackend(settings)
-        state["serving"] = RerankServing(backend, metrics)
+        state["serving"] = RerankServing(backend, metrics, Admission(admission, metrics))
         discovery = asyncio.ensure_future(backend.registry.run())
         yield
         discovery.cancel()
@@ -66,6 +71,7 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
     app = FastAPI(title="mxbai-triton rerank gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
                   description="Rerank HTTP APIs (Cohere v2, Jina/vLLM, TEI, NVIDIA NIM) in front of Triton.")
     app.add_middleware(RequestIds)
+    app.state.draining = False
 
     def authorize(request: Request) -> str:
         """The caller: its API key, or its address when the gateway has no keys."""
@@ -76,12 +82,16 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
         given = key.strip().encode("utf-8", "surrogateescape")
         matched = [k for k in api_keys if hmac.compare_digest(given, k.encode())]
         if scheme.lower() != "bearer" or not matched:
-            raise APIError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'")
+            raise APIError(ErrorKind.UNAUTHORIZED, "missing or invalid API key: send 'Authorization: Bearer <key>'")
         return matched[0]
 
-    async def answer(api: str, request: Request, pick: Pick) -> Response:
-        """Authorize, bound, parse, call, answer: the one path of every rerank route (errors, metrics, statuses)."""
-        started, status = time.perf_counter(), 200
+    async def answer(api: str, request: Request, pick: Pick, path_model: str | None = None) -> Response:
+        """Authorize, bound, parse, call, answer: the one path of every rerank route (errors, metrics, statuses).
+
+        The request's one deadline starts here, at the edge, and every wait below reads it.
+        """
+        started, status, kind = time.perf_counter(), 200, None
+        deadline = Deadline.after(settings.timeout)
         request_id = request.state.request_id
         claim = budget.claim()
         allowance = None
@@ -90,29 +100,33 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
             caller = authorize(request)
             limiter.admit(caller)
             allowance = Allowance(limiter, caller, guard.max_request_tokens)
-            data = await _read_json(request, _SCHEMA_ERROR_STATUS[api], guard, claim)
+            data = await _read_json(request, guard, claim)
+            if path_model is not None:  # NVIDIA's hosted path names the model; the body's own name, if any, yields
+                data["model"] = path_model
             api, schema, run = pick(data)
-            result = await _unless_disconnected(request, run(_validate(schema, data, _SCHEMA_ERROR_STATUS[api]), allowance))
+            result = await _unless_disconnected(request, run(_validate(schema, data), allowance, deadline))
             return JSONResponse(_dump(result))
         except APIError as error:
-            status = error.status
+            status, kind = error.status(api), error.kind
             return error_response(api, error, request_id, close=not claim.complete and _has_body(request))
         except ClientGone:
-            status = 499  # the client went away (nginx's code); its Triton request was cancelled
+            # The client went away (nginx's code); its Triton request was cancelled.
+            status, kind = KINDS[ErrorKind.CANCELLED].http, ErrorKind.CANCELLED
             return Response(status_code=status)
         except asyncio.CancelledError:
-            status = 499
+            status, kind = KINDS[ErrorKind.CANCELLED].http, ErrorKind.CANCELLED
             raise
         except Exception as error:  # noqa: BLE001 - the server stays up; the details go to the log, not the client
             log.exception("request %s: unexpected failure in %s", request_id, request.url.path)
-            status = 500
-            return error_response(api, APIError(500, "internal error", detail=f"{type(error).__name__}: {error}"), request_id)
+            failure = APIError(ErrorKind.INTERNAL, "internal error", detail=f"{type(error).__name__}: {error}")
+            status, kind = failure.status(api), failure.kind
+            return error_response(api, failure, request_id)
         finally:
             claim.release()
             if allowance is not None:
                 allowance.release()
             metrics.in_flight.dec()
-            metrics.answered(api, status, time.perf_counter() - started)
+            metrics.answered(api, status, time.perf_counter() - started, kind.value if kind else None)
 
     def keyed(request: Request) -> Response | None:
         """None when the request may go on, else the 401 to answer (the routes without an API shape answer Jina's)."""
@@ -125,24 +139,30 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
     def serving() -> RerankServing:
         return state["serving"]
 
-    def fixed(api: str, schema: type[BaseModel], call: str) -> Pick:
-        return lambda _data: (api, schema, getattr(serving(), call))
+    def cohere(_data: dict):
+        return "cohere", CohereV2Request, serving().cohere
+
+    def jina(_data: dict):
+        return "jina", JinaRequest, serving().jina
+
+    def nim(_data: dict):
+        return "nim", NIMRankingRequest, serving().nim
 
     def by_shape(data: dict):
+        """`POST /rerank`: TEI's body or the Jina/vLLM one, told apart by their document field."""
         try:
             schema = rerank_shape(data)
         except ValueError as error:
-            raise APIError(422, str(error)) from None
-        api = _RERANK_APIS[schema]
-        return api, schema, getattr(serving(), api)
+            raise APIError(ErrorKind.INVALID_INPUT, str(error)) from None
+        return ("tei", TEIRequest, serving().tei) if schema is TEIRequest else jina(data)
 
     @app.post("/v2/rerank", **openapi.operation("cohere", (CohereV2Request,), CohereV2Response, "Cohere v2 rerank."))
     async def cohere_v2(request: Request) -> Response:
-        return await answer("cohere", request, fixed("cohere", CohereV2Request, "cohere"))
+        return await answer("cohere", request, cohere)
 
     @app.post("/v1/rerank", **openapi.operation("jina", (JinaRequest,), JinaResponse, "Jina / vLLM / Cohere v1 rerank."))
     async def jina_v1(request: Request) -> Response:
-        return await answer("jina", request, fixed("jina", JinaRequest, "jina"))
+        return await answer("jina", request, jina)
 
     @app.post("/rerank", **openapi.operation(
         "tei", (TEIRequest, JinaRequest), list[TEIRank] | JinaResponse,
@@ -156,15 +176,25 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
         "NVIDIA NIM reranking: rankings best first, logit = raw score. truncate NONE (default) refuses a passage "
         "the model would cut; END cuts it as the reference does."))
     async def nim_ranking(request: Request) -> Response:
-        return await answer("nim", request, fixed("nim", NIMRankingRequest, "nim"))
+        return await answer("nim", request, nim)
+
+    # LiteLLM's `nvidia_nim/<model>` posts here (NVIDIA's hosted catalog); the model id may hold "/".
+    @app.post("/v1/retrieval/{model:path}/reranking", **openapi.operation(
+        "nim", (NIMRankingRequest,), NIMRankingResponse,
+        "NVIDIA's hosted reranking path: the NIM body and answer, the model named in the path."))
+    async def nim_hosted_ranking(request: Request, model: str) -> Response:
+        return await answer("nim", request, nim, path_model=model)
 
     @app.get("/v1/models", response_model=ModelList, description="The rerank ensembles served (discovered on Triton).")
     async def models(request: Request) -> Response:
         refused = keyed(request)
-        return refused or JSONResponse(_dump(ModelList(data=[ModelCard(id=m) for m in serving().backend.models])))
+        return refused or JSONResponse(_dump(ModelList(data=[ModelCard(id=m) for m in serving().backend.registry.models])))
 
-    @app.get("/health", response_model=Health, description="Readiness: 200 when every served ensemble is ready on an endpoint.")
+    @app.get("/health", response_model=Health, description="Readiness: 200 when every served ensemble is ready on an endpoint; "
+                                                          "503 once the gateway is draining (SIGTERM).")
     async def health() -> Response:
+        if app.state.draining:
+            return JSONResponse(_dump(Health(status="draining")), status_code=503)
         endpoints = await serving().backend.ready()
         ready = sum(endpoints.values())
         return JSONResponse(_dump(Health(status="ok" if ready else "unavailable", ready_endpoints=ready, endpoints=len(endpoints))),
@@ -191,14 +221,14 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
     return app
 
 
-async def _read_json(request: Request, schema_status: int, guard: GuardSettings, claim) -> dict:
+async def _read_json(request: Request, guard: GuardSettings, claim) -> dict:
     raw = await read_body(request.receive, request.headers, guard, claim)
     try:
         data = await asyncio.to_thread(json.loads, raw) if len(raw) >= _PARSE_IN_THREAD_BYTES else json.loads(raw)
     except (ValueError, RecursionError) as error:  # JSONDecodeError, bad UTF-8, 5000-digit integers, deep nesting
-        raise APIError(400, f"the body is not valid JSON: {error}") from None
+        raise APIError(ErrorKind.INVALID_INPUT, f"the body is not valid JSON: {error}") from None
     if not isinstance(data, dict):
-        raise APIError(schema_status, f"the body must be a JSON object, got {type(data).__name__}")
+        raise APIError(ErrorKind.INVALID_INPUT, f"the body must be a JSON object, got {type(data).__name__}")
     return data
 
 
@@ -233,11 +263,11 @@ async def _disconnect(request: Request) -> None:
         pass
 
 
-def _validate(schema: type[BaseModel], data: dict, schema_status: int) -> BaseModel:
+def _validate(schema: type[BaseModel], data: dict) -> BaseModel:
     try:
         return schema.model_validate(data)
     except ValidationError as error:
-        raise validation_error(error.errors(include_url=False), schema_status) from None
+        raise validation_error(error.errors(include_url=False)) from None
 
 
 def _dump(result):

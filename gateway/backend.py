@@ -1,10 +1,10 @@
-"""The gateway's view of Triton: the served ensembles, one async gRPC client each, readiness, and Triton's errors as HTTP statuses."""
+"""The gateway's view of Triton: the served ensembles, one async gRPC client each, readiness, and Triton's errors as kinds."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,14 +12,24 @@ import numpy as np
 from mxbai_triton.client.discovery import not_served
 from mxbai_triton.client.rerank import AsyncRerankClient, RerankError, RetryPolicy, Scored
 from mxbai_triton.client.transport import ServerLimits
+from mxbai_triton.core.deadline import Deadline
+from mxbai_triton.core.errors import ErrorKind, untagged
 
 from .errors import APIError, without_traceback
 from .registry import ModelRegistry
 
-# Triton's statuses for "the request is wrong" (the tokenizer's RequestError is INVALID_ARG).
-_BAD_REQUEST_STATUSES = frozenset({"StatusCode.INVALID_ARGUMENT", "400"})
-# Triton's answer for a model it does not serve (never loaded, or unloaded).
-_MODEL_GONE_STATUS = "StatusCode.NOT_FOUND"
+# What the gateway answers for each kind of failure Triton reports: the kind to raise and a message that
+# names nothing of the server's insides (those go to the log). Kinds about the request pass Triton's message on.
+_TRITON_FAILURES = {
+    ErrorKind.BACKEND_UNAVAILABLE: (ErrorKind.BACKEND_UNAVAILABLE, "no Triton endpoint could take the request"),
+    # Triton cancels what it was running when it stops: to the caller, the server was not there to finish it.
+    ErrorKind.CANCELLED: (ErrorKind.BACKEND_UNAVAILABLE, "no Triton endpoint could take the request"),
+    ErrorKind.OVERLOADED: (ErrorKind.OVERLOADED, "Triton's queue is full; retry shortly"),
+    ErrorKind.RATE_LIMITED: (ErrorKind.OVERLOADED, "Triton's queue is full; retry shortly"),
+}
+_PASSED_ON = (ErrorKind.INVALID_INPUT, ErrorKind.TOO_LARGE)
+# Seconds a caller refused for load is told to wait (Triton gives no Retry-After).
+OVERLOAD_RETRY_AFTER = 1.0
 
 
 @dataclass(frozen=True)
@@ -30,7 +40,7 @@ class BackendSettings:
         urls: gRPC "host:port" of each Triton replica serving the same repository.
         models: Ensemble names to serve (the first answers requests that name no model); empty:
             every rerank ensemble Triton serves, found in its repository index.
-        timeout: Seconds a request may take in all, retries included (then 504).
+        timeout: Seconds a request may take in all, retries included: its one deadline (then 504).
         retry_for: Seconds of retries while no Triton endpoint answers (then 503).
         refresh_every: Seconds between two looks at Triton's repository index.
     """
@@ -69,14 +79,6 @@ class TritonBackend:
         self.registry = ModelRegistry(self._probes, settings.models, refresh_every=settings.refresh_every,
                                       on_removed=self._retire)
 
-    @property
-    def models(self) -> tuple[str, ...]:
-        return self.registry.models
-
-    async def resolve(self, name: str | None) -> str:
-        """The ensemble a request names (the default one when it names none)."""
-        return await self.registry.resolve(name)
-
     def _client(self, model: str) -> AsyncRerankClient:
         if model not in self.clients:
             self.clients[model] = AsyncRerankClient(list(self.settings.urls), model=model, protocol="grpc",
@@ -87,58 +89,56 @@ class TritonBackend:
         # A model that comes back may have a new config: its next client reads the limits again.
         self._retired += [self.clients.pop(m) for m in models if m in self.clients]
 
-    async def score(
-        self, model: str, query: str, documents: Sequence[str], instruction: str | None, *, field: str = "documents",
-        priority: int = 0, admit: Callable[[ServerLimits], None] | None = None,
-    ) -> tuple[Scored, ServerLimits]:
-        """Raw scores and token counts in input order; APIError with the status the failure deserves.
-
-        One deadline covers the config read and the scoring; Triton gets it as the request's timeout,
-        and cancelling this call (the HTTP client went away) cancels the request on Triton. `field` is
-        what the caller's API calls the document list, for the error message; `admit` may refuse the
-        request (APIError) once the ensemble's limits are known, before it is sent.
-        """
-        async def run() -> tuple[Scored, ServerLimits]:
-            client = self._client(model)
-            limits = await client.limits()
-            if len(documents) > limits.max_documents:
-                raise APIError(
-                    413, f"'{field}' has {len(documents)} items, more than the limit of {limits.max_documents} "
-                         "per request; split the list", field)
-            if admit is not None:
-                admit(limits)
-            scored = await client.scored(query, documents, instruction=instruction, priority=priority)
-            check_scored(scored, len(documents))
-            return scored, limits
-
-        return await self._call(model, run())
-
-    async def _call(self, model: str, awaitable):
+    async def limits(self, model: str, deadline: Deadline) -> ServerLimits:
+        """What the ensemble publishes (read once per client); APIError of the failure's kind."""
         try:
-            return await asyncio.wait_for(awaitable, self.settings.timeout)
-        except asyncio.TimeoutError:
-            raise APIError(504, f"no answer from Triton within {self.settings.timeout:g}s") from None
-        except (TypeError, ValueError) as error:  # what the client refuses before sending (e.g. lone surrogates)
-            raise APIError(400, str(error)) from None
+            return await self._client(model).limits(deadline)
         except RerankError as error:
-            # 5xx messages name no endpoint and quote no server text: those go to the log (`detail`).
-            if error.unavailable:
-                raise APIError(503, "no Triton endpoint could take the request", detail=str(error)) from None
-            if error.status == _MODEL_GONE_STATUS:  # unloaded since the last look at the index
-                await self.registry.refresh(since=time.monotonic())
-                raise APIError(404, not_served(model, self.models), "model") from None
-            if error.status in _BAD_REQUEST_STATUSES:
-                raise APIError(400, without_traceback(str(error))) from None
-            raise APIError(502, "Triton failed the request", detail=str(error)) from None
+            raise await self._api_error(model, error) from None
+
+    async def score(self, model: str, query: str, documents: Sequence[str], instruction: str | None, *,
+                    deadline: Deadline, priority: int = 0, truncate: str = "END", field: str = "documents") -> Scored:
+        """Raw scores and token counts in input order, before `deadline`; APIError of the failure's kind.
+
+        Triton gets the deadline as the request's timeout, and cancelling this call (the HTTP client
+        went away) cancels the request on Triton. `field` is what the caller's API calls the document
+        list, for Triton's messages about it.
+        """
+        try:
+            scored = await self._client(model).scored(query, documents, instruction=instruction, priority=priority,
+                                                      truncate=truncate, deadline=deadline)
+        except (TypeError, ValueError) as error:  # what the client refuses before sending (e.g. lone surrogates)
+            raise APIError(ErrorKind.INVALID_INPUT, str(error)) from None
+        except RerankError as error:
+            raise await self._api_error(model, error, field) from None
+        check_scored(scored, len(documents))
+        return scored
+
+    async def _api_error(self, model: str, error: RerankError, field: str = "documents") -> APIError:
+        kind = error.kind
+        if kind is ErrorKind.NOT_FOUND:  # unloaded since the last look at the index
+            await self.registry.refresh(since=time.monotonic())
+            return APIError(ErrorKind.NOT_FOUND, not_served(model, self.registry.models), "model")
+        if kind in _PASSED_ON:
+            message = untagged(without_traceback(str(error)))
+            return APIError(kind, message.replace("documents[", f"{field}[") if field != "documents" else message, field)
+        if kind is ErrorKind.DEADLINE_EXCEEDED:
+            return APIError(kind, f"no answer from Triton within {self.settings.timeout:g}s", detail=str(error))
+        if kind in _TRITON_FAILURES:
+            kind, message = _TRITON_FAILURES[kind]
+            retry_after = OVERLOAD_RETRY_AFTER if kind is ErrorKind.OVERLOADED else None
+            return APIError(kind, message, detail=str(error), retry_after=retry_after)
+        # 5xx messages name no endpoint and quote no server text: those go to the log (`detail`).
+        return APIError(ErrorKind.BACKEND_ERROR, "Triton failed the request", detail=str(error))
 
     async def ready(self) -> dict[str, bool]:
         """Per endpoint: whether it answers and every served ensemble is ready on it (none served: not ready)."""
         async def probe(client) -> bool:
-            if not self.models:
+            models = self.registry.models
+            if not models:
                 return False
             try:
-                ready = await asyncio.wait_for(
-                    asyncio.gather(*(client.is_model_ready(m) for m in self.models)), timeout=2.0)
+                ready = await asyncio.wait_for(asyncio.gather(*(client.is_model_ready(m) for m in models)), timeout=2.0)
                 return all(ready)
             except Exception:  # noqa: BLE001 - any failure means "not ready"
                 return False
@@ -154,10 +154,11 @@ class TritonBackend:
 
 
 def check_scored(scored: Scored, documents: int) -> None:
-    """A score per document, every one finite, or APIError 502: never a short or made-up ranking."""
+    """A score per document, every one finite, or APIError backend_error: never a short or made-up ranking."""
     if len(scored.scores) != documents or len(scored.token_counts) != documents:
-        raise APIError(502, "Triton answered unusable scores",
+        raise APIError(ErrorKind.BACKEND_ERROR, "Triton answered unusable scores",
                        detail=f"Triton answered {len(scored.scores)} scores for {documents} documents")
     if not np.isfinite(scored.scores).all():
         bad = np.flatnonzero(~np.isfinite(scored.scores)).tolist()
-        raise APIError(502, "Triton answered unusable scores", detail=f"Triton answered non-finite scores for documents {bad}")
+        raise APIError(ErrorKind.BACKEND_ERROR, "Triton answered unusable scores",
+                       detail=f"Triton answered non-finite scores for documents {bad}")

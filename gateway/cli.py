@@ -9,7 +9,11 @@ from pathlib import Path
 from mxbai_triton.console import EnvDefaults
 from mxbai_triton.processes import busy_ports
 
+from .admission import AdmissionLimits
+
 ENV_PREFIX = "MXBAI_API_"
+# Seconds the drain outlasts --api-timeout by default: every accepted request meets its own deadline first.
+DRAIN_MARGIN = 5.0
 
 
 _env = EnvDefaults(ENV_PREFIX).get
@@ -64,6 +68,16 @@ def add_server_flags(p: argparse.ArgumentParser, *, port_default: int | None) ->
     g.add_argument("--api-rate-tokens", type=float, default=_env("RATE_TOKENS", 0.0),
                    help="prompt tokens per second per API key (per client address without keys), 429 + Retry-After "
                         "(default 0: off)")
+    d = AdmissionLimits()
+    g.add_argument("--api-admit-requests", default=_env("ADMIT_REQUESTS", f"{d.interactive_requests},{d.bulk_requests}"),
+                   help="admission bound: INTERACTIVE,BULK requests being scored at once; past it 503 + Retry-After at once "
+                        f"(default {d.interactive_requests},{d.bulk_requests}; 0: off; docs/operations.md)")
+    g.add_argument("--api-admit-tokens", default=_env("ADMIT_TOKENS", f"{d.interactive_tokens},{d.bulk_tokens}"),
+                   help="admission bound: INTERACTIVE,BULK prompt tokens (their UTF-8 bound) being scored at once; past it "
+                        f"503 + Retry-After at once (default {d.interactive_tokens},{d.bulk_tokens}; 0: off)")
+    g.add_argument("--api-drain-timeout", type=float, default=_env("DRAIN_TIMEOUT"),
+                   help="on SIGTERM, seconds the requests in flight have to finish before the gateway exits (default: "
+                        "--api-timeout + 5, so that every accepted request meets its own deadline first)")
     g.add_argument("--api-open-docs", action="store_true", default=_flag("OPEN_DOCS"),
                    help="serve /docs and /openapi.json without a key (default: the same key rule as the rerank routes)")
     g.add_argument("--api-metrics-port", type=int, default=_env("METRICS_PORT"),
@@ -74,7 +88,7 @@ def add_server_flags(p: argparse.ArgumentParser, *, port_default: int | None) ->
 # Every flag's environment twin (MXBAI_API_<NAME>), named in `api --help`.
 ENV_NAMES = ("TRITON", "MODEL", "HOST", "PORT", "TIMEOUT", "RETRY_FOR", "REFRESH", "KEY_FILE", "ACCESS_LOG", "MAX_BODY_MIB",
              "BUFFERED_MIB", "BODY_TIMEOUT", "HEADER_TIMEOUT", "MAX_CONNECTIONS", "MAX_REQUEST_TOKENS", "RATE_REQUESTS",
-             "RATE_TOKENS", "OPEN_DOCS", "METRICS_PORT")
+             "RATE_TOKENS", "ADMIT_REQUESTS", "ADMIT_TOKENS", "DRAIN_TIMEOUT", "OPEN_DOCS", "METRICS_PORT")
 
 
 def _forwarded_flags() -> tuple[str, ...]:
@@ -132,11 +146,16 @@ def run_gateway(triton: str, models: str | None, host: str, port: int, args) -> 
         body_timeout=args.api_body_timeout, max_request_tokens=args.api_max_request_tokens,
         rate_requests=args.api_rate_requests, rate_tokens=args.api_rate_tokens,
     )
-    server = ServerSettings(max_connections=args.api_max_connections, header_timeout=args.api_header_timeout)
+    server = ServerSettings(max_connections=args.api_max_connections, header_timeout=args.api_header_timeout,
+                            drain_timeout=drain_timeout(args))
+    (interactive_requests, bulk_requests), (interactive_tokens, bulk_tokens) = (
+        _pair(args.api_admit_requests, "--api-admit-requests"), _pair(args.api_admit_tokens, "--api-admit-tokens"))
+    admission = AdmissionLimits(interactive_requests=interactive_requests, bulk_requests=bulk_requests,
+                                interactive_tokens=interactive_tokens, bulk_tokens=bulk_tokens)
     api_keys = read_api_keys(args.api_key_file)
     metrics = GatewayMetrics()
     app = create_app(settings, api_keys=api_keys, guard=guard, open_docs=args.api_open_docs, metrics=metrics,
-                     metrics_route=args.api_metrics_port is None)
+                     metrics_route=args.api_metrics_port is None, admission=admission)
     if not api_keys and not is_loopback(host):
         print(f"warning: the rerank API on {host}:{port} has no API keys: anyone who reaches the port can use it and read "
               "its metrics; set --api-key-file (MXBAI_API_KEY_FILE)", file=sys.stderr, flush=True)
@@ -149,6 +168,19 @@ def run_gateway(triton: str, models: str | None, host: str, port: int, args) -> 
           f"{', '.join(settings.urls)}, {served}", flush=True)
     serve(app, host, port, server, access_log=args.access_log, log_level=_uvicorn_level(args))
     return 0
+
+
+def drain_timeout(args) -> float:
+    """Seconds a drain may take: --api-drain-timeout, else --api-timeout + DRAIN_MARGIN."""
+    return args.api_drain_timeout if args.api_drain_timeout is not None else args.api_timeout + DRAIN_MARGIN
+
+
+def _pair(text: str, flag: str) -> tuple[int, int]:
+    """"INTERACTIVE,BULK" as two integers >= 0."""
+    parts = str(text).split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"{flag} takes INTERACTIVE,BULK (two integers >= 0, 0: off), got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def _uvicorn_level(args) -> str:

@@ -1,4 +1,5 @@
-"""One error type for the gateway, the body each API gives it (Cohere, OpenAI/vLLM, TEI, NIM shapes), and quiet 5xx answers."""
+"""The gateway's error: a kind (core/errors.py) rendered at the edge in each API's status and body shape (Cohere,
+OpenAI/vLLM, TEI, NIM), and quiet 5xx answers."""
 
 from __future__ import annotations
 
@@ -10,14 +11,9 @@ from dataclasses import dataclass, replace
 
 from fastapi.responses import JSONResponse
 
-log = logging.getLogger(__name__)
+from mxbai_triton.core.errors import KINDS, ErrorKind, Retry
 
-# TEI's error_type for each status it uses (text-embeddings-inference router/src/http/types.rs).
-_TEI_TYPES = {400: "Validation", 401: "Unauthorized", 404: "Validation", 408: "Validation", 413: "Validation",
-              422: "Validation", 429: "Overloaded", 500: "Backend", 502: "Backend", 503: "Unhealthy", 504: "Backend"}
-_OPENAI_TYPES = {400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError", 408: "TimeoutError",
-                 413: "BadRequestError", 422: "BadRequestError", 429: "RateLimitError", 502: "InternalServerError",
-                 503: "ServiceUnavailableError", 504: "TimeoutError"}
+log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "x-request-id"
 # An id a proxy in front already gave the request (nginx's $request_id): kept when it is plain, so logs join up.
@@ -26,13 +22,14 @@ _GIVEN_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 @dataclass
 class APIError(Exception):
-    """A request that cannot be answered with scores: HTTP status, a message naming the problem, the field.
+    """A request that cannot be answered with scores: what went wrong (its kind), a message naming the problem,
+    the field. The status and the body's shape come from the kind and the caller's API, at the edge.
 
     `detail` goes to the log only (exception text, endpoint addresses): 5xx answers carry `message`, which
     must say nothing about the server's insides. `retry_after` (seconds) becomes a Retry-After header.
     """
 
-    status: int
+    kind: ErrorKind
     message: str
     field: str | None = None
     detail: str | None = None
@@ -41,18 +38,21 @@ class APIError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def status(self, api: str) -> int:
+        return KINDS[self.kind].status(api)
+
 
 def error_body(api: str, error: APIError) -> dict:
     """`error` in the shape clients of `api` parse ("cohere", "jina", "tei" or "nim")."""
-    kind = _OPENAI_TYPES.get(error.status, "InternalServerError")
+    status, kind = error.status(api), KINDS[error.kind].error_type(api)
     if api == "cohere":
         return {"message": error.message}
     if api == "tei":
-        return {"error": error.message, "error_type": _TEI_TYPES.get(error.status, "Backend")}
+        return {"error": error.message, "error_type": kind}
     if api == "nim":
         # NIM containers answer {"object": "error", "message": ...} (LangChain's NVIDIA client reads `message`).
-        return {"object": "error", "message": error.message, "type": kind, "param": error.field, "code": error.status}
-    return {"error": {"message": error.message, "type": kind, "param": error.field, "code": error.status}}
+        return {"object": "error", "message": error.message, "type": kind, "param": error.field, "code": status}
+    return {"error": {"message": error.message, "type": kind, "param": error.field, "code": status}}
 
 
 def error_response(api: str, error: APIError, request_id: str, *, close: bool = False) -> JSONResponse:
@@ -60,15 +60,18 @@ def error_response(api: str, error: APIError, request_id: str, *, close: bool = 
 
     `close`: the body was not read whole, so the connection closes rather than reading the rest.
     """
-    if error.status >= 500:
-        log.warning("request %s answered %d: %s", request_id, error.status, error.detail or error.message)
+    status = error.status(api)
+    if status >= 500:
+        # Refusals for load come in floods and are counted on the metrics port: logged with -v only.
+        level = logging.DEBUG if KINDS[error.kind].retry is Retry.AFTER_WAIT else logging.WARNING
+        log.log(level, "request %s answered %d (%s): %s", request_id, status, error.kind.value, error.detail or error.message)
         error = replace(error, message=f"{error.message} (request id {request_id})")
     headers = {}
     if error.retry_after is not None:
         headers["retry-after"] = str(max(1, math.ceil(error.retry_after)))
     if close:
         headers["connection"] = "close"
-    return JSONResponse(error_body(api, error), status_code=error.status, headers=headers)
+    return JSONResponse(error_body(api, error), status_code=status, headers=headers)
 
 
 class RequestIds:
@@ -101,7 +104,7 @@ def without_traceback(message: str) -> str:
 _UNION_MEMBERS = ("str", "TextDocument")
 
 
-def validation_error(errors: list[dict], status: int) -> APIError:
+def validation_error(errors: list[dict]) -> APIError:
     """pydantic's first error as one line naming the field (e.g. "'top_n': Input should be >= 1")."""
     first = errors[0]
     loc = tuple(first.get("loc", ()))
@@ -112,7 +115,7 @@ def validation_error(errors: list[dict], status: int) -> APIError:
         message = "Input should be a string or an object with a string 'text'"
     elif first.get("type") == "model_type":  # NIM's {"text": ...} objects: no class names in messages
         message = "Input should be an object with a string 'text'"
-    return APIError(status, f"'{field}': {message}" if field else message, field)
+    return APIError(ErrorKind.INVALID_INPUT, f"'{field}': {message}" if field else message, field)
 
 
 def _field_path(loc) -> str | None:

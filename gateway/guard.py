@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mxbai_triton.core.errors import ErrorKind
+
 from .errors import APIError
 
 MIB = 1 << 20
@@ -69,7 +71,7 @@ class BodyClaim:
 
     def take(self, n: int) -> None:
         if self.budget.held + n > self.budget.capacity:
-            raise APIError(503, "the gateway holds as many request bodies as it may; retry shortly", retry_after=1,
+            raise APIError(ErrorKind.OVERLOADED, "the gateway holds as many request bodies as it may; retry shortly", retry_after=1,
                            detail=f"buffered request bytes at the limit of {self.budget.capacity}")
         self.budget.held += n
         self.bytes += n
@@ -88,19 +90,19 @@ async def read_body(receive: Callable, headers, settings: GuardSettings, claim: 
     limit = settings.max_body_bytes
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"the body has {int(declared)} bytes, more than the limit of {limit}")
+        raise APIError(ErrorKind.TOO_LARGE, f"the body has {int(declared)} bytes, more than the limit of {limit}")
     body = bytearray()
     deadline = time.monotonic() + settings.body_timeout
     while True:
         try:
             message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
-            raise APIError(408, f"the body did not arrive within {settings.body_timeout:g}s") from None
+            raise APIError(ErrorKind.SLOW_CLIENT, f"the body did not arrive within {settings.body_timeout:g}s") from None
         if message["type"] == "http.disconnect":
             raise ClientGone()
         chunk = message.get("body", b"")
         if len(body) + len(chunk) > limit:
-            raise APIError(413, f"the body has more than {limit} bytes, the limit")
+            raise APIError(ErrorKind.TOO_LARGE, f"the body has more than {limit} bytes, the limit")
         claim.take(len(chunk))
         body += chunk
         if not message.get("more_body", False):
@@ -175,7 +177,7 @@ class RateLimiter:
                 waits.append(bucket.wait(1))
         if waits:
             wait = max(waits)
-            raise APIError(429, f"rate limit reached for this caller; retry in {math.ceil(wait)}s", retry_after=wait)
+            raise APIError(ErrorKind.RATE_LIMITED, f"rate limit reached for this caller; retry in {math.ceil(wait)}s", retry_after=wait)
         if self.requests_per_s:
             self._requests[caller].level -= 1
 
@@ -197,6 +199,13 @@ class RateLimiter:
         return table[caller]
 
 
+def check_documents(count: int, max_documents: int, field: str) -> None:
+    """APIError too_large when a request carries more documents than the ensemble takes at once."""
+    if count > max_documents:
+        raise APIError(ErrorKind.TOO_LARGE, f"'{field}' has {count} items, more than the limit of {max_documents} "
+                                            "per request; split the list", field)
+
+
 class Allowance:
     """One request's prompt tokens against the per-request limit and its caller's token rate."""
 
@@ -204,15 +213,14 @@ class Allowance:
         self.limiter, self.caller, self.max_request_tokens = limiter, caller, max_request_tokens
         self.charged = 0
 
-    def admit(self, query: str, documents: list[str], instruction: str | None, max_prompt_tokens: int, field: str) -> None:
-        """Check the request's token bound against the limit (APIError 413) and charge it to the caller."""
-        if not self.max_request_tokens and not self.limiter.counts_tokens:
-            return
-        bound = prompt_token_bound(query, documents, instruction, max_prompt_tokens)
+    def admit(self, bound: int, max_prompt_tokens: int, field: str) -> None:
+        """Check the request's token bound (prompt_token_bound) against the limit (APIError too_large) and
+        charge it to the caller."""
         if self.max_request_tokens and bound > self.max_request_tokens:
-            raise APIError(413, f"'{field}' may cost up to {bound} prompt tokens (each prompt counted at its UTF-8 bytes "
-                                f"plus the template, at most {max_prompt_tokens}), more than the limit of "
-                                f"{self.max_request_tokens} per request; split the list", field)
+            raise APIError(ErrorKind.TOO_LARGE,
+                           f"'{field}' may cost up to {bound} prompt tokens (each prompt counted at its UTF-8 bytes "
+                           f"plus the template, at most {max_prompt_tokens}), more than the limit of "
+                           f"{self.max_request_tokens} per request; split the list", field)
         self.limiter.charge(self.caller, bound)
         self.charged = bound
 

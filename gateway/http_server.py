@@ -12,7 +12,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Connections the server takes, and how long a client may be idle or slow with its headers.
+    """Connections the server takes, how long a client may be idle or slow with its headers, how long it drains.
 
     Args:
         max_connections: Open connections and requests in flight together; past it new requests get
@@ -20,15 +20,17 @@ class ServerSettings:
         header_timeout: Seconds from a connection's first byte (or a new request's) to the end of its
             headers; then the connection is closed.
         keep_alive: Seconds an idle keep-alive connection stays open.
+        drain_timeout: Seconds the requests in flight have to finish after SIGTERM/SIGINT.
     """
 
     max_connections: int = 256
     header_timeout: float = 10.0
     keep_alive: int = 5
+    drain_timeout: float = 65.0
 
     def __post_init__(self):
-        if self.max_connections < 1 or self.header_timeout <= 0:
-            raise ValueError("--api-max-connections must be >= 1 and --api-header-timeout > 0")
+        if self.max_connections < 1 or self.header_timeout <= 0 or self.drain_timeout < 0:
+            raise ValueError("--api-max-connections must be >= 1, --api-header-timeout > 0 and --api-drain-timeout >= 0")
 
 
 class HeaderDeadlineProtocol(H11Protocol):
@@ -70,12 +72,19 @@ class HeaderDeadlineProtocol(H11Protocol):
 
 
 def serve(app, host: str, port: int, settings: ServerSettings, *, access_log: bool, log_level: str) -> None:
-    """Run `app` until SIGINT/SIGTERM."""
+    """Run `app` until SIGINT/SIGTERM, then drain: readiness off and the listening socket closed at once (new
+    connections are refused, so a load balancer moves on), the requests in flight answered (at most
+    `drain_timeout` seconds), then exit."""
     import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            app.state.draining = True  # /health answers 503 on connections still open
+            super().handle_exit(sig, frame)
 
     protocol = type("GatewayHTTPProtocol", (HeaderDeadlineProtocol,), {"header_timeout": settings.header_timeout})
     config = uvicorn.Config(app, host=host, port=port, http=protocol, server_header=False,
                             limit_concurrency=settings.max_connections, timeout_keep_alive=settings.keep_alive,
-                            access_log=access_log, log_level=log_level)
-    uvicorn.Server(config).run()
+                            timeout_graceful_shutdown=settings.drain_timeout, access_log=access_log, log_level=log_level)
+    DrainingServer(config).run()
 

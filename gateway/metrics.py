@@ -29,20 +29,33 @@ class GatewayMetrics:
         r = self.registry
         self.requests = Counter("mxbai_gateway_requests", "rerank requests answered, by API and HTTP status",
                                 ["api", "code"], registry=r)
-        self.errors = Counter("mxbai_gateway_errors", "rerank requests answered with an error, by API and HTTP status",
-                              ["api", "code"], registry=r)
+        self.errors = Counter("mxbai_gateway_errors", "rerank requests answered with an error, by API, HTTP status and "
+                              "error kind (docs/errors.md)", ["api", "code", "kind"], registry=r)
         self.latency = Histogram("mxbai_gateway_request_duration_seconds", "time from request to response",
                                  ["api"], buckets=_LATENCY_BUCKETS, registry=r)
         self.documents = Histogram("mxbai_gateway_documents_per_request", "documents in each scored request",
                                    ["api"], buckets=_DOCUMENT_BUCKETS, registry=r)
         self.tokens = Counter("mxbai_gateway_prompt_tokens", "prompt tokens scored (after truncation)", ["api"], registry=r)
         self.in_flight = Gauge("mxbai_gateway_requests_in_flight", "rerank requests being answered", registry=r)
+        self.shed_requests = Counter("mxbai_gateway_shed", "requests refused at once at the admission bound, by class "
+                                     "and by the bound that was full (requests, tokens)", ["class", "bound"], registry=r)
+        self.admitted_requests = Gauge("mxbai_gateway_admitted_requests", "admitted requests being scored, by class",
+                                       ["class"], registry=r)
+        self.admitted_tokens = Gauge("mxbai_gateway_admitted_tokens", "prompt-token bound of the admitted requests being "
+                                     "scored, by class", ["class"], registry=r)
 
-    def answered(self, api: str, status: int, seconds: float) -> None:
+    def answered(self, api: str, status: int, seconds: float, kind: str | None = None) -> None:
         self.requests.labels(api, str(status)).inc()
         if status >= 400:
-            self.errors.labels(api, str(status)).inc()
+            self.errors.labels(api, str(status), kind or "").inc()
         self.latency.labels(api).observe(seconds)
+
+    def shed(self, level: str, bound: str) -> None:
+        self.shed_requests.labels(level, bound).inc()
+
+    def admitted(self, level: str, requests: int, tokens: int) -> None:
+        self.admitted_requests.labels(level).set(requests)
+        self.admitted_tokens.labels(level).set(tokens)
 
     def scored(self, api: str, documents: int, tokens: int) -> None:
         self.documents.labels(api).observe(documents)

@@ -6,25 +6,23 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from mxbai_triton.core.errors import KINDS, ErrorKind
+
 from .responses import CohereError, NIMError, OpenAIError, TEIError
 
 _ERROR_MODELS = {"cohere": CohereError, "jina": OpenAIError, "tei": TEIError, "nim": NIMError}
-# What each status means, for every API (README "HTTP rerank APIs" has the same table).
-_STATUSES = {
-    400: "body not JSON, a wrong type or value (Cohere, Jina/vLLM); NIM: a passage too long with truncate NONE",
-    401: "missing or wrong 'Authorization: Bearer KEY' when the gateway runs with --api-key-file",
-    404: "model not served; the message lists the served ones",
-    408: "the body did not arrive within --api-body-timeout seconds",
-    413: "more documents than the ensemble's max_documents_per_request, a body over --api-max-body-mib, or a prompt-token "
-         "bound over --api-max-request-tokens",
-    422: "a wrong type or value (TEI, NIM), or a /rerank body with both or neither of 'texts' and 'documents'",
-    429: "over the caller's --api-rate-requests or --api-rate-tokens; Retry-After says when to retry",
-    500: "an unexpected failure in the gateway; the message carries the request id, the log the details",
-    502: "Triton failed the request or answered something unusable",
-    503: "no Triton endpoint answered within --api-retry-for seconds, no rerank ensemble is served, or the gateway "
-         "holds --api-buffered-mib of bodies (Retry-After)",
-    504: "no answer within --api-timeout seconds",
-}
+
+
+def error_statuses(api: str) -> dict[int, str]:
+    """Each status `api` answers on failure, with the error kinds behind it (core/errors.py: the one table).
+
+    A cancelled request (the client went away) gets no answer anyone reads, so it is not listed.
+    """
+    statuses: dict[int, list[str]] = {}
+    for kind, rule in KINDS.items():
+        if kind is not ErrorKind.CANCELLED:
+            statuses.setdefault(rule.status(api), []).append(f"{kind.value}: {rule.meaning}")
+    return {status: "; ".join(texts) for status, texts in sorted(statuses.items())}
 
 
 def operation(api: str, requests: tuple[type[BaseModel], ...], response, description: str) -> dict:
@@ -37,7 +35,7 @@ def operation(api: str, requests: tuple[type[BaseModel], ...], response, descrip
     return {
         "response_model": response,
         "description": description,
-        "responses": {status: {"model": _ERROR_MODELS[api], "description": text} for status, text in _STATUSES.items()},
+        "responses": {status: {"model": _ERROR_MODELS[api], "description": text} for status, text in error_statuses(api).items()},
         "openapi_extra": {"requestBody": {"required": True, "content": {
             "application/json": {"schema": refs[0] if len(refs) == 1 else {"oneOf": refs}}}}},
     }

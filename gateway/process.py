@@ -53,8 +53,9 @@ class GatewayProcess:
         self.stop()
         raise RuntimeError(f"the rerank API gateway did not answer on {self.url} within {timeout:g}s")
 
-    def stop(self) -> None:
-        stop(self.process, 10)
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM: the gateway drains (answers what it took) and exits; SIGKILL after `grace` seconds."""
+        stop(self.process, grace)
 
     def __enter__(self) -> "GatewayProcess":
         return self.start()

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from mxbai_triton.client.discovery import DiscoveryError, not_served, served_rerankers_async
+from mxbai_triton.core.errors import ErrorKind
 
 from .errors import APIError
 
@@ -42,18 +43,19 @@ class ModelRegistry:
         self._look_started = -math.inf
 
     async def resolve(self, name: str | None) -> str:
-        """The ensemble a request names, or the default one; APIError 404 (listing the served ones) or 503."""
+        """The ensemble a request names, or the default one; APIError not_found (listing the served ones) or backend_unavailable."""
         asked = time.monotonic()
         if name:
             if name not in self.models:
                 await self.refresh(since=asked)  # loaded a moment ago: served now, not after the next poll
             if name not in self.models:
-                raise APIError(404, not_served(name, self.models), "model")
+                raise APIError(ErrorKind.NOT_FOUND, not_served(name, self.models), "model")
             return name
         if not self.models:
             await self.refresh(since=asked)
         if not self.models:
-            raise APIError(503, "no rerank ensemble to serve", detail=f"no rerank ensemble to serve: {self.problem}")
+            raise APIError(ErrorKind.BACKEND_UNAVAILABLE, "no rerank ensemble to serve",
+                           detail=f"no rerank ensemble to serve: {self.problem}")
         return self.models[0]
 
     async def refresh(self, *, since: float | None = None) -> None:

@@ -97,7 +97,7 @@ class ModelList(BaseModel):
 class Health(BaseModel):
     """Readiness without Triton's addresses: how many endpoints serve every ensemble, of how many."""
 
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "unavailable", "draining"]
     ready_endpoints: int | None = None
     endpoints: int | None = None
 

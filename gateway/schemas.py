@@ -91,6 +91,8 @@ class NIMRankingRequest(BaseModel):
     passages: list[TextDocument]
     # NIM's default: a passage too long for the model is an error, not silently cut.
     truncate: Literal["NONE", "END"] = "NONE"
+    # NVIDIA's hosted API (and LiteLLM's nvidia_nim provider) cut the rankings to the best `top_k`.
+    top_k: int | None = Field(default=None, ge=1)
     instruction: str | None = None
     priority: int | None = PRIORITY_FIELD
 

@@ -96,11 +96,15 @@ def tokenizer_config(spec: ModelSpec, limits: ServingLimits, name: str) -> mc.Mo
         instance_group=[{"kind": "KIND_CPU", "count": limits.tokenizer_instances}],
         parameters={"scorer_model": {"string_value": names["scorer"]}},
         # Not batching (max_batch_size 0): the batcher only orders waiting requests, bulk-marked ones
-        # (Triton priority 2) after the rest, drops those past their timeout or cancelled, and refuses
-        # requests beyond max_queue_size waiting for an instance.
+        # (Triton priority 2) after the rest, and drops those past their timeout or cancelled. Each
+        # level's queue is the admission bound of every caller: a request beyond it is refused at once.
         dynamic_batching={
             "priority_levels": PRIORITY_BULK, "default_priority_level": PRIORITY_INTERACTIVE,
-            "default_queue_policy": _queue_policy(limits, max_queue_size=limits.max_queue_size),
+            "default_queue_policy": _queue_policy(limits),
+            "priority_queue_policy": {
+                str(PRIORITY_INTERACTIVE): _queue_policy(limits, max_queue_size=limits.interactive_queue_size),
+                str(PRIORITY_BULK): _queue_policy(limits, max_queue_size=limits.bulk_queue_size),
+            },
         },
     )
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mxbai_triton.core.dispatch import COUNTERS
+from mxbai_triton.core.drain import DRAIN_FILE_ENV
 from mxbai_triton.noise import is_triton_noise, triton_line_level
 from mxbai_triton.processes import busy_ports, free_port, pid_alive, spawn, stop
 
@@ -217,7 +218,9 @@ class TritonServer:
         if self.log_path is None:
             self.log_path = Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
         log_file = open(self.log_path, "wb")
-        self.process = spawn(self.command(), env={**server_environment(), **self.env},
+        self.drain_flag.unlink(missing_ok=True)
+        env = {**server_environment(), DRAIN_FILE_ENV: str(self.drain_flag), **self.env}
+        self.process = spawn(self.command(), env=env,
                              stdout=subprocess.PIPE if stream_log else log_file, stderr=subprocess.STDOUT)
         self.log_thread = None
         if stream_log:  # the terminal sees what matters live; the file keeps every line for error reports
@@ -281,10 +284,16 @@ class TritonServer:
     def log_tail(self, lines: int = 40) -> str:
         return _tail(self._log_text(), lines)
 
+    @property
+    def drain_flag(self) -> Path:
+        """The flag that makes the dispatch refuse requests it has not started (core/drain.py)."""
+        return Path(tempfile.gettempdir()) / f"{self.shm_prefix}drain"
+
     def stop(self, timeout: float | None = None) -> None:
-        """SIGTERM (graceful: in-flight requests finish), then SIGKILL after `timeout` (default `stop_grace`)."""
+        """SIGTERM, then SIGKILL after `timeout` (default `stop_grace`); drain.drain() first to lose no request."""
         stop(self.process, self.stop_grace if timeout is None else timeout)
         self.remove_shared_memory()
+        self.drain_flag.unlink(missing_ok=True)
 
     def restrict_shared_memory(self) -> None:
         """Make this server's python-backend regions (they carry request text) readable by this user only.

@@ -4,6 +4,7 @@ sent to the scorer within each request's share of its queue, stopping when the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -11,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mxbai_triton.core.deadline import Deadline
 from mxbai_triton.core.dispatch import COUNTERS, LEVEL_NAMES, DispatchLimits, SchedulingPolicy, plan_sub_batches, requested_level
+from mxbai_triton.core.drain import IN_FLIGHT_GAUGE, REFUSAL, drain_file, draining
 from mxbai_triton.core.model import TOKEN_COUNTS, ModelSpec
 from mxbai_triton.core.preprocess import RerankPreprocessor
 from mxbai_triton.core.serving import ServingLimits
+from mxbai_triton.core.truncation import truncation_refusal
 from mxbai_triton.core.wire import PRIORITY_INTERACTIVE
 
 
@@ -151,14 +155,9 @@ class DispatchCounters:
             self._metric("skipped_sub_batches", reason=reason).increment(count)
 
 
-class Deadline:
+def request_deadline(timeout_us: int) -> Deadline:
     """When a request stops being worth work: its Triton `timeout` after its dispatch began (none when 0)."""
-
-    def __init__(self, timeout_us: int, now: float | None = None):
-        self.at = None if not timeout_us else (time.monotonic() if now is None else now) + timeout_us / 1e6
-
-    def passed(self) -> bool:
-        return self.at is not None and time.monotonic() >= self.at
+    return Deadline.after(timeout_us / 1e6) if timeout_us else Deadline.none()
 
 
 class TritonPythonModel:
@@ -178,8 +177,17 @@ class TritonPythonModel:
         self.in_dtype = np.dtype(self.core.serving.scorer_input_dtype)
         self.scores_name = spec.scores.name
         self.counters = DispatchCounters(pb_utils, config["name"])
+        preprocessor = self.core.preprocessor
+        self.max_prompt_tokens = preprocessor.max_length + preprocessor.predefined_length
+        self.drain = DrainGate(pb_utils, config["name"])
 
     async def execute(self, requests):
+        with self.drain.entered(len(requests)) as refused:
+            if refused:  # the server is draining: nothing of these requests was started
+                return [_failed(self.pb, _error(self.pb, REFUSAL, "UNAVAILABLE")) for _ in requests]
+            return await self._execute(requests)
+
+    async def _execute(self, requests):
         pb = self.pb
         parsed, levels, errors = [], [], {}
         for i, request in enumerate(requests):
@@ -198,8 +206,11 @@ class TritonPythonModel:
 
     async def _dispatch(self, request, request_plan: RequestPlan):
         """Send the plan to the scorer within the request's share of its queue; the response (scores or the first error)."""
+        refusal = _refusal(request, request_plan.batches, self.max_prompt_tokens)
+        if refusal is not None:  # refused before any scoring
+            return _failed(self.pb, _error(self.pb, refusal, "INVALID_ARG"))
         started = time.monotonic()
-        deadline = Deadline(request.timeout(), started)
+        deadline = request_deadline(request.timeout())
         plan, label = request_plan.batches, LEVEL_NAMES[request_plan.level]
         window = self.policy.in_flight(request_plan.level, len(plan))
         answers: list = [None] * len(plan)
@@ -211,7 +222,7 @@ class TritonPythonModel:
                 # Checked before every send of a window-limited request: work nobody waits for stops here.
                 stop = self._stop_reason(request, deadline, check_cancel=window < len(plan) or sent == 0)
                 if stop is None:
-                    in_flight[asyncio.ensure_future(self._send(plan[sent], label))] = sent
+                    in_flight[asyncio.ensure_future(self._send(plan[sent], deadline, label))] = sent
                     sent += 1
             if not in_flight:
                 break
@@ -238,12 +249,15 @@ class TritonPythonModel:
             return "cancelled", "the request was cancelled by its client"
         return None
 
-    async def _send(self, batch: SubBatch, label: str):
+    async def _send(self, batch: SubBatch, deadline: Deadline, label: str):
         tensors = [self.pb.Tensor(n, a.astype(self.in_dtype, copy=False))
                    for n, a in zip(self.in_names, (batch.input_ids, batch.attention_mask))]
-        # No timeout: the scorer's queue has no policy to apply one (configs.scorer_config says why); the
-        # deadline is checked here before each send, and a bulk request keeps one sub-batch in flight.
-        sub = self.pb.InferenceRequest(model_name=self.scorer, inputs=tensors, requested_output_names=[self.scores_name])
+        # The sub-batch carries its request's remaining time (0: none). Our scorer's queue has no policy
+        # to apply it (configs.scorer_config says why: Triton honours an override only below a non-zero
+        # default timeout), so the deadline is checked before each send; a scorer configured with a queue
+        # policy rejects it there once expired.
+        sub = self.pb.InferenceRequest(model_name=self.scorer, inputs=tensors, requested_output_names=[self.scores_name],
+                                       timeout=deadline.remaining_us())
         started = time.monotonic()
         answer = await sub.async_exec()
         self.counters.sent(batch, label, time.monotonic() - started)
@@ -269,6 +283,36 @@ def _requested_level(request) -> int:
         return requested_level(json.loads(request.parameters() or "{}"))
     except ValueError as error:
         raise RequestError(str(error)) from None
+
+
+class DrainGate:
+    """The drain flag (core/drain.py) and the gauge of requests in flight on Triton's metrics port."""
+
+    def __init__(self, pb_utils, model: str):
+        self.path = drain_file()
+        # The family must outlive its metric: keep both.
+        self.family = pb_utils.MetricFamily(name=IN_FLIGHT_GAUGE, description="requests the dispatch has started and "
+                                            "not answered", kind=pb_utils.MetricFamily.GAUGE)
+        self.gauge = self.family.Metric(labels={"model": model})
+
+    @contextlib.contextmanager
+    def entered(self, requests: int):
+        # Counted before the flag is read: a drain that sees no request in flight after setting the flag
+        # cannot miss one that read the flag before it was set.
+        self.gauge.increment(requests)
+        try:
+            yield draining(self.path)
+        finally:
+            self.gauge.increment(-requests)
+
+
+def _refusal(request, plan: list[SubBatch], max_prompt_tokens: int) -> str | None:
+    """Why the request is refused once tokenized (`truncate: NONE` and a cut document), else None."""
+    try:
+        return truncation_refusal(json.loads(request.parameters() or "{}"), [(b.rows, b.token_counts) for b in plan],
+                                  max_prompt_tokens)
+    except ValueError as error:
+        return str(error)
 
 
 def _failed(pb, error):

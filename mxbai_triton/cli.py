@@ -8,6 +8,7 @@ import sys
 from mxbai_triton import demo, serve
 from mxbai_triton.client import cli as client_cli
 from mxbai_triton.console import EXIT_CODES, ArgumentParser, configure_logging, run_command
+from mxbai_triton.evaluation import cli as evaluation_cli
 from mxbai_triton.export import cli as export_cli
 from mxbai_triton.gateway import cli as gateway_cli
 from mxbai_triton.model_repository import cli as repository_cli
@@ -39,7 +40,7 @@ def _version() -> str:
 
 def _stage_clis():
     # Each stage's cli module imports nothing heavy at module level: `tokenize` must not load torch.
-    return (export_cli, repository_cli, serve, client_cli, gateway_cli, perf_cli, demo)
+    return (export_cli, repository_cli, serve, client_cli, evaluation_cli, gateway_cli, perf_cli, demo)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,6 +68,7 @@ def _admin_token(path: str | None) -> str | None:
 
 
 def _serve(args) -> int:
+    from mxbai_triton.model_repository.drain import drain as wait_drained
     from mxbai_triton.model_repository.server import ServerError, TritonServer
     from mxbai_triton.processes import busy_ports, is_loopback
 
@@ -88,6 +89,9 @@ def _serve(args) -> int:
         stream_level=logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING,
     )
     gateway = None if args.api_port is None else _gateway(args, server.grpc_url, restricted=token is not None)
+    drain = gateway_cli.drain_timeout(args)
+    # SIGTERM (a rollout, a scale-in) drains: the gateway first (it stops accepting and answers what it
+    # took), then Triton (new requests refused as unavailable, started ones answered), then exit 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.start(timeout=args.timeout, stream_log=True)
@@ -107,7 +111,8 @@ def _serve(args) -> int:
     finally:
         try:
             if gateway is not None:
-                gateway.stop()
+                gateway.stop(grace=drain + gateway_cli.DRAIN_MARGIN)
+            wait_drained(server, drain)
         finally:
             server.stop()
 

@@ -1,4 +1,5 @@
-"""README's generated blocks (limits, memory, exit codes) rendered from the code; `python -m tests.readme_blocks` rewrites them.
+"""Generated blocks of README and docs/ (limits, memory, exit codes, error kinds) rendered from the code;
+`python -m tests.readme_blocks` rewrites them.
 
 A block is the text between `<!-- generated: NAME -->` and `<!-- end: NAME -->`; tests/test_readme.py fails
 when README's copy and the code's differ.
@@ -37,7 +38,9 @@ def limits() -> str:
         row("`max_documents_per_request`", lambda m, s: s.max_documents_per_request),
         row("`max_batch_tokens` (rows × padded length per sub-batch)", lambda m, s: s.max_batch_tokens),
         row("`bucket_bounds` (trt, onnx)", lambda m, s: ", ".join(map(str, s.seq_buckets(m)))),
-        row("`queue_delay_us` / `max_queue_size`", lambda m, s: f"{s.queue_delay_us} / {s.max_queue_size}"),
+        row("`queue_delay_us` (scorer)", lambda m, s: s.queue_delay_us),
+        row("`interactive_queue_size` / `bulk_queue_size` (dispatch step)",
+            lambda m, s: f"{s.interactive_queue_size} / {s.bulk_queue_size}"),
         row("`queue_timeout_us`", lambda m, s: f"{s.queue_timeout_us:,}"),
         row("`tokenizer_instances`", lambda m, s: s.tokenizer_instances),
         row("`interactive_max_tokens` / `bulk_sub_batches_in_flight`",
@@ -63,7 +66,16 @@ def exit_codes() -> str:
     return "\n".join(["| exit code | meaning |", "|---:|---|", *(f"| {c} | {m} |" for c, m in EXIT_CODES.items())])
 
 
+def error_kinds() -> str:
+    from mxbai_triton.core.errors import markdown_table
+
+    return markdown_table()
+
+
 BLOCKS = {"limits": limits, "memory": memory, "exit-codes": exit_codes}
+# Generated blocks of the pages under docs/, by page.
+DOCS = README.parent / "docs"
+DOC_BLOCKS = {DOCS / "errors.md": {"error-kinds": error_kinds}}
 
 
 def _pattern(name: str) -> re.Pattern:
@@ -76,12 +88,14 @@ def block(text: str, name: str) -> str | None:
     return found.group(1).removesuffix("\n") if found else None
 
 
-def rewrite(text: str) -> str:
-    for name, render in BLOCKS.items():
+def rewrite(text: str, blocks: dict = BLOCKS) -> str:
+    for name, render in blocks.items():
         text = _pattern(name).sub(lambda m, n=name, r=render: f"<!-- generated: {n} -->\n{r()}\n<!-- end: {n} -->", text)
     return text
 
 
 if __name__ == "__main__":
     README.write_text(rewrite(README.read_text(encoding="utf-8")), encoding="utf-8")
+    for page, blocks in DOC_BLOCKS.items():
+        page.write_text(rewrite(page.read_text(encoding="utf-8"), blocks), encoding="utf-8")
     sys.exit(0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"core": "core", "export": "export", "model_repository": "model_repository", "client": "client",
-            "gateway": "gateway", "perf": "perf", "mxbai_triton": "mxbai_triton"}
+            "gateway": "gateway", "perf": "perf", "evaluation": "evaluation", "mxbai_triton": "mxbai_triton"}
 # Which stages a stage may import (anywhere in a module, lazy imports included): the earlier stages and
 # the core, no exceptions.
 ALLOWED = {
@@ -16,6 +16,7 @@ ALLOWED = {
     "model_repository": {"core", "export", "model_repository"},
     "client": {"core", "client"},
     "gateway": {"core", "client", "gateway"},
+    "evaluation": {"core", "client", "evaluation"},
     "perf": {"core", "export", "model_repository", "client", "gateway", "perf"},
     "mxbai_triton": set(PACKAGES),
 }

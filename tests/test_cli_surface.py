@@ -28,7 +28,7 @@ def _has_main_block(path: Path) -> bool:
 def test_help_lists_every_command():
     assert set(_subcommands(build_parser())) == {
         "standin", "tiny-model", "tokenize", "export", "build-engine", "validate", "repo", "publish", "serve", "rank",
-        "api", "perf", "demo",
+        "eval", "api", "perf", "demo",
     }
 
 

@@ -81,9 +81,15 @@ def test_client_returns_no_results_for_no_documents_without_a_request():
         assert client.stats.requests == 0
 
 
-def test_a_call_carries_triton_priority_timeout_and_the_dispatch_parameter():
+def test_a_call_carries_its_deadline_as_triton_timeout_and_grpc_deadline_with_priority_and_truncate():
     from mxbai_triton.client.transport import Call
+    from mxbai_triton.core.deadline import Deadline
 
-    assert Call("rr_tokenizer", 2, 1.5).options(grpc=True) == {
+    frozen = Deadline(101.5, clock=lambda: 100.0)  # 1.5 s left, whenever the options are read
+    assert Call("rr_tokenizer", 2, frozen).options(grpc=True) == {
         "timeout": 1_500_000, "priority": 2, "parameters": {"dispatch_priority": 2}, "client_timeout": 1.5}
-    assert Call("rr_tokenizer", 0, 60.0).options(grpc=False) == {"timeout": 60_000_000}
+    assert Call("rr_tokenizer", 0, frozen, "NONE").options(grpc=False) == {"timeout": 1_500_000,
+                                                                         "parameters": {"truncate": "NONE"}}
+    assert Call("rr_tokenizer").options(grpc=True) == {"timeout": 0}  # no deadline: none sent, none kept
+    with pytest.raises(ValueError, match="truncate must be one of END, NONE"):
+        Call("rr_tokenizer", truncate="MIDDLE")

@@ -306,3 +306,30 @@ def test_every_package_the_image_installs_has_a_wheel_for_the_containers_python(
     if run.returncode and re.search(r"NewConnectionError|Failed to establish|Temporary failure in name resolution", run.stderr):
         pytest.skip("the package index is unreachable from here")
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_the_pods_drain_fits_its_grace_period_in_order():
+    """Gateway first (preStop sleep, then its drain), tritonserver after it (preStop waits for the gateway's exit and
+    an idle Triton), then Triton's own exit: the sum fits terminationGracePeriodSeconds."""
+    gateway, triton = _container("rerank-api"), _container()
+    env = {e["name"]: e.get("value") for e in gateway["env"]}
+    sleep = int(gateway["lifecycle"]["preStop"]["exec"]["command"][-1])
+    drain = float(env["MXBAI_API_DRAIN_TIMEOUT"])
+    hook = triton["lifecycle"]["preStop"]["exec"]["command"]
+    assert hook[:3] == ["python3", "-m", "mxbai_triton.model_repository.drain"]
+    waits = float(hook[hook.index("--timeout") + 1])
+    assert hook[hook.index("--after-port") + 1] == env["MXBAI_API_METRICS_PORT"]  # open until the gateway exits
+    exit_timeout = int(next(a.split("=")[1] for a in triton["args"] if a.startswith("--exit-timeout-secs=")))
+    assert waits >= sleep + drain
+    assert _pod()["terminationGracePeriodSeconds"] >= waits + exit_timeout
+
+
+def test_the_drain_hook_runs_as_the_manifest_calls_it(monkeypatch):
+    from mxbai_triton.model_repository import drain
+
+    calls = []
+    monkeypatch.setattr(drain, "wait_port_closed", lambda host, port, deadline: calls.append(("port", host, port)))
+    monkeypatch.setattr(drain, "wait_drained", lambda url, deadline, flag=None: calls.append(("idle", url, flag)) or True)
+    hook = _container()["lifecycle"]["preStop"]["exec"]["command"]
+    assert drain.main(hook[3:]) == 0
+    assert calls == [("port", "127.0.0.1", 8081), ("idle", "http://127.0.0.1:8002", None)]

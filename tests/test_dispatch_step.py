@@ -23,12 +23,12 @@ def step(tiny_tokenizer_dir, tmp_path, monkeypatch):
     """Build the tokenizer step over a spec with 4-row sub-batches; returns (make(scorer, **spec changes), preprocessor)."""
     from mxbai_triton.core.preprocess import RerankPreprocessor
 
-    def make(scorer: fake_triton.Scorer, **changes):
+    def make(scorer: fake_triton.Scorer, spec_changes: dict | None = None, **changes):
         version = tmp_path / "tokenizer" / "1"
         version.mkdir(parents=True, exist_ok=True)
         (version / TOKENIZER_FILENAME).unlink(missing_ok=True)
         (version / TOKENIZER_FILENAME).symlink_to(tiny_tokenizer_dir / TOKENIZER_FILENAME)
-        spec = ModelSpec.load(tiny_tokenizer_dir)
+        spec = ModelSpec.load(tiny_tokenizer_dir).with_overrides(**(spec_changes or {}))
         spec.save(version)
         ServingLimits.for_model(spec, max_batch_size=4, **changes).save(version)
         fake_triton.install(scorer, monkeypatch)
@@ -128,14 +128,23 @@ def test_a_bulk_request_cancelled_between_sub_batches_sends_no_more(step):
     assert fake_triton.counter("mxbai_dispatch_skipped_sub_batches", reason="cancelled") == 1
 
 
-def test_a_request_past_its_timeout_stops_sending_sub_batches(step):
+def test_a_request_past_its_timeout_stops_and_its_sub_batches_carry_the_time_left(step):
     make, _ = step
     scorer = fake_triton.Scorer(delay=0.06)
     [response] = _run(make(scorer, interactive_max_tokens=64), fake_triton.Request("q", DOCUMENTS, timeout_us=100_000))
     assert len(scorer.sent) == 2  # sent at 0 and 60 ms; at 120 ms the 100 ms timeout has passed
     assert response.error().code() == fake_triton.TritonError.UNAVAILABLE
     assert "the request's timeout passed: 1 of 3 sub-batches were not sent" in response.error().message()
+    first, second = (s["timeout"] for s in scorer.sent)
+    assert 100_000 >= first > second > 0  # a scorer queue with a policy holds each only as long as its request
     assert fake_triton.counter("mxbai_dispatch_skipped_sub_batches", reason="deadline") == 1
+
+
+def test_sub_batches_of_a_request_without_a_timeout_carry_none(step):
+    make, _ = step
+    scorer = fake_triton.Scorer()
+    _run(make(scorer), fake_triton.Request("q", DOCUMENTS))
+    assert [s["timeout"] for s in scorer.sent] == [0, 0, 0]
 
 
 def test_a_scorer_error_fails_the_request_with_no_score_and_stops_sending(step):
@@ -155,3 +164,51 @@ def test_a_bad_request_beside_a_good_one_fails_alone(step):
     good, failed = _run(make(scorer), fake_triton.Request("q", DOCUMENTS), bad)
     np.testing.assert_array_equal(_scores(good), _expected(pre))
     assert failed.error().message() == "'documents' is empty: send at least one document"
+
+
+# --- refused before work: truncation refused, a draining server ---
+
+def test_truncate_none_refuses_a_cut_document_after_tokenizing_before_any_sub_batch_is_sent(step):
+    from mxbai_triton.core.errors import ErrorKind, kind_of_triton
+
+    make, _ = step
+    scorer = fake_triton.Scorer()
+    model = make(scorer, spec_changes={"max_length": 16})  # prompts of over 16 query + document tokens are cut
+    short = ["a", "b c"]
+    refused, cut_allowed, fits = _run(model, fake_triton.Request("q", DOCUMENTS, parameters={"truncate": "NONE"}),
+                                      fake_triton.Request("q", DOCUMENTS, parameters={"truncate": "END"}),
+                                      fake_triton.Request("q", short, parameters={"truncate": "NONE"}))
+    message = refused.error().message()
+    assert kind_of_triton("StatusCode.INVALID_ARGUMENT", message) is ErrorKind.TOO_LARGE
+    assert refused.error().code() == fake_triton.TritonError.INVALID_ARG
+    assert "Input length of documents[" in message and "exceeds maximum allowed token size" in message
+    assert not cut_allowed.has_error() and not fits.has_error()
+    # Only the two requests that were scored sent sub-batches.
+    assert sum(sent["rows"] for sent in scorer.sent) == len(DOCUMENTS) + len(short)
+
+
+def test_an_unknown_truncate_value_is_an_invalid_argument_naming_it(step):
+    make, _ = step
+    [response] = _run(make(fake_triton.Scorer()), fake_triton.Request("q", ["a"], parameters={"truncate": "START"}))
+    assert response.error().code() == fake_triton.TritonError.INVALID_ARG
+    assert "parameter 'truncate' must be one of END, NONE, got 'START'" in response.error().message()
+
+
+def test_a_draining_server_refuses_what_it_has_not_started_and_counts_what_is_in_flight(step, tmp_path, monkeypatch):
+    from mxbai_triton.core.drain import DRAIN_FILE_ENV, IN_FLIGHT_GAUGE
+    from mxbai_triton.core.errors import ErrorKind, kind_of_triton
+
+    flag = tmp_path / "drain"
+    monkeypatch.setenv(DRAIN_FILE_ENV, str(flag))
+    make, pre = step
+    seen = []  # the gauge while the scorer works on a sub-batch
+    scorer = fake_triton.Scorer(fail=lambda index: seen.append(fake_triton.counter(IN_FLIGHT_GAUGE)))
+    model = make(scorer)
+    [before] = _run(model, fake_triton.Request("q", DOCUMENTS))
+    flag.touch()
+    [after] = _run(model, fake_triton.Request("q", DOCUMENTS))
+    np.testing.assert_array_equal(_scores(before), _expected(pre))
+    assert after.error().code() == fake_triton.TritonError.UNAVAILABLE
+    assert kind_of_triton("StatusCode.UNAVAILABLE", after.error().message()) is ErrorKind.BACKEND_UNAVAILABLE
+    assert len(scorer.sent) == 3  # the refused request sent nothing
+    assert seen == [1, 1, 1] and fake_triton.counter(IN_FLIGHT_GAUGE) == 0  # counted in while it ran, out after

@@ -13,6 +13,7 @@ pytest.importorskip("fastapi", reason="the gateway is a FastAPI app")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from mxbai_triton.client.transport import RerankError, Scored, ServerLimits  # noqa: E402
+from mxbai_triton.core.errors import ErrorKind  # noqa: E402
 from mxbai_triton.gateway.app import create_app  # noqa: E402
 from mxbai_triton.gateway.backend import BackendSettings  # noqa: E402
 
@@ -26,6 +27,7 @@ class Edge:
     def __init__(self):
         self.scores = lambda documents: np.arange(len(documents), dtype=np.float32)[::-1].copy()
         self.calls = 0
+        self.deadlines = []
 
 
 @pytest.fixture()
@@ -36,14 +38,18 @@ def edge(monkeypatch):
         def __init__(self, urls, *, model, **_):
             self.model = model
 
-        async def limits(self):
+        async def limits(self, deadline=None):
             return ServerLimits(MAX_DOCUMENTS, 9.0, 8271, f"{self.model}_tokenizer")
 
-        async def scored(self, query, documents, *, instruction=None, priority=0):
+        async def scored(self, query, documents, *, instruction=None, priority=0, truncate="END", deadline=None):
             script.calls += 1
-            result = script.scores(documents)
-            if asyncio.iscoroutine(result):
-                result = await result
+            script.deadlines.append(deadline)
+            try:
+                result = script.scores(documents)
+                if asyncio.iscoroutine(result):
+                    result = await result
+            except asyncio.TimeoutError:  # what the transport raises when the request's deadline passes
+                raise RerankError("no answer", kind=ErrorKind.DEADLINE_EXCEEDED) from None
             return Scored(result, np.full(len(result), 7, dtype=np.int64))
 
         async def close(self):
@@ -155,21 +161,22 @@ def test_no_triton_endpoint_is_a_503_in_each_apis_shape(edge):
     assert "127.0.0.1:1" not in cohere.text  # no endpoint address in an answer
 
 
-def test_a_request_past_the_gateways_deadline_is_a_504(edge):
-    async def slow(documents):
-        await asyncio.sleep(5)
-        return np.zeros(len(documents), np.float32)
+def test_a_request_past_its_deadline_is_a_504_and_the_deadline_is_the_one_made_at_the_edge(edge):
+    def slow(documents):
+        raise asyncio.TimeoutError()  # the request's deadline passed on the way
 
     edge.scores = slow
     with _client(timeout=0.3, retry_for=0.1) as client:
         response = client.post("/v1/rerank", json={"query": QUERY, "documents": ["a"]})
     assert response.status_code == 504
     assert response.json()["error"]["message"] == f"no answer from Triton within 0.3s (request id {response.headers['x-request-id']})"
+    (deadline,) = edge.deadlines
+    assert deadline.bounded and deadline.remaining() <= 0.3  # one deadline, created when the request came in
 
 
 def test_an_error_about_the_request_from_triton_is_a_400_with_its_message(edge):
     def refused(documents):
-        raise RerankError("reranker: 'documents[0]' is not valid UTF-8", status="StatusCode.INVALID_ARGUMENT")
+        raise RerankError("reranker: 'documents[0]' is not valid UTF-8", kind=ErrorKind.INVALID_INPUT)
 
     edge.scores = refused
     with _client() as client:

@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the gateway is a FastAPI app")
 
+from mxbai_triton.core.errors import ErrorKind  # noqa: E402
 from mxbai_triton.gateway.backend import BackendSettings  # noqa: E402
 from mxbai_triton.gateway.errors import APIError, without_traceback  # noqa: E402
 from mxbai_triton.gateway.guard import (  # noqa: E402
@@ -40,7 +41,7 @@ def test_a_chunked_body_is_refused_at_the_limit_not_read_whole():
     settings = GuardSettings(max_body_bytes=4 * MIB)
     with pytest.raises(APIError, match=f"^the body has more than {4 * MIB} bytes, the limit$") as raised:
         asyncio.run(read_body(_chunked(200, taken), {}, settings, claim))
-    assert (raised.value.status, taken[0], claim.complete) == (413, 5, False)
+    assert (raised.value.kind, taken[0], claim.complete) == (ErrorKind.TOO_LARGE, 5, False)
     claim.release()
     assert budget.held == 0
 
@@ -59,7 +60,7 @@ def test_bodies_held_together_past_the_budget_get_503_with_retry_after():
     asyncio.run(read_body(_chunked(2, [0]), {}, GuardSettings(max_body_bytes=2 * MIB, buffered_bytes=3 * MIB), first))
     with pytest.raises(APIError, match="holds as many request bodies as it may; retry shortly") as raised:
         asyncio.run(read_body(_chunked(2, [0]), {}, GuardSettings(max_body_bytes=2 * MIB, buffered_bytes=3 * MIB), budget.claim()))
-    assert (raised.value.status, raised.value.retry_after, first.complete) == (503, 1, True)
+    assert (raised.value.kind, raised.value.retry_after, first.complete) == (ErrorKind.OVERLOADED, 1, True)
 
 
 def test_a_body_that_does_not_arrive_in_time_is_a_408():
@@ -68,7 +69,7 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408():
 
     with pytest.raises(APIError, match=r"^the body did not arrive within 0.2s$") as raised:
         asyncio.run(read_body(never, {}, GuardSettings(body_timeout=0.2), BodyBudget(64 * MIB).claim()))
-    assert raised.value.status == 408
+    assert raised.value.kind is ErrorKind.SLOW_CLIENT
 
 
 def test_the_token_bound_is_utf8_bytes_plus_the_template_capped_per_prompt():
@@ -88,8 +89,8 @@ def test_a_request_over_the_token_limit_is_a_413_naming_its_bound():
     allowance = Allowance(RateLimiter(0, 0), "k", max_request_tokens=1000)
     with pytest.raises(APIError, match=rf"^'texts' may cost up to {2 * (TEMPLATE_TOKENS_BOUND + 1 + 500)} prompt tokens .* "
                                        r"more than the limit of 1000 per request; split the list$") as raised:
-        allowance.admit("q", ["a" * 500] * 2, None, 8271, "texts")
-    assert (raised.value.status, raised.value.field) == (413, "texts")
+        allowance.admit(prompt_token_bound("q", ["a" * 500] * 2, None, 8271), 8271, "texts")
+    assert (raised.value.kind, raised.value.field) == (ErrorKind.TOO_LARGE, "texts")
 
 
 class Clock:
@@ -107,7 +108,7 @@ def test_requests_per_second_per_caller_then_429_with_the_wait():
     limiter.admit("a")
     with pytest.raises(APIError, match=r"^rate limit reached for this caller; retry in 1s$") as raised:
         limiter.admit("a")
-    assert (raised.value.status, raised.value.retry_after) == (429, 0.5)
+    assert (raised.value.kind, raised.value.retry_after) == (ErrorKind.RATE_LIMITED, 0.5)
     limiter.admit("b")  # another caller has its own allowance
     clock.now += 0.5
     limiter.admit("a")
@@ -118,7 +119,7 @@ def test_tokens_are_charged_at_the_bound_and_settled_to_the_real_count():
     limiter = RateLimiter(0, 1000, clock)
     allowance = Allowance(limiter, "a", 0)
     limiter.admit("a")
-    allowance.admit("q", ["x" * 1800], None, 8271, "documents")  # bound 1929: the caller is in debt
+    allowance.admit(prompt_token_bound("q", ["x" * 1800], None, 8271), 8271, "documents")  # 1929: the caller is in debt
     with pytest.raises(APIError) as raised:
         limiter.admit("a")
     assert raised.value.retry_after == pytest.approx(0.93)
@@ -131,7 +132,7 @@ def test_tokens_are_charged_at_the_bound_and_settled_to_the_real_count():
 def test_an_unscored_request_gives_its_tokens_back():
     limiter = RateLimiter(0, 1000, Clock())
     allowance = Allowance(limiter, "a", 0)
-    allowance.admit("q", ["x" * 5000], None, 8271, "documents")
+    allowance.admit(prompt_token_bound("q", ["x" * 5000], None, 8271), 8271, "documents")
     allowance.release()
     assert limiter._tokens["a"].level == 1000
 
@@ -163,7 +164,7 @@ SECRET = "KeyError: '/opt/models/rr/1/model.py' at 10.0.0.7:8001"
 def failing_app(monkeypatch):
     from mxbai_triton.gateway.serving import RerankServing
 
-    async def broken(self, body, allowance=None):
+    async def broken(self, body, allowance=None, deadline=None):
         raise KeyError(SECRET)
 
     monkeypatch.setattr(RerankServing, "cohere", broken)

@@ -182,7 +182,7 @@ def test_a_5xx_names_no_endpoint_and_carries_the_request_id_the_log_explains(tmp
     assert response.status_code == 503 and "server" not in response.headers
     assert response.json()["error"]["message"] == f"no Triton endpoint could take the request (request id {request_id})"
     (logged,) = [line for line in log.read_text().splitlines() if request_id in line]
-    assert f"request {request_id} answered 503: " in logged and dead in logged
+    assert f"request {request_id} answered 503 (backend_unavailable): " in logged and dead in logged
 
 
 def test_the_gateway_warns_when_it_serves_without_keys_beyond_loopback(tmp_path):

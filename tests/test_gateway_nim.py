@@ -1,4 +1,5 @@
-"""NVIDIA's NIM reranking API (`POST /v1/ranking`) on a real tritonserver: NVIDIA's own LangChain reranker, httpx, truncate."""
+"""NVIDIA's NIM reranking API (`POST /v1/ranking`, and the hosted path LiteLLM posts to) on a real tritonserver: NVIDIA's own
+LangChain reranker, LiteLLM's nvidia_nim provider, httpx, truncate refused before scoring (NIM and TEI)."""
 
 from __future__ import annotations
 
@@ -89,15 +90,58 @@ def test_a_cut_passage_has_exactly_the_published_max_prompt_tokens(gateway, serv
     assert (int(published), body["usage"]["prompt_tokens"]) == (MAX_PROMPT_TOKENS, MAX_PROMPT_TOKENS)
 
 
-TOO_LONG = {"object": "error", "message": "Input length of passages[1] (prompt template + query + passage) exceeds maximum "
-            "allowed token size 8270; send 'truncate': 'END' to score it cut as the reference cuts it",
+TOO_LONG = {"object": "error", "message": "Input length of passages[1] (prompt template + query + document) exceeds maximum "
+            "allowed token size 8270; allow truncation to score it cut as the reference cuts it",
             "type": "BadRequestError", "param": "passages", "code": 400}
 
 
+def _scorer_executions(served) -> int:
+    import tritonclient.grpc as grpc
+
+    client = grpc.InferenceServerClient(served.grpc_url)
+    try:
+        stats = client.get_inference_statistics("reranker_scorer").model_stats[0].inference_stats
+        return stats.success.count + stats.fail.count
+    finally:
+        client.close()
+
+
 @pytest.mark.parametrize("extra", [{"truncate": "NONE"}, {}], ids=["NONE", "default_is_NONE"])
-def test_truncate_none_refuses_a_passage_over_the_limit_naming_it(gateway, extra):
+def test_truncate_none_refuses_a_passage_over_the_limit_naming_it_before_any_scoring(gateway, served, extra):
+    before = _scorer_executions(served)
     response = httpx.post(f"{gateway.url}/v1/ranking", json=_body(["short", LONG_DOCUMENT], **extra), timeout=120)
     assert (response.status_code, response.json()) == (400, TOO_LONG)
+    assert _scorer_executions(served) == before  # refused after tokenizing, before the scorer saw a row
+
+
+def test_tei_truncate_false_refuses_a_too_long_text_as_tei_does_and_true_scores_it_cut(gateway, oracle):
+    texts = ["short", LONG_DOCUMENT]
+    refused = httpx.post(f"{gateway.url}/rerank", json={"query": QUERY, "texts": texts, "truncate": False}, timeout=120)
+    assert (refused.status_code, refused.json()["error_type"]) == (413, "Validation")
+    assert refused.json()["error"].startswith("Input length of texts[1] (prompt template + query + document) exceeds")
+    cut = httpx.post(f"{gateway.url}/rerank", json={"query": QUERY, "texts": texts, "truncate": True, "raw_scores": True},
+                     timeout=120).json()
+    raw, _ = _reference(oracle, texts)
+    np.testing.assert_allclose([r["score"] for r in sorted(cut, key=lambda r: r["index"])], raw, atol=1e-4, rtol=0)
+
+
+def test_nvidias_hosted_path_takes_the_model_from_the_path_and_cuts_to_top_k(gateway, oracle):
+    raw, order = _reference(oracle)
+    body = httpx.post(f"{gateway.url}/v1/retrieval/reranker/reranking", json={**_body(PASSAGES), "top_k": 2}).json()
+    assert [r["index"] for r in body["rankings"]] == order[:2]
+    unknown = httpx.post(f"{gateway.url}/v1/retrieval/nvidia/llama-3.2-nv-rerankqa-1b-v2/reranking", json=_body(PASSAGES))
+    assert (unknown.status_code, unknown.json()["message"]) == (
+        404, "model 'nvidia/llama-3.2-nv-rerankqa-1b-v2' is not served here; served: reranker")
+
+
+def test_litellms_default_nvidia_nim_call_ranks_like_the_reference(gateway, oracle):
+    litellm = pytest.importorskip("litellm", reason="LiteLLM's nvidia_nim provider is the client under test")
+    raw, order = _reference(oracle)
+    # As LiteLLM's documentation shows it: `nvidia_nim/<model>`, posted to {api_base}/v1/retrieval/<model>/reranking.
+    response = litellm.rerank(model="nvidia_nim/reranker", query=QUERY, documents=PASSAGES, top_n=3,
+                              api_base=gateway.url, api_key="not-needed-without-api-keys")
+    assert [r["index"] for r in response.results] == order[:3]
+    np.testing.assert_allclose([r["relevance_score"] for r in response.results], raw[order[:3]], atol=1e-4, rtol=0)
 
 
 def test_truncate_none_scores_passages_that_fit(gateway, oracle):
@@ -123,8 +167,8 @@ BAD_BODIES = [
      _error(422, "'truncate': Input should be 'NONE' or 'END'", "truncate")),
     ({"model": "nvidia/llama-3.2-nv-rerankqa-1b-v2", "query": {"text": QUERY}, "passages": [{"text": "a"}]}, 404,
      _error(404, "model 'nvidia/llama-3.2-nv-rerankqa-1b-v2' is not served here; served: reranker", "model", "NotFoundError")),
-    ({"query": {"text": QUERY}, "passages": [{"text": "a"}] * (SERVED_MAX_DOCUMENTS + 1)}, 413,
-     _error(413, f"'passages' has {SERVED_MAX_DOCUMENTS + 1} items, more than the limit of {SERVED_MAX_DOCUMENTS} per "
+    ({"query": {"text": QUERY}, "passages": [{"text": "a"}] * (SERVED_MAX_DOCUMENTS + 1)}, 400,
+     _error(400, f"'passages' has {SERVED_MAX_DOCUMENTS + 1} items, more than the limit of {SERVED_MAX_DOCUMENTS} per "
                  "request; split the list", "passages")),
     ([{"text": QUERY}], 422, _error(422, "the body must be a JSON object, got list", None)),
 ]
@@ -148,7 +192,7 @@ def test_ranking_is_counted_in_the_metrics_under_its_own_api(gateway):
     httpx.post(f"{gateway.url}/v1/ranking", json={"query": {"text": QUERY}})
     metrics = httpx.get(f"{gateway.url}/metrics").text
     assert 'mxbai_gateway_requests_total{api="nim",code="200"}' in metrics
-    assert 'mxbai_gateway_errors_total{api="nim",code="422"}' in metrics
+    assert 'mxbai_gateway_errors_total{api="nim",code="422",kind="invalid_input"}' in metrics
 
 
 def test_api_keys_guard_the_ranking_route_for_nvidias_client(served, tmp_path):

@@ -12,13 +12,14 @@ import pytest
 pytest.importorskip("pydantic", reason="the gateway's schemas are pydantic models")
 
 from mxbai_triton.client.transport import Scored  # noqa: E402
+from mxbai_triton.core.errors import ErrorKind  # noqa: E402
 from mxbai_triton.gateway.backend import BackendSettings, check_scored  # noqa: E402
 from mxbai_triton.gateway.errors import APIError, error_body, validation_error  # noqa: E402
 from mxbai_triton.gateway.schemas import CohereV2Request, JinaRequest  # noqa: E402
 
 
 def test_each_api_gets_its_own_error_shape():
-    error = APIError(413, "too many", "documents")
+    error = APIError(ErrorKind.TOO_LARGE, "too many", "documents")
     assert error_body("cohere", error) == {"message": "too many"}
     assert error_body("tei", error) == {"error": "too many", "error_type": "Validation"}
     assert error_body("jina", error) == {"error": {"message": "too many", "type": "BadRequestError",
@@ -30,15 +31,15 @@ def test_validation_errors_name_the_field_with_list_positions():
 
     with pytest.raises(ValidationError) as raised:
         JinaRequest.model_validate({"query": "q", "documents": ["a", {"txt": "b"}]})
-    error = validation_error(raised.value.errors(include_url=False), 400)
-    assert (error.status, error.field) == (400, "documents[1]")
+    error = validation_error(raised.value.errors(include_url=False))
+    assert (error.kind, error.field) == (ErrorKind.INVALID_INPUT, "documents[1]")
     assert error.message == "'documents[1]': Input should be a string or an object with a string 'text'"
 
 
 def test_a_short_answer_from_triton_is_an_error_not_a_short_ranking():
     with pytest.raises(APIError, match="^Triton answered unusable scores$") as raised:
         check_scored(Scored(np.zeros(2, np.float32), np.ones(2, np.int64)), 3)
-    assert (raised.value.status, raised.value.detail) == (502, "Triton answered 2 scores for 3 documents")
+    assert (raised.value.kind, raised.value.detail) == (ErrorKind.BACKEND_ERROR, "Triton answered 2 scores for 3 documents")
 
 
 def test_non_finite_scores_are_an_error_naming_the_documents_in_the_log():
@@ -125,7 +126,7 @@ def test_a_restricted_index_without_model_names_is_a_503_saying_to_name_them():
     registry = _registry(FakeTriton(_triton_error(RESTRICTED)))
     with pytest.raises(APIError, match="^no rerank ensemble to serve$") as raised:
         asyncio.run(registry.resolve(None))
-    assert raised.value.status == 503
+    assert raised.value.kind is ErrorKind.BACKEND_UNAVAILABLE
     assert re.search(r"restricts its repository index .* --model", raised.value.detail)
 
 
@@ -137,7 +138,7 @@ def test_a_model_loaded_after_the_last_look_is_served_and_an_unknown_one_lists_t
     assert asyncio.run(registry.resolve("new")) == "new"
     with pytest.raises(APIError, match=r"^model 'nope' is not served here; served: a, new$") as raised:
         asyncio.run(registry.resolve("nope"))
-    assert (raised.value.status, raised.value.field) == (404, "model")
+    assert (raised.value.kind, raised.value.field) == (ErrorKind.NOT_FOUND, "model")
 
 
 def test_models_that_go_are_reported_once():
@@ -181,31 +182,38 @@ def test_a_rerank_body_with_both_fields_or_neither_says_what_each_shape_needs(bo
         rerank_shape(body)
 
 
-def _ranked(counts, cap=100):
-    from mxbai_triton.gateway.serving import Ranked
+def _refusal(counts, cap=100, truncate="NONE"):
+    """The dispatch's refusal of a request whose documents' prompts have `counts` tokens (two sub-batches)."""
+    from mxbai_triton.core.truncation import truncation_refusal
 
-    return Ranked("m", np.zeros(len(counts), np.float32), 12.0, None, np.array(counts), cap)
-
-
-def test_truncate_none_passes_passages_under_the_cap_and_names_those_at_it():
-    from mxbai_triton.gateway.serving import refuse_cut_passages
-
-    refuse_cut_passages(_ranked([99, 12, 50]))
-    with pytest.raises(APIError, match=r"^Input length of passages\[0\], passages\[2\] \(prompt template \+ query \+ passage\) "
-                                       r"exceeds maximum allowed token size 99; send 'truncate': 'END'") as raised:
-        refuse_cut_passages(_ranked([100, 12, 100]))
-    assert (raised.value.status, raised.value.field) == (400, "passages")
+    counts = np.array(counts)
+    half = len(counts) // 2
+    rows = [(np.arange(half, len(counts)), counts[half:]), (np.arange(half), counts[:half])]
+    return truncation_refusal({"truncate": truncate}, rows, cap)
 
 
-def test_truncate_none_names_ten_cut_passages_and_counts_the_rest():
-    from mxbai_triton.gateway.serving import refuse_cut_passages
+def test_truncate_none_passes_documents_under_the_cap_and_names_those_at_it_in_input_order():
+    from mxbai_triton.core.errors import kind_of_triton, untagged
 
-    with pytest.raises(APIError, match=r"passages\[9\] and 2 more \(prompt"):
-        refuse_cut_passages(_ranked([100] * 12))
+    assert _refusal([99, 12, 50]) is None
+    assert _refusal([100, 12, 100], truncate="END") is None
+    refusal = _refusal([100, 12, 100])
+    assert kind_of_triton("StatusCode.INVALID_ARGUMENT", refusal) is ErrorKind.TOO_LARGE
+    assert re.match(r"^Input length of documents\[0\], documents\[2\] \(prompt template \+ query \+ document\) exceeds "
+                    r"maximum allowed token size 99; allow truncation", untagged(refusal))
+
+
+def test_truncate_none_names_ten_cut_documents_and_counts_the_rest():
+    assert re.search(r"documents\[9\] and 2 more \(prompt", _refusal([100] * 12))
+
+
+def test_an_unknown_truncate_value_is_refused_naming_the_parameter():
+    with pytest.raises(ValueError, match="parameter 'truncate' must be one of END, NONE, got 'MIDDLE'"):
+        _refusal([1], truncate="MIDDLE")
 
 
 def test_nim_errors_have_nim_shape():
-    assert error_body("nim", APIError(404, "no such model", "model")) == {
+    assert error_body("nim", APIError(ErrorKind.NOT_FOUND, "no such model", "model")) == {
         "object": "error", "message": "no such model", "type": "NotFoundError", "param": "model", "code": 404}
 
 
@@ -216,8 +224,8 @@ def test_openapi_describes_every_route_with_its_request_body_and_is_served_at_do
 
     app = create_app(BackendSettings(urls=("127.0.0.1:1",)))
     schema = app.openapi()
-    assert set(schema["paths"]) == {"/v2/rerank", "/v1/rerank", "/rerank", "/v1/ranking", "/v1/models", "/health", "/live",
-                                    "/metrics"}
+    assert set(schema["paths"]) == {"/v2/rerank", "/v1/rerank", "/rerank", "/v1/ranking", "/v1/retrieval/{model}/reranking",
+                                    "/v1/models", "/health", "/live", "/metrics"}
     bodies = {path: ops["post"]["requestBody"]["content"]["application/json"]["schema"]
               for path, ops in schema["paths"].items() if "post" in ops}
     assert bodies["/v1/ranking"] == {"$ref": "#/components/schemas/NIMRankingRequest"}

@@ -142,7 +142,7 @@ def test_a_bulk_request_past_its_deadline_stops_and_the_next_request_is_not_dela
     sent, skipped, requests = (_counter(server, n) for n in ("sub_batches", "skipped_sub_batches", "requests"))
     # Its config read and about ten of its ~170 sub-batches fit in this deadline, on a fast machine or a slow one.
     with RerankClient(server.grpc_url, model="rr", timeout=max(idle) + 10 * mean_execution, retry=NO_RETRY) as impatient:
-        with pytest.raises(RerankError, match="no answer from .* within"):
+        with pytest.raises(RerankError, match="no answer before the request's deadline"):
             impatient.scores(QUERY, BULK)
     _wait_for(lambda: _counter(server, "requests") > requests, alone)  # the dispatch has given up
     executions = _execution(server)[0]

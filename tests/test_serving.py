@@ -128,14 +128,16 @@ def test_rank_command_prints_the_ranking(served):
     assert lines[0]["score"] >= lines[1]["score"]
 
 
-def test_client_timeout_raises_a_clear_error_after_its_retries(served):
+def test_a_passed_deadline_raises_a_clear_deadline_error_and_is_not_retried(served):
     from mxbai_triton.client import RerankError, RetryPolicy
+    from mxbai_triton.core.errors import ErrorKind
 
     policy = RetryPolicy(attempts=2, initial_backoff=0.01)
     with RerankClient(served.grpc_url, model="reranker", timeout=1e-4, retry=policy) as client:
         # Whichever call the deadline catches first (the config read or the scoring), the error says so.
-        with pytest.raises(RerankError, match=r"failed after 2 tries .*(Deadline Exceeded|no answer from .* within 0\.0001s)"):
+        with pytest.raises(RerankError, match=r"no answer before the request's deadline \(1 tries .*Deadline Exceeded") as caught:
             client.rank("q", ["a document that takes longer than 0.1 ms"])
+        assert (caught.value.kind, client.stats.retries) == (ErrorKind.DEADLINE_EXCEEDED, 0)
 
 
 def test_serve_command_reports_ready_binds_loopback_and_stops_on_sigterm(tiny_repository):

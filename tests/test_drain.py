@@ -1,0 +1,88 @@
+"""Shutdown without loss on real servers: SIGTERM to `serve --api-port` under load answers every accepted request and
+exits 0; a rolling restart of two Triton servers behind the client's endpoint list and the gateway's `--triton A,B`
+fails no request. Counts, never times: each step waits on state."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+import pytest
+
+from mxbai_triton.client import NO_RETRY, RerankClient, RetryPolicy
+from mxbai_triton.gateway.process import GatewayProcess
+from mxbai_triton.model_repository.drain import drain
+from mxbai_triton.model_repository.server import TritonServer
+from mxbai_triton.processes import free_port, wait_until
+from tests.conftest import serve_command
+from tests.steady_load import Load
+
+pytestmark = pytest.mark.triton
+
+# Generous guards against a hang, never the assertion.
+GUARD = 240
+
+
+def test_sigterm_to_serve_under_load_answers_every_accepted_request_and_exits_0(tiny_repository, tmp_path):
+    api_port = free_port()
+    command, ports = serve_command(tiny_repository, "--api-port", str(api_port))
+    log = open(tmp_path / "serve.log", "w")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+    load = Load()
+    try:
+        for line in process.stdout:
+            if "rerank API on" in line:
+                break
+        grpc = RerankClient(f"127.0.0.1:{ports['grpc']}", model="rr", retry=NO_RETRY, timeout=120)
+        for _ in range(2):
+            load.http(f"http://127.0.0.1:{api_port}", keep_alive=False)
+            load.grpc(grpc, refusals_are_failures=False)
+        assert wait_until(lambda: load.total("scored") >= 6, GUARD)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(GUARD)
+    finally:
+        load.finish()
+        if process.poll() is None:
+            process.kill()
+        log.close()
+    grpc.close()
+    # Every request a server took was answered with its scores; the others were refused before any work
+    # (the gateway's closed socket, the drained Triton's "draining"), which a client with retries sends elsewhere.
+    assert (code, sorted(set(load.failures))) == (0, [])
+    assert load.outcomes["http", "scored"] > 0 and load.outcomes["grpc", "scored"] > 0
+
+
+def _restart(server: TritonServer) -> None:
+    """Drain the server (new requests refused, started ones answered), stop it, start it again on its ports."""
+    assert drain(server, GUARD)
+    server.stop()
+    server.start(timeout=GUARD)
+
+
+def test_a_rolling_restart_of_two_servers_under_load_fails_no_request(tiny_repository):
+    servers = [TritonServer.on_free_ports(tiny_repository, stop_grace=10) for _ in range(2)]
+    load = Load()
+    try:
+        for server in servers:
+            server.start(timeout=GUARD)
+        urls = [s.grpc_url for s in servers]
+        with GatewayProcess(",".join(urls), "rr", "--api-retry-for", "30") as gateway, \
+                RerankClient(urls, model="rr", retry=RetryPolicy(cooldown=0.5), timeout=120) as client:
+            load.grpc(client)
+            load.grpc(client)
+            load.http(gateway.url)
+            load.http(gateway.url)
+            for server in [*servers, None]:
+                scored = load.total("scored")
+                assert wait_until(lambda n=scored: load.total("scored") >= n + 4, GUARD)  # load flows on
+                if server is not None:
+                    _restart(server)
+            load.finish()
+            stats = client.stats
+    finally:
+        load.finish()
+        for server in servers:
+            server.stop(0)
+    assert load.failures == [] and load.total("refused") == 0
+    assert load.outcomes["grpc", "scored"] > 0 and load.outcomes["http", "scored"] > 0
+    assert stats.failovers > 0  # the roll was felt, and absorbed by retries on the other server
