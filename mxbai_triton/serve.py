@@ -96,8 +96,8 @@ def _serve(args) -> int:
     try:
         server.start(timeout=args.timeout, stream_log=True)
         print(
-            f"models ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {args.host}:{args.metrics_port} "
-            "(Ctrl-C stops)", flush=True,
+            f"models ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {args.host}:{args.metrics_port}"
+            f"{_precisions(server)} (Ctrl-C stops)", flush=True,
         )
         if gateway is not None:
             gateway.start(timeout=60)
@@ -115,6 +115,17 @@ def _serve(args) -> int:
             wait_drained(server, drain)
         finally:
             server.stop()
+
+
+def _precisions(server) -> str:
+    """", scorer NAME: bf16 on OpenVINO" for each python scorer, as it loaded (the GPU targets' dtype is in their config)."""
+    from mxbai_triton.model_repository.server import scorer_precisions
+
+    try:
+        found = scorer_precisions(server.metrics_url)
+    except OSError as error:  # the server is up: say why the precision is missing rather than stop it
+        return f", scorer precision unread ({error})"
+    return "".join(f", scorer {model}: {what}" for model, what in sorted(found.items()))
 
 
 def _gateway(args, grpc_url: str, *, restricted: bool):

@@ -75,7 +75,7 @@ def test_a_repository_written_with_the_retired_max_queue_size_still_loads(tmp_pa
     assert ServingLimits.load(tmp_path) == LIMITS
 
 
-@pytest.mark.parametrize("target", ["portable", "onnx", "trt"])
+@pytest.mark.parametrize("target", ["portable", "onnx", "trt", "openvino"])
 def test_the_scorer_queue_has_no_policy_so_that_triton_s_batcher_prefetches_in_arrival_order(target):
     batching = scorer_config(BASE_V2.with_overrides(dtype="fp16"), LIMITS, "m", target).dynamic_batching
     assert not batching.HasField("default_queue_policy") and batching.priority_levels == 0
