@@ -40,6 +40,7 @@ def cli() -> str:
 
 
 def limits() -> str:
+    from mxbai_triton.core.cost import TARGET_RATES
     from mxbai_triton.core.engine import EngineProfiles
     from mxbai_triton.core.memory import ARCHITECTURES, memory_table
     from mxbai_triton.core.model import BASE_V2, LARGE_V2
@@ -68,12 +69,22 @@ def limits() -> str:
         "# Limits and memory", "",
         "The serving defaults `mxbai-triton repo` writes to each repository's `serving.json` (`core/serving.py`, "
         "`ServingLimits`), per model; generated from the code.", "", *rows, "",
+        "## Bulk sub-batch budgets and cost rates per target", "",
+        "`repo` fills `bulk_sub_batch_seconds` and `sub_batch_cost` from these (`core/cost.py`; "
+        "[scheduling](../scheduling.md)).", "",
+        "| target kind | budget per bulk sub-batch | projections + MLP | attention | per execution | source |",
+        "|---|---:|---:|---:|---:|---|",
+        *(f"| {kind} | {r.bulk_sub_batch_seconds} s | {r.linear_flop_per_s / 1e9:,.0f} GFLOP/s | "
+          f"{r.attention_flop_per_s / 1e9:,.0f} GFLOP/s | {r.seconds_per_execution * 1e3:g} ms | {r.source} |"
+          for kind, r in TARGET_RATES.items()), "",
         "## GPU memory of the fp16 engines", "",
         "The memory model of `core/memory.py`, which `build-engine` checks before building.",
         "", memory, ""])
 
 
 def _value(value) -> str:
+    if value is None:
+        return "per target (below)"
     if isinstance(value, tuple):
         return ", ".join(map(str, value)) or "(none)"
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) and value >= 100_000 else str(value)

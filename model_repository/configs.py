@@ -137,11 +137,14 @@ def scorer_config(spec: ModelSpec, limits: ServingLimits, name: str, target: str
         "max_batch_size": limits.max_batch_size,
         "input": [_tensor(t.name, limits.scorer_input_dtype, t.dims) for t in (spec.input_ids, spec.attention_mask)],
         "output": [_spec_tensor(spec.scores)],
+        # No queue policy: with a timeout or a size limit Triton's batcher cannot prefetch, and then a
+        # request queued while the scorer executes can wait up to 500 ms past the end of that execution
+        # (core src/scheduler_utils.cc PriorityQueue(), src/dynamic_batch_scheduler.cc
+        # WaitForPayloadSlotAvailable; measured in docs/scheduling.md). The scorer's queue is bounded by
+        # the dispatch (a bulk request keeps one sub-batch in it), and deadlines are checked there.
         "dynamic_batching": {
             "preferred_batch_size": list(limits.preferred_batch_sizes),
             "max_queue_delay_microseconds": limits.queue_delay_us,
-            # A sub-batch carries its request's remaining time: it never outlives the request in the queue.
-            "default_queue_policy": _queue_policy(limits, max_queue_size=limits.max_queue_size),
         },
     }
     if target == "trt":
@@ -174,10 +177,9 @@ def scorer_config(spec: ModelSpec, limits: ServingLimits, name: str, target: str
         raw["backend"] = "python"
         # One instance: ONNX Runtime and OpenVINO already spread one execution over every core.
         raw["instance_group"] = [{"kind": "KIND_CPU", "count": 1}]
-        # The python scorer takes each request's tensors as they are and runs equal lengths
-        # together, so the batcher may hand it every queued sub-batch, whatever its length.
-        for tensor in raw["input"]:
-            tensor["allow_ragged_batch"] = True
+        # No ragged batching: the batcher merges only sub-batches of one padded length (which the
+        # scorer runs as one batch). With it, a small request queued beside a bulk sub-batch of
+        # another length shared its execution call and waited for both (docs/scheduling.md).
         raw["parameters"] = {k: {"string_value": v} for k, v in scoring.parameters().items()}
     return _build(raw)
 
@@ -197,8 +199,8 @@ def _openvino_scorer(spec: ModelSpec, limits: ServingLimits, name: str, scoring:
         "input": [_tensor(t.name, limits.scorer_input_dtype, [-1, *t.dims]) for t in (spec.input_ids, spec.attention_mask)],
         "output": [_tensor(spec.scores.name, spec.scores.dtype, [-1, *spec.scores.dims])],
         "instance_group": [{"kind": "KIND_CPU", "count": 1}],
-        # Orders waiting sub-batches, rejects overload and what outlived its request (no batching).
-        "dynamic_batching": {"default_queue_policy": _queue_policy(limits, max_queue_size=limits.max_queue_size)},
+        # Orders waiting sub-batches, with no queue policy as on the other scorers (scorer_config says why).
+        "dynamic_batching": {},
         "parameters": {k: {"string_value": v} for k, v in parameters.items()},
     })
 

@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+from mxbai_triton.core.cost import architecture_of, target_kind, with_target_costs
 from mxbai_triton.core.engine import EngineProfiles
 from mxbai_triton.core.model import KNOWN_MODELS, ONNX_DATA_FILENAME, ONNX_FILENAME, SPEC_FILENAME, ModelSpec
 from mxbai_triton.core.preprocess import TOKENIZER_FILENAME
@@ -81,8 +82,9 @@ def generate_repository(
         instance_kind: "gpu" or "cpu" instances for the onnx target.
         padding: "buckets" (the limits' buckets) or "multiple" (multiple of 8); default per target.
         limits: How this deployment serves the model (default: the model's defaults); the target
-            decides padding, the portable scorer's attention cap and, with an engine, its batch
-            size and input dtype. Written to serving.json beside each python model.
+            decides padding, the portable scorer's attention cap, the sub-batch cost model and bulk
+            budget where they are unset and, with an engine, its batch size and input dtype.
+            Written to serving.json beside each python model.
         scoring: Runtime, precision and threads of a CPU target's scorer (default: fp32 on ONNX Runtime
             for portable, on OpenVINO for openvino). Whether this CPU can run it is the caller's check
             (`repo` refuses bf16 without native bf16; the python scorer again when it loads).
@@ -100,6 +102,7 @@ def generate_repository(
         limits = limits.with_overrides(bucket_bounds=())
     if target in CPU_TARGETS and not limits.max_attention_cells:
         limits = limits.with_overrides(max_attention_cells=PORTABLE_ATTENTION_CELLS)
+    limits = with_target_costs(limits, architecture_of(spec.name, export_dir), target_kind(target, instance_kind))
     if scoring is not None and target not in CPU_TARGETS:
         raise ValueError(f"runtime and precision choices apply to the {' and '.join(CPU_TARGETS)} targets; the {target} "
                          "target computes in the export's dtype (mxbai-triton export --dtype)")

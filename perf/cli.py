@@ -14,6 +14,7 @@ BENCHMARKS = {
     "compare": ("compare", "reference rank() vs in-process ONNX Runtime vs the Triton ensemble, one run"),
     "served": ("served_bench", "served path on mixed lengths: computed/real tokens, mixed vs grouped, latency"),
     "fairness": ("fairness_bench", "small requests during a 1000-document one, bulk slowdown, abandoned requests"),
+    "cost": ("sub_batch_cost", "fit the sub-batch cost model to the portable scorer's executions of a stand-in"),
     "tokenizer": ("tokenizer_bench", "the tokenizer stage vs a bare batched tokenizers encode"),
     "gateway": ("gateway_bench", "what the HTTP rerank gateway adds over the gRPC client"),
     "overload": ("overload_bench", "retries at 2x capacity, load shedding at 3x, a rolling restart of two servers"),

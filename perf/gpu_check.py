@@ -18,8 +18,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from mxbai_triton.core.cost import flops
 from mxbai_triton.core.memory import SIZES as SHAPES  # base/large: the real shapes
 from mxbai_triton.core.memory import VOCAB_SIZE as VOCAB
+from mxbai_triton.core.memory import Architecture
 
 
 def random_causal_lm(shape, seed: int = 0):
@@ -96,12 +98,9 @@ def _sync(device: str) -> None:
 
 
 def flops_per_row(shape, seq: int) -> float:
-    """Matmul FLOPs of one row: projections + MLP (2 per weight per token) + causal QK^T and PV.
-    The one formula for every GPU figure here (gpu_throughput too): base-v2 is ~0.72 GFLOP per token."""
-    hidden, layers, heads, kv_heads, inter = shape
-    kv = kv_heads * hidden // heads
-    per_token = 2 * layers * (2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * inter)
-    return per_token * seq + 2 * layers * seq * seq * hidden  # causal: half of 4 * s^2 * h
+    """Matmul FLOPs of one row: projections + MLP (2 per weight per token) + causal QK^T and PV, by the
+    formula the dispatch's cost model uses (core/cost.py): base-v2 is ~0.72 GFLOP per token."""
+    return flops(Architecture(*shape), 1, seq)
 
 
 def agreement_cases(spec, long_length: int):
