@@ -56,7 +56,7 @@ def _rank(args) -> int:
         with RerankClient(urls, model=model, protocol=args.protocol, timeout=args.timeout, retry=retry) as client:
             results = client.rank(args.query, args.documents, top_k=args.top_k, instruction=args.instruction,
                                   priority=args.priority or 0)
-            estimated_max = client.limits().estimated_max
+            estimated_max = client.limits.estimated_max
     except RerankError as error:
         if error.unavailable:
             raise RerankError(f"{error}; {NO_SERVER_HINT}", kind=error.kind) from None

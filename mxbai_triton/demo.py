@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         url = server.grpc_url if args.protocol == "grpc" else server.http_url
         with RerankClient(url, model="reranker", protocol=args.protocol) as client:
             results = client.rank(EXAMPLE_QUERY, list(EXAMPLE_DOCUMENTS))
-            estimated_max = client.limits().estimated_max
+            estimated_max = client.limits.estimated_max
         print()
         print_ranking(EXAMPLE_QUERY, results, estimated_max)
         with GatewayProcess(server.grpc_url, "reranker") as gateway:
