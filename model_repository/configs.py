@@ -9,6 +9,7 @@ from mxbai_triton.core.engine import EngineProfiles
 from mxbai_triton.core.memory import UNFUSED_ATTENTION_DTYPES
 from mxbai_triton.core.model import TOKEN_COUNTS, ModelSpec, TensorSpec
 from mxbai_triton.core.serving import ServingLimits
+from mxbai_triton.core.telemetry import EXECUTION, TIMINGS
 from mxbai_triton.core.wire import PRIORITY_BULK, PRIORITY_INTERACTIVE
 
 from .ort_cuda_options import SCORER_OPTIONS as CUDA_SCORER_OPTIONS
@@ -40,7 +41,10 @@ def _text_inputs() -> list[dict]:
 
 
 def _text_outputs(spec: ModelSpec) -> list[dict]:
-    return [_tensor(spec.scores.name, spec.scores.dtype, [-1, 1]), _tensor(TOKEN_COUNTS.name, TOKEN_COUNTS.dtype, [-1, 1])]
+    # `timings` is additive to the public contract (query, documents, instruction -> scores, token_counts):
+    # clients that name their outputs are unaffected (docs/observability.md).
+    return [_tensor(spec.scores.name, spec.scores.dtype, [-1, 1]), _tensor(TOKEN_COUNTS.name, TOKEN_COUNTS.dtype, [-1, 1]),
+            _spec_tensor(TIMINGS)]
 
 
 def _build(raw: dict) -> mc.ModelConfig:
@@ -160,6 +164,7 @@ def scorer_config(spec: ModelSpec, limits: ServingLimits, name: str, target: str
             raw["model_warmup"] = _warmup(spec, limits, profiles)
     else:
         raw["backend"] = "python"
+        raw["output"].append(_spec_tensor(EXECUTION))  # the dispatch's queue vs execution split
         # One instance: ONNX Runtime already spreads one execution over every core.
         raw["instance_group"] = [{"kind": "KIND_CPU", "count": 1}]
         # The python scorer takes each request's tensors as they are and runs equal lengths
