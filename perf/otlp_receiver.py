@@ -1,5 +1,5 @@
-"""An OTLP/HTTP trace receiver on loopback for tests: takes the JSON encoding (what Triton's opentelemetry-cpp 1.13
-exporter and ours send) at POST /v1/traces, and keeps every span with its service."""
+"""An OTLP/HTTP trace receiver on loopback (tests, the tracing benchmark): takes the JSON encoding (what Triton's
+opentelemetry-cpp 1.13 exporter and ours send) at POST /v1/traces, keeps every span with its service, draws a trace."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ class Span:
     span_id: str
     parent_id: str
     attributes: dict
+    start_ns: int = 0
+    end_ns: int = 0
 
 
 def _value(value: dict):
@@ -68,7 +70,8 @@ class OTLPReceiver:
             for scope_spans in resource_spans.get("scopeSpans", ()):
                 for span in scope_spans.get("spans", ()):
                     spans.append(Span(service, span["name"], span["traceId"].lower(), span["spanId"].lower(),
-                                      (span.get("parentSpanId") or "").lower(), _attributes(span.get("attributes"))))
+                                      (span.get("parentSpanId") or "").lower(), _attributes(span.get("attributes")),
+                                      int(span.get("startTimeUnixNano", 0)), int(span.get("endTimeUnixNano", 0))))
         with self._lock:
             self.spans += spans
             self.bodies += 1
@@ -91,3 +94,27 @@ class OTLPReceiver:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def tree(spans: list[Span], root_parent: str = "") -> str:
+    """The spans as an indented tree, children in start order: "name [service] duration attributes"; spans whose
+    parent is not among them (the caller's span) are roots."""
+    ids = {s.span_id for s in spans}
+    children: dict[str, list[Span]] = {}
+    for span in spans:
+        children.setdefault(span.parent_id if span.parent_id in ids else root_parent, []).append(span)
+    lines: list[str] = []
+
+    def walk(parent: str, depth: int) -> None:
+        for span in sorted(children.get(parent, ()), key=lambda s: (s.start_ns, s.name)):
+            shown = {k: v for k, v in span.attributes.items() if k in _SHOWN}
+            lines.append(f"{'  ' * depth}{span.name} [{span.service}] {(span.end_ns - span.start_ns) / 1e6:.2f} ms"
+                         + (f" {shown}" if shown else ""))
+            walk(span.span_id, depth + 1)
+
+    walk(root_parent, 0)
+    return "\n".join(lines)
+
+
+# Attributes worth a look in a drawn tree: ids that join the stages, and what a sub-batch was.
+_SHOWN = ("mxbai.request_id", "triton.request_id", "mxbai.rows", "mxbai.padded_length", "mxbai.outcome")

@@ -197,6 +197,27 @@ def test_the_request_id_is_tritons_request_id_and_the_answers_id_and_the_timings
                                                                "inference;dur=250.100"]
 
 
+def test_the_access_log_has_one_json_line_per_request_with_its_id_api_model_size_status_and_timings(edge, caplog):
+    import json
+    import logging
+
+    from mxbai_triton.console import JsonFormatter
+
+    edge.timings = Timings(tokenization=0.0042, queue=0.0105, inference=0.2501, dispatch=0.2606)
+    options = {"urls": ("127.0.0.1:1",), "models": ("reranker",), "timeout": 5.0, "retry_for": 1.0}
+    with caplog.at_level(logging.INFO, logger="mxbai_triton.gateway.access"), \
+            TestClient(create_app(BackendSettings(**options), access_log=True)) as client:
+        client.post("/rerank", json={"query": QUERY, "texts": ["a", "b", "c"]}, headers={"x-request-id": "access-0001"})
+        client.post("/v2/rerank", json={"model": "nope", "query": QUERY, "documents": ["a"]})
+    ok, missing = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "mxbai_triton.gateway.access"]
+    assert {k: ok[k] for k in ("id", "api", "model", "class", "status", "documents", "tokens", "tokenization_ms",
+                               "queue_ms", "inference_ms")} == {
+        "id": "access-0001", "api": "tei", "model": "reranker", "class": "interactive", "status": 200, "documents": 3,
+        "tokens": 21, "tokenization_ms": 4.2, "queue_ms": 10.5, "inference_ms": 250.1}
+    assert ok["total_ms"] >= 0 and ok["level"] == "info" and ok["message"].startswith("request access-0001 api=tei")
+    assert (missing["api"], missing["status"], missing["kind"], missing["documents"]) == ("cohere", 404, "not_found", 0)
+
+
 def test_an_error_about_the_request_from_triton_is_a_400_with_its_message(edge):
     def refused(documents):
         raise RerankError("reranker: 'documents[0]' is not valid UTF-8", kind=ErrorKind.INVALID_INPUT)
