@@ -103,6 +103,10 @@ class TokenizerCore:
         return plans
 
 
+# Why sub-batches of a request were never sent: its client went away, its timeout passed, an earlier one failed.
+SKIP_REASONS = ("cancelled", "deadline", "failed")
+
+
 class DispatchCounters:
     """The dispatch's Prometheus counters on Triton's metrics port (names and meanings: dispatch.COUNTERS)."""
 
@@ -114,6 +118,9 @@ class DispatchCounters:
             for name, text in COUNTERS.items()
         }
         self.metrics: dict[tuple, object] = {}
+        # Every reason's series from the start, at 0: a dashboard's rate() sees the first skip, not a series appearing.
+        for reason in SKIP_REASONS:
+            self._metric("skipped_sub_batches", reason=reason)
 
     def _metric(self, key: str, **labels):
         index = (key, *labels.items())  # a few per sub-batch: no string building on the way
