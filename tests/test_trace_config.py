@@ -1,4 +1,5 @@
-"""serve's translation of the standard OTEL_* variables into Triton's --trace-config (Triton reads only some of them)."""
+"""serve's translation of the standard OTEL_* variables into Triton's --trace-config (Triton reads only some of them),
+and its JSON rewrite of Triton's log lines."""
 
 from __future__ import annotations
 
@@ -41,3 +42,14 @@ def test_behind_the_gateway_triton_traces_only_what_the_gateway_sampled_and_give
     assert trace_args(["rate=0"]) == ["--trace-config", "rate=0"]
     with pytest.raises(ValueError, match="SETTING=VALUE"):
         trace_settings({}, given=["opentelemetry"])
+
+
+def test_serve_rewrites_tritons_log_lines_as_json_objects():
+    import json
+
+    from mxbai_triton.noise import triton_json_line
+
+    line = json.loads(triton_json_line("W1206 12:00:01.123456 4242 model_lifecycle.cc:473] \"loading: rr:1\"\n"))
+    assert line == {"level": "warning", "logger": "tritonserver", "triton_time": "12:00:01.123456",
+                    "source": "model_lifecycle.cc:473", "message": "\"loading: rr:1\""}
+    assert json.loads(triton_json_line("Traceback (most recent call last):"))["message"] == "Traceback (most recent call last):"
