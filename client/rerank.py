@@ -163,7 +163,7 @@ class AsyncRerankClient:
         # The ensemble's dispatch step when the server names one: it sees a cancellation, the ensemble does not.
         call = Call(limits.dispatch_model or self.model, priority, deadline, truncate, request_id, trace_headers or {})
         chunks = _chunks(documents_bytes, limits.max_documents)
-        calls = [call] if len(chunks) == 1 or not request_id else [
+        calls = [call] * len(chunks) if len(chunks) == 1 or not request_id else [
             dataclasses.replace(call, request_id=f"{request_id}.c{i}") for i in range(len(chunks))]
         scored = Scored.concatenate(await asyncio.gather(*(
             self._pool.acall(self.model, lambda t, chunk=chunk, c=c: t.infer(c, query_bytes, chunk, instruction_bytes),

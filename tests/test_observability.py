@@ -89,9 +89,12 @@ def test_the_grpc_client_result_carries_the_timings_and_its_request_id(served):
 
     with RerankClient(served.grpc_url, model="reranker") as client:
         scored = client.scored(QUERY, DOCUMENTS, request_id="grpc-1")
+        split = client.scored(QUERY, DOCUMENTS * 9, request_id="grpc-2")  # above the server's limit: two calls
     t = scored.timings
     assert scored.request_id == "grpc-1" and scored.compute_tokens == int(scored.token_counts.sum()) > 0
     assert t.tokenization > 0 and t.inference > 0 and t.total >= t.tokenization + t.queue + t.inference
+    assert len(split.scores) == len(DOCUMENTS) * 9 and split.request_id == "grpc-2"
+    assert split.timings.total >= split.timings.tokenization + split.timings.queue + split.timings.inference
 
 
 def test_histograms_count_exactly_the_requests_made(gateway, served):
