@@ -9,7 +9,7 @@ import numpy as np
 
 from .model import ModelSpec
 from .preprocess import padded_lengths
-from .serving import ServingLimits
+from .serving import ServingLimits, SubBatchCost
 from .wire import PRIORITIES, PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_PARAMETER
 
 
@@ -23,13 +23,23 @@ class DispatchLimits:
     overhead_tokens: int
     multiple_of: int
     buckets: tuple[int, ...]  # empty: pad to a multiple of `multiple_of`
+    # Bulk plans: a sub-batch's estimated execution stays within `budget_seconds` (0: no budget).
+    cost: SubBatchCost | None = None
+    budget_seconds: float = 0.0
+
+    def __post_init__(self):
+        if self.budget_seconds and self.cost is None:
+            raise ValueError("a sub-batch budget needs a cost model (serving.json's sub_batch_cost)")
 
     @classmethod
-    def of(cls, model: ModelSpec, limits: ServingLimits) -> "DispatchLimits":
+    def of(cls, model: ModelSpec, limits: ServingLimits, level: int = PRIORITY_INTERACTIVE) -> "DispatchLimits":
+        """The limits of `level`'s plans: bulk ones add the cost budget where serving.json sets one."""
+        bounded = level == PRIORITY_BULK and limits.sub_batch_cost is not None and bool(limits.bulk_sub_batch_seconds)
         return cls(
             max_rows=limits.max_batch_size, max_tokens=limits.max_batch_tokens,
             max_attention_cells=limits.max_attention_cells, overhead_tokens=limits.sub_batch_overhead_tokens,
             multiple_of=model.pad_to_multiple_of, buckets=limits.seq_buckets(model),
+            cost=limits.sub_batch_cost if bounded else None, budget_seconds=limits.bulk_sub_batch_seconds if bounded else 0.0,
         )
 
     def padded(self, lengths: np.ndarray) -> np.ndarray:
@@ -41,7 +51,13 @@ class DispatchLimits:
         rows = min(self.max_rows, self.max_tokens // padded_length)
         if self.max_attention_cells:
             rows = min(rows, self.max_attention_cells // (padded_length * padded_length))
+        if self.budget_seconds:
+            rows = min(rows, self.cost.rows_within(self.budget_seconds, padded_length))
         return max(1, rows)
+
+    def padded_tokens(self, lengths: np.ndarray, batches: list[np.ndarray]) -> int:
+        """Tokens the scorer computes for `batches` of rows of `lengths`: each sub-batch's rows x its padded length."""
+        return sum(len(rows) * int(self.padded(lengths[rows].max(keepdims=True))[0]) for rows in batches)
 
 
 def plan_sub_batches(lengths: np.ndarray, limits: DispatchLimits) -> list[np.ndarray]:

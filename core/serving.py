@@ -13,6 +13,29 @@ SERVING_FILENAME = "serving.json"
 
 
 @dataclass(frozen=True)
+class SubBatchCost:
+    """Estimated seconds of one scorer execution of `rows` rows padded to `length` tokens: a fixed part per
+    execution, a part per padded token (projections, MLP) and a part per attention cell (rows x length^2).
+
+    Written by `repo` from the target's rates and the model's FLOPs (core/cost.py); a deployment can
+    put its own measured coefficients in serving.json (`mxbai-triton perf cost` fits them).
+    """
+
+    seconds_per_execution: float
+    seconds_per_token: float
+    seconds_per_attention_cell: float
+
+    def seconds(self, rows, length):
+        """The estimate for `rows` x `length` (numbers or numpy arrays)."""
+        return self.seconds_per_execution + rows * length * (self.seconds_per_token + length * self.seconds_per_attention_cell)
+
+    def rows_within(self, budget: float, length: int) -> int:
+        """Most rows of `length` tokens whose execution stays within `budget` seconds; at least one (a row is never split)."""
+        per_row = length * (self.seconds_per_token + length * self.seconds_per_attention_cell)
+        return max(1, int((budget - self.seconds_per_execution) / per_row)) if per_row > 0 else 1 << 30
+
+
+@dataclass(frozen=True)
 class ServingLimits:
     """Written by `repo` beside each python model of a repository; read by the tokenizer and scorer steps."""
 
@@ -39,12 +62,12 @@ class ServingLimits:
     bucket_bounds: tuple[int, ...] = (64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144)
     # Scorer dynamic batching: wait up to this long for same-bucket requests to merge. One GPU
     # execution of a full batch takes tens of ms, so 2 ms costs little and lets concurrent requests
-    # share an execution; a bounded queue rejects overload instead of growing without limit.
+    # share an execution.
     queue_delay_us: int = 2000
-    max_queue_size: int = 512
-    # Longest a request waits in the tokenizer's queue, or a sub-batch in the scorer's, before Triton
-    # rejects it; a request's own `timeout` shortens both (Triton applies an override only below a
-    # non-zero default: core src/scheduler_utils.cc PolicyQueue::Enqueue).
+    # Longest a request waits in the tokenizer's queue before Triton rejects it; a request's own
+    # `timeout` shortens it (Triton applies an override only below a non-zero default: core
+    # src/scheduler_utils.cc PolicyQueue::Enqueue), and the dispatch sends no sub-batch after it.
+    # The scorer's queue has no policy (model_repository/configs.py says why): the dispatch bounds it.
     queue_timeout_us: int = 60_000_000
     # Requests dispatching at once (one per instance: a non-decoupled python model runs one execute
     # at a time). Bulk requests hold theirs for their whole run; the spare ones keep small requests
@@ -57,13 +80,19 @@ class ServingLimits:
     # bulk work (docs/operations.md "Admission").
     interactive_queue_size: int = 16
     bulk_queue_size: int = 4
-    # Fair scheduling (README "Scheduling and cancellation"). A request whose sub-batches add up to
+    # Fair scheduling (docs/scheduling.md). A request whose sub-batches add up to
     # more padded tokens than this, or whose caller marks it bulk, is bulk work: it keeps only
     # `bulk_sub_batches_in_flight` sub-batches in the scorer's queue at a time, so the queue serves
     # the active requests round-robin and a small request waits behind at most that many of them.
     # Smaller requests send every sub-batch at once.
     interactive_max_tokens: int = 65536
     bulk_sub_batches_in_flight: int = 1
+    # Bounded turns (docs/scheduling.md): a bulk request's sub-batches are planned so that each one's
+    # estimated execution (`sub_batch_cost`) stays within this many seconds, so a small request waits
+    # behind at most about that much; interactive plans keep the limits above. 0: bulk plans like
+    # interactive ones. None (and a None cost): `repo` writes its target's values (core/cost.py).
+    bulk_sub_batch_seconds: float | None = None
+    sub_batch_cost: SubBatchCost | None = None
     # Special-token strings inside queries and documents ("<|im_end|>", "<|im_start|>assistant"):
     # "parse" tokenizes them as special tokens, as the reference does (same tokens, same scores);
     # "text" tokenizes them as plain text, so untrusted text cannot imitate the prompt's template
@@ -77,6 +106,8 @@ class ServingLimits:
     def __post_init__(self):
         if self.special_tokens_in_text not in ("parse", "text"):
             raise ValueError(f"special_tokens_in_text must be 'parse' or 'text', got {self.special_tokens_in_text!r}")
+        if self.bulk_sub_batch_seconds is not None and self.bulk_sub_batch_seconds < 0:
+            raise ValueError(f"bulk_sub_batch_seconds must be >= 0 (0: off), got {self.bulk_sub_batch_seconds}")
         if min(self.max_documents_per_request, self.max_batch_size, self.bulk_sub_batches_in_flight,
                self.tokenizer_instances, self.interactive_queue_size, self.bulk_queue_size) < 1:
             raise ValueError("max_documents_per_request, max_batch_size, bulk_sub_batches_in_flight, "
@@ -121,6 +152,11 @@ class ServingLimits:
     def load(cls, directory: str | Path) -> "ServingLimits":
         raw = json.loads((Path(directory) / SERVING_FILENAME).read_text(encoding="utf-8"))
         raw["bucket_bounds"] = tuple(raw["bucket_bounds"])
+        # Written by earlier versions for the scorer's queue, which the dispatch now bounds; the
+        # tokenizer's bounds are the per-level queue sizes. A repository built before still loads.
+        raw.pop("max_queue_size", None)
+        if raw.get("sub_batch_cost") is not None:
+            raw["sub_batch_cost"] = SubBatchCost(**raw["sub_batch_cost"])
         return cls(**raw)
 
 

@@ -7,14 +7,19 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from mxbai_triton.core.engine import EngineProfiles
 from mxbai_triton.core.memory import UNFUSED_ATTENTION_DTYPES
-from mxbai_triton.core.model import TOKEN_COUNTS, ModelSpec, TensorSpec
+from mxbai_triton.core.model import ONNX_FILENAME, TOKEN_COUNTS, ModelSpec, TensorSpec
+from mxbai_triton.core.runtime import CpuScoring
 from mxbai_triton.core.serving import ServingLimits
 from mxbai_triton.core.telemetry import EXECUTION, TIMINGS
 from mxbai_triton.core.wire import PRIORITY_BULK, PRIORITY_INTERACTIVE
 
+from .openvino_options import backend_parameters as openvino_parameters
 from .ort_cuda_options import SCORER_OPTIONS as CUDA_SCORER_OPTIONS
 
-TARGETS = ("portable", "onnx", "trt")
+TARGETS = ("portable", "onnx", "trt", "openvino")
+# Targets whose scorer runs on the CPU at a precision of its own choosing (CpuScoring); the GPU
+# targets compute in the export's (or engine's) dtype.
+CPU_TARGETS = ("portable", "openvino")
 TRITON_DTYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32", "float32": "TYPE_FP32", "object": "TYPE_STRING"}
 ENSEMBLE_INPUTS = ("query", "documents", "instruction")
 
@@ -57,7 +62,8 @@ def _text_model(name: str, spec: ModelSpec, **fields) -> mc.ModelConfig:
     return _build({"name": name, "max_batch_size": 0, "input": _text_inputs(), "output": _text_outputs(spec), **fields})
 
 
-def ensemble_config(spec: ModelSpec, limits: ServingLimits, name: str) -> mc.ModelConfig:
+def ensemble_config(spec: ModelSpec, limits: ServingLimits, name: str, *, precision: str | None = None) -> mc.ModelConfig:
+    """The public model; `precision` is what its scorer computes in (default: the export's dtype)."""
     names = model_names(name)
     return _text_model(
         names["ensemble"], spec,
@@ -73,6 +79,8 @@ def ensemble_config(spec: ModelSpec, limits: ServingLimits, name: str) -> mc.Mod
             # The longest prompt the tokenizer step builds; a document's token count reaching it
             # means the document was cut (the gateway's `truncate: NONE` refuses such documents).
             "max_prompt_tokens": {"string_value": str(_max_prompt_tokens(spec))},
+            # fp32, bf16 or fp16: what a client's scores were computed in (docs/cpu-precision.md).
+            "scorer_precision": {"string_value": precision or spec.dtype},
         },
         # One step: the tokenizer sends the scorer length-sorted sub-batches itself (BLS), so the
         # token tensors never cross the ensemble; README "Length-aware dispatch" has the hop costs.
@@ -120,20 +128,27 @@ def _queue_policy(limits: ServingLimits, **extra) -> dict:
 
 
 def scorer_config(spec: ModelSpec, limits: ServingLimits, name: str, target: str, *, instance_kind: str = "gpu",
-                  profiles: EngineProfiles = EngineProfiles()) -> mc.ModelConfig:
-    """The scoring model for `target`: tensorrt_plan (with the engine's `profiles`), onnxruntime_onnx, or python + ONNX Runtime."""
+                  profiles: EngineProfiles = EngineProfiles(), scoring: CpuScoring | None = None) -> mc.ModelConfig:
+    """The scoring model for `target`: tensorrt_plan (with the engine's `profiles`), onnxruntime_onnx, Triton's
+    openvino backend, or python + ONNX Runtime / OpenVINO (`scoring` for the two CPU targets)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    scoring = scoring or CpuScoring(runtime="openvino" if target == "openvino" else "onnxruntime")
+    if target == "openvino":
+        return _openvino_scorer(spec, limits, name, scoring)
     raw: dict = {
         "name": model_names(name)["scorer"],
         "max_batch_size": limits.max_batch_size,
         "input": [_tensor(t.name, limits.scorer_input_dtype, t.dims) for t in (spec.input_ids, spec.attention_mask)],
         "output": [_spec_tensor(spec.scores)],
+        # No queue policy: with a timeout or a size limit Triton's batcher cannot prefetch, and then a
+        # request queued while the scorer executes can wait up to 500 ms past the end of that execution
+        # (core src/scheduler_utils.cc PriorityQueue(), src/dynamic_batch_scheduler.cc
+        # WaitForPayloadSlotAvailable; measured in docs/scheduling.md). The scorer's queue is bounded by
+        # the dispatch (a bulk request keeps one sub-batch in it), and deadlines are checked there.
         "dynamic_batching": {
             "preferred_batch_size": list(limits.preferred_batch_sizes),
             "max_queue_delay_microseconds": limits.queue_delay_us,
-            # A sub-batch carries its request's remaining time: it never outlives the request in the queue.
-            "default_queue_policy": _queue_policy(limits, max_queue_size=limits.max_queue_size),
         },
     }
     if target == "trt":
@@ -165,13 +180,34 @@ def scorer_config(spec: ModelSpec, limits: ServingLimits, name: str, target: str
     else:
         raw["backend"] = "python"
         raw["output"].append(_spec_tensor(EXECUTION))  # the dispatch's queue vs execution split
-        # One instance: ONNX Runtime already spreads one execution over every core.
+        # One instance: ONNX Runtime and OpenVINO already spread one execution over every core.
         raw["instance_group"] = [{"kind": "KIND_CPU", "count": 1}]
-        # The python scorer takes each request's tensors as they are and runs equal lengths
-        # together, so the batcher may hand it every queued sub-batch, whatever its length.
-        for tensor in raw["input"]:
-            tensor["allow_ragged_batch"] = True
+        # No ragged batching: the batcher merges only sub-batches of one padded length (which the
+        # scorer runs as one batch). With it, a small request queued beside a bulk sub-batch of
+        # another length shared its execution call and waited for both (docs/scheduling.md).
+        raw["parameters"] = {k: {"string_value": v} for k, v in scoring.parameters().items()}
     return _build(raw)
+
+
+def _openvino_scorer(spec: ModelSpec, limits: ServingLimits, name: str, scoring: CpuScoring) -> mc.ModelConfig:
+    """Triton's openvino backend on the ONNX export (model_repository/openvino_options.py has what it parses)."""
+    if scoring.runtime != "openvino":
+        raise ValueError("the openvino target runs OpenVINO: --runtime onnxruntime applies to the portable target")
+    parameters = {**openvino_parameters(scoring.precision, scoring.threads), **scoring.parameters()}
+    return _build({
+        "name": model_names(name)["scorer"],
+        "backend": "openvino",
+        "default_model_filename": ONNX_FILENAME,
+        # Not batching: the backend would fix the model's batch to max_batch_size and refuse any other
+        # (openvino_options.py); the dispatch already sends whole sub-batches, [rows, length] each.
+        "max_batch_size": 0,
+        "input": [_tensor(t.name, limits.scorer_input_dtype, [-1, *t.dims]) for t in (spec.input_ids, spec.attention_mask)],
+        "output": [_tensor(spec.scores.name, spec.scores.dtype, [-1, *spec.scores.dims])],
+        "instance_group": [{"kind": "KIND_CPU", "count": 1}],
+        # Orders waiting sub-batches, with no queue policy as on the other scorers (scorer_config says why).
+        "dynamic_batching": {},
+        "parameters": {k: {"string_value": v} for k, v in parameters.items()},
+    })
 
 
 def _warmup(spec: ModelSpec, limits: ServingLimits, profiles: EngineProfiles) -> list[dict]:

@@ -10,6 +10,8 @@ from mxbai_triton.core.preprocess import TOKENIZER_FILENAME
 from mxbai_triton.core.serving import SERVING_FILENAME
 from mxbai_triton.export.tensorrt import PLAN_FILENAME
 
+from .openvino_options import parameter_problems
+
 # What each of our python models reads at initialize(), by the backend module its model.py imports.
 _PYTHON_MODEL_FILES = {
     "tokenizer_backend": (SPEC_FILENAME, SERVING_FILENAME, TOKENIZER_FILENAME),
@@ -108,6 +110,11 @@ def _check_model(model_dir: Path, names: set[str], problems: list[str]) -> None:
                 _check_files(version_dir, files, problems)
                 _check_spec(version_dir, problems)
         _check_tokenizer(version_dir, problems)
+        return
+    if config.backend == "openvino":  # the file it reads: default_model_filename, else model.xml (openvino_options.py)
+        _check_files(version_dir, (config.default_model_filename or "model.xml",), problems)
+        parameters = {k: v.string_value for k, v in config.parameters.items()}
+        problems.extend(f"{model_dir / 'config.pbtxt'}: {problem}" for problem in parameter_problems(parameters))
         return
     _check_files(version_dir, _PLATFORM_FILES.get(config.platform or config.backend, ()), problems)
 

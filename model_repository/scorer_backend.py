@@ -1,4 +1,4 @@
-"""Triton python model: the exported model.onnx on ONNX Runtime, for servers with only the python backend."""
+"""Triton python model: the exported model.onnx on ONNX Runtime (fp32) or OpenVINO (fp32, bf16), for a python-backend-only Triton."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mxbai_triton.core.model import ONNX_FILENAME, ModelSpec
-from mxbai_triton.core.runtime import onnx_session
+from mxbai_triton.core.runtime import PRECISION_METRIC, CpuScoring, cpu_scorer
 from mxbai_triton.core.serving import ServingLimits
 from mxbai_triton.core.telemetry import EXECUTION
 
@@ -21,22 +21,21 @@ DEFAULT_MAX_SCORE_CELLS = 1 << 25
 
 
 class ScorerCore:
-    """Runs merged requests as one ONNX Runtime batch (split only by the memory cap)."""
+    """Runs merged requests as one batch of the runtime (split only by the memory cap)."""
 
-    def __init__(self, model_dir: str | Path, *, threads: int = 0, max_score_cells: int | None = None):
+    def __init__(self, model_dir: str | Path, *, scoring: CpuScoring = CpuScoring(), max_score_cells: int | None = None,
+                 flags: frozenset[str] | None = None):
         self.spec = ModelSpec.load(model_dir)
-        self.session = onnx_session(Path(model_dir) / ONNX_FILENAME, threads=threads)
+        self.scoring = scoring
+        names = (self.spec.input_ids.name, self.spec.attention_mask.name)
+        self.run = cpu_scorer(Path(model_dir) / ONNX_FILENAME, names, scoring, flags=flags)
         cells = ServingLimits.load(model_dir).max_attention_cells
         self.max_score_cells = max_score_cells or cells or DEFAULT_MAX_SCORE_CELLS
 
     def score(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         seq = input_ids.shape[1]
         rows = max(1, self.max_score_cells // (seq * seq))
-        names = (self.spec.input_ids.name, self.spec.attention_mask.name)
-        parts = [
-            self.session.run(None, dict(zip(names, (input_ids[i:i + rows], attention_mask[i:i + rows]))))[0]
-            for i in range(0, len(input_ids), rows)
-        ]
+        parts = [self.run(input_ids[i:i + rows], attention_mask[i:i + rows]) for i in range(0, len(input_ids), rows)]
         return np.concatenate(parts).astype(np.float32, copy=False)
 
     def score_requests(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
@@ -64,13 +63,22 @@ class TritonPythonModel:
         self.pb = pb_utils
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        self.core = ScorerCore(
-            Path(args["model_repository"]) / args["model_version"],
-            threads=int(params.get("intra_op_threads", os.environ.get("MXBAI_TRITON_ORT_THREADS", 0))),
-            max_score_cells=int(params.get("max_score_cells", 0)) or None,
-        )
+        scoring = CpuScoring.from_parameters(params)
+        if not scoring.threads and os.environ.get("MXBAI_TRITON_ORT_THREADS"):
+            scoring = scoring.with_overrides(threads=int(os.environ["MXBAI_TRITON_ORT_THREADS"]))
+        # bf16 on a CPU without it raises here: the model fails to load with that one line.
+        self.core = ScorerCore(Path(args["model_repository"]) / args["model_version"], scoring=scoring,
+                               max_score_cells=int(params.get("max_score_cells", 0)) or None)
         spec = self.core.spec
         self.names = (spec.input_ids.name, spec.attention_mask.name, spec.scores.name)
+        # Kept: a metric lives as long as its family.
+        self.precision_family = pb_utils.MetricFamily(
+            name=PRECISION_METRIC, description="1 for the precision and runtime this scorer computes with",
+            kind=pb_utils.MetricFamily.GAUGE)
+        self.precision_metric = self.precision_family.Metric(labels={
+            "model": args["model_name"], "precision": scoring.precision, "runtime": scoring.runtime,
+            "threads": str(scoring.threads)})
+        self.precision_metric.set(1)
 
     def execute(self, requests):
         pb = self.pb

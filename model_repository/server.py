@@ -20,12 +20,13 @@ from pathlib import Path
 
 from mxbai_triton.core.dispatch import COUNTERS
 from mxbai_triton.core.drain import DRAIN_FILE_ENV
+from mxbai_triton.core.runtime import PRECISION_METRIC, CpuScoring
 from mxbai_triton.noise import is_triton_noise, triton_json_line, triton_line_level
 from mxbai_triton.processes import busy_ports, free_port, pid_alive, spawn, stop
 
 from .dispatch_telemetry import LOG_REQUESTS_ENV
 
-__all__ = ["ServerError", "TritonServer", "free_port", "read_counters"]
+__all__ = ["ServerError", "TritonServer", "free_port", "read_counters", "scorer_precisions"]
 log = logging.getLogger(__name__)
 
 # Triton's administrative APIs: who holds the token may list/load models, map shared memory, change
@@ -49,6 +50,19 @@ def read_counters(metrics_url: str, names=tuple(COUNTERS), **labels: str) -> dic
         if name in totals and all(w in line for w in wanted):
             totals[name] += float(line.rsplit(" ", 1)[1])
     return totals
+
+
+def scorer_precisions(metrics_url: str) -> dict[str, str]:
+    """What each python scorer of a server computes with, as it loaded ({"rr_scorer": "bf16 on OpenVINO"}),
+    from its precision gauge on the Prometheus endpoint ("http://host:port")."""
+    with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(PRECISION_METRIC + "{") and float(line.rsplit(" ", 1)[1]) == 1:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+            found[labels["model"]] = CpuScoring(labels["runtime"], labels["precision"]).describe()
+    return found
 
 
 class ServerError(RuntimeError):

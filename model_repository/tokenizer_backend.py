@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mxbai_triton.core.deadline import Deadline
 from mxbai_triton.core.dispatch import COUNTERS, LEVEL_NAMES, DispatchLimits, SchedulingPolicy, plan_sub_batches, requested_level
 from mxbai_triton.core.drain import IN_FLIGHT_GAUGE, REFUSAL, drain_file, draining
 from mxbai_triton.core.model import TOKEN_COUNTS, ModelSpec
@@ -20,6 +21,7 @@ from mxbai_triton.core.preprocess import RerankPreprocessor
 from mxbai_triton.core.serving import ServingLimits
 from mxbai_triton.core.telemetry import TIMINGS, Timings, with_request_id
 from mxbai_triton.core.truncation import truncation_refusal
+from mxbai_triton.core.wire import PRIORITY_INTERACTIVE
 
 from .dispatch_telemetry import LOG_REQUESTS_ENV, DispatchHistograms, DispatchSpans, RequestTimes, log_request
 
@@ -73,6 +75,14 @@ class SubBatch:
         return self.attention_mask.sum(axis=1)
 
 
+@dataclass(frozen=True)
+class RequestPlan:
+    """One request's class (core.wire priority level) and its sub-batches, in sending order."""
+
+    level: int
+    batches: list[SubBatch]
+
+
 class TokenizerCore:
     """The framework-free part: requests of text in, length-sorted padded sub-batches out (tested without Triton)."""
 
@@ -81,7 +91,8 @@ class TokenizerCore:
         self.serving = ServingLimits.load(model_dir)
         self.preprocessor = RerankPreprocessor.from_dir(model_dir, self.spec,
                                                         special_tokens_in_text=self.serving.special_tokens_in_text)
-        self.limits = DispatchLimits.of(self.spec, self.serving)
+        self.policy = SchedulingPolicy.of(self.serving)
+        self.limits = {level: DispatchLimits.of(self.spec, self.serving, level) for level in LEVEL_NAMES}
 
     def parse(self, query, documents, instruction) -> tuple[str, list[str], str | None]:
         query_text = decode_text(query, "query", single=True)[0]
@@ -89,17 +100,27 @@ class TokenizerCore:
         inst = None if instruction is None else decode_text(instruction, "instruction", single=True)[0]
         return query_text, docs, inst
 
-    def plan(self, parsed: list[tuple[str, list[str], str | None]]) -> list[list[SubBatch]]:
-        """Each request's sub-batches, from one tokenizer call for all requests' documents."""
+    def plan(self, parsed: list[tuple[str, list[str], str | None]], requested: list[int] | None = None) -> list[RequestPlan]:
+        """Each request's class and sub-batches, from one tokenizer call for all requests' documents.
+
+        A request's class follows from its interactive plan's padded tokens and its caller's level
+        (`requested`, 0 each by default); bulk requests are planned again within the bulk limits.
+        """
         plans = []
-        for encoded in self.preprocessor.encode_arrays(parsed):
+        interactive = self.limits[PRIORITY_INTERACTIVE]
+        for encoded, wanted in zip(self.preprocessor.encode_arrays(parsed), requested or [0] * len(parsed)):
             lengths = encoded.lengths
+            cuts = plan_sub_batches(lengths, interactive)
+            level = self.policy.level(interactive.padded_tokens(lengths, cuts), wanted)
+            limits = self.limits[level]
+            if limits != interactive:
+                cuts = plan_sub_batches(lengths, limits)
             batches = []
-            for rows in plan_sub_batches(lengths, self.limits):
-                width = int(self.limits.padded(lengths[rows[-1:]])[0])  # rows ascend: the last is the longest
+            for rows in cuts:
+                width = int(limits.padded(lengths[rows[-1:]])[0])  # rows ascend: the last is the longest
                 ids, mask = encoded.padded(rows, width, pad_id=self.spec.pad_token_id, side=self.spec.padding_side)
                 batches.append(SubBatch(rows, ids, mask))
-            plans.append(batches)
+            plans.append(RequestPlan(level, batches))
         return plans
 
 
@@ -145,20 +166,9 @@ class DispatchCounters:
             self._metric("skipped_sub_batches", reason=reason).increment(count)
 
 
-class Deadline:
+def request_deadline(timeout_us: int) -> Deadline:
     """When a request stops being worth work: its Triton `timeout` after its dispatch began (none when 0)."""
-
-    def __init__(self, timeout_us: int, now: float | None = None):
-        self.at = None if not timeout_us else (time.monotonic() if now is None else now) + timeout_us / 1e6
-
-    def remaining_us(self) -> int:
-        """Microseconds left (at least 1 while a deadline is set), 0 when there is none."""
-        if self.at is None:
-            return 0
-        return max(1, int((self.at - time.monotonic()) * 1e6))
-
-    def passed(self) -> bool:
-        return self.at is not None and time.monotonic() >= self.at
+    return Deadline.after(timeout_us / 1e6) if timeout_us else Deadline.none()
 
 
 class TritonPythonModel:
@@ -173,7 +183,7 @@ class TritonPythonModel:
         self.scorer = params["scorer_model"]
         self.core = TokenizerCore(Path(args["model_repository"]) / args["model_version"])
         spec = self.core.spec
-        self.policy = SchedulingPolicy.of(self.core.serving)
+        self.policy = self.core.policy
         self.in_names = (spec.input_ids.name, spec.attention_mask.name)
         self.in_dtype = np.dtype(self.core.serving.scorer_input_dtype)
         self.scores_name = spec.scores.name
@@ -206,25 +216,24 @@ class TritonPythonModel:
                 levels.append(_requested_level(request))
             except RequestError as error:
                 errors[i] = _error(pb, with_request_id(_request_id(request), str(error)), "INVALID_ARG")
-        plans, levels = iter(self.core.plan(parsed)), iter(levels)
+        plans = iter(self.core.plan(parsed, levels))
         tokenization = time.monotonic() - started  # one tokenizer call for every request of this execution
-        dispatches = [None if i in errors else self._dispatch(request, next(plans), next(levels), tokenization)
+        dispatches = [None if i in errors else self._dispatch(request, next(plans), tokenization)
                       for i, request in enumerate(requests)]
         # Concurrently: sub-batches of several requests merge in the scorer's batcher.
         answers = iter(await asyncio.gather(*(d for d in dispatches if d is not None)))
         return [_failed(pb, errors[i]) if d is None else next(answers) for i, d in enumerate(dispatches)]
 
-    async def _dispatch(self, request, plan: list[SubBatch], requested: int, tokenization: float):
-        """Send `plan` to the scorer within the request's share of its queue; the response (scores or the first error)."""
+    async def _dispatch(self, request, request_plan: RequestPlan, tokenization: float):
+        """Send the plan to the scorer within the request's share of its queue; the response (scores or the first error)."""
         times = RequestTimes(_request_id(request), tokenization)
-        refusal = _refusal(request, plan, self.max_prompt_tokens)
+        refusal = _refusal(request, request_plan.batches, self.max_prompt_tokens)
         if refusal is not None:  # refused before any scoring
             return _failed(self.pb, _error(self.pb, with_request_id(times.request_id, refusal), "INVALID_ARG"))
         started = times.ready
-        deadline = Deadline(request.timeout(), started)
-        level = self.policy.level(sum(b.input_ids.size for b in plan), requested)
-        label = LEVEL_NAMES[level]
-        window = self.policy.in_flight(level, len(plan))
+        deadline = request_deadline(request.timeout())
+        plan, label = request_plan.batches, LEVEL_NAMES[request_plan.level]
+        window = self.policy.in_flight(request_plan.level, len(plan))
         answers: list = [None] * len(plan)
         in_flight: dict[asyncio.Future, int] = {}
         stop: tuple[str, str] | None = None
@@ -243,7 +252,7 @@ class TritonPythonModel:
                 index = in_flight.pop(future)
                 answers[index] = future.result()
                 if answers[index].has_error() and stop is None:
-                    # A sub-batch the scorer's queue dropped at the request's timeout is the deadline's doing.
+                    # A sub-batch that failed once the request's deadline had passed: answered as timed out.
                     stop = self._stop_reason(request, deadline, check_cancel=False) or ("failed", "")
         self.counters.finished(label, time.monotonic() - started)
         timings = times.finish()
@@ -279,9 +288,11 @@ class TritonPythonModel:
     async def _send(self, request, times: RequestTimes, index: int, batch: SubBatch, deadline: Deadline, label: str):
         tensors = [self.pb.Tensor(n, a.astype(self.in_dtype, copy=False))
                    for n, a in zip(self.in_names, (batch.input_ids, batch.attention_mask))]
-        # The request's remaining time bounds the sub-batch's wait in the scorer's queue (Triton rejects
-        # it there once expired); 0 leaves the scorer's own queue timeout. No requested outputs: every
-        # output the scorer has, its execution times where it reports them (core/telemetry.EXECUTION).
+        # The sub-batch carries its request's remaining time (0: none). Our scorer's queue has no policy
+        # to apply it (configs.scorer_config says why: Triton honours an override only below a non-zero
+        # default timeout), so the deadline is checked before each send; a scorer configured with a queue
+        # policy rejects it there once expired. No requested outputs: every output the scorer has, its
+        # execution times where it reports them (core/telemetry.EXECUTION).
         # A BLS request carries neither the request's id nor its trace unless given (python_backend
         # r24.10 request_executor.cc 355-356, 376-382; server docs/user_guide/trace.md "Tracing for BLS
         # models"); an untraced request's trace is empty and costs nothing.

@@ -106,7 +106,7 @@ def _serve(args) -> int:
         server.start(timeout=args.timeout, stream_log=True)
         tracing = next((f", traces to {s.split('=', 1)[1]}" for s in traces if s.startswith("opentelemetry,url=")), "")
         _say(args, f"models ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {args.host}:{args.metrics_port}"
-                   f"{tracing} (Ctrl-C stops)")
+                   f"{_precisions(server)}{tracing} (Ctrl-C stops)")
         if gateway is not None:
             gateway.start(timeout=60)
         while server.process.poll() is None:
@@ -131,6 +131,17 @@ def _say(args, line: str) -> None:
         logging.getLogger("mxbai_triton.serve").info(line)
     else:
         print(line, flush=True)
+
+
+def _precisions(server) -> str:
+    """", scorer NAME: bf16 on OpenVINO" for each python scorer, as it loaded (the GPU targets' dtype is in their config)."""
+    from mxbai_triton.model_repository.server import scorer_precisions
+
+    try:
+        found = scorer_precisions(server.metrics_url)
+    except OSError as error:  # the server is up: say why the precision is missing rather than stop it
+        return f", scorer precision unread ({error})"
+    return "".join(f", scorer {model}: {what}" for model, what in sorted(found.items()))
 
 
 def _gateway(args, grpc_url: str, *, restricted: bool):

@@ -18,8 +18,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from mxbai_triton.core.cost import flops
 from mxbai_triton.core.memory import SIZES as SHAPES  # base/large: the real shapes
 from mxbai_triton.core.memory import VOCAB_SIZE as VOCAB
+from mxbai_triton.core.memory import Architecture
 
 
 def random_causal_lm(shape, seed: int = 0):
@@ -66,21 +68,26 @@ def random_causal_lm(shape, seed: int = 0):
     return lm.eval()
 
 
-def matmul_peak_tflops(device: str, size: int, repeats: int) -> float:
-    """Dense matmul rate measured here, bf16 on a GPU, fp32 on a CPU (which has no fast bf16): the
-    roofline the scorer's rate is a fraction of."""
+def matmul_peak_tflops(device: str, size: int, repeats: int, dtype: str | None = None,
+                       shape: tuple[int, int, int] | None = None) -> float:
+    """Dense matmul rate measured here in `dtype` ("fp32", "bf16"; default bf16 on a GPU, fp32 on a CPU):
+    the roofline of that precision that a scorer's rate is a fraction of. `shape` (m, k, n) instead
+    of a square `size`: a model's own GEMM."""
     import torch
 
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype or ("bf16" if device.startswith("cuda") else "fp32")]
+    m, k, n = shape or (size, size, size)
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    # Laid out as a Linear layer's weight ([n, k], used transposed), as the models multiply: on an AVX2
+    # CPU torch 2.13 ran bf16 GEMMs of this layout at 20 GFLOP/s, of a plain [k, n] operand at 1 (measured).
+    b = torch.randn(n, k, device=device, dtype=dtype).t()
     a @ b
     _sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
     _sync(device)
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e12
+    return 2 * m * k * n * repeats / (time.perf_counter() - start) / 1e12
 
 
 def _sync(device: str) -> None:
@@ -91,12 +98,9 @@ def _sync(device: str) -> None:
 
 
 def flops_per_row(shape, seq: int) -> float:
-    """Matmul FLOPs of one row: projections + MLP (2 per weight per token) + causal QK^T and PV.
-    The one formula for every GPU figure here (gpu_throughput too): base-v2 is ~0.72 GFLOP per token."""
-    hidden, layers, heads, kv_heads, inter = shape
-    kv = kv_heads * hidden // heads
-    per_token = 2 * layers * (2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * inter)
-    return per_token * seq + 2 * layers * seq * seq * hidden  # causal: half of 4 * s^2 * h
+    """Matmul FLOPs of one row: projections + MLP (2 per weight per token) + causal QK^T and PV, by the
+    formula the dispatch's cost model uses (core/cost.py): base-v2 is ~0.72 GFLOP per token."""
+    return flops(Architecture(*shape), 1, seq)
 
 
 def agreement_cases(spec, long_length: int):

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             "encode_batch_fast": lambda: tokenizer.encode_batch_fast(documents, add_special_tokens=False),
             "stage": lambda: core.plan([core.parse(*request)]),
         }, args.repeats)
-        batches = core.plan([core.parse(*request)])[0]
+        batches = core.plan([core.parse(*request)])[0].batches
 
     floor = ms["encode_batch_fast"]
     print(f"{args.docs} documents x {args.words} words, median of {args.repeats} ({time.strftime('%Y-%m-%d')})")

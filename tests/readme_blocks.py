@@ -15,6 +15,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def limits() -> str:
+    from mxbai_triton.core.cost import TARGET_RATES
     from mxbai_triton.core.engine import EngineProfiles
     from mxbai_triton.core.model import BASE_V2, LARGE_V2
     from mxbai_triton.core.serving import ServingLimits
@@ -37,11 +38,15 @@ def limits() -> str:
         row("`max_documents_per_request`", lambda m, s: s.max_documents_per_request),
         row("`max_batch_tokens` (rows × padded length per sub-batch)", lambda m, s: s.max_batch_tokens),
         row("`bucket_bounds` (trt, onnx)", lambda m, s: ", ".join(map(str, s.seq_buckets(m)))),
-        row("`queue_delay_us` / `max_queue_size`", lambda m, s: f"{s.queue_delay_us} / {s.max_queue_size}"),
+        row("`queue_delay_us` (scorer)", lambda m, s: s.queue_delay_us),
+        row("`interactive_queue_size` / `bulk_queue_size` (dispatch step)",
+            lambda m, s: f"{s.interactive_queue_size} / {s.bulk_queue_size}"),
         row("`queue_timeout_us`", lambda m, s: f"{s.queue_timeout_us:,}"),
         row("`tokenizer_instances`", lambda m, s: s.tokenizer_instances),
         row("`interactive_max_tokens` / `bulk_sub_batches_in_flight`",
             lambda m, s: f"{s.interactive_max_tokens} / {s.bulk_sub_batches_in_flight}"),
+        row("`bulk_sub_batch_seconds` (CPU / GPU targets)",
+            lambda m, s: " / ".join(f"{TARGET_RATES[kind].bulk_sub_batch_seconds}" for kind in ("cpu", "gpu"))),
         row("TensorRT profiles (min–max sequence)",
             lambda m, s: ", ".join(f"{low}–{high}" for low, _, high in EngineProfiles().ranges(m))),
     ]

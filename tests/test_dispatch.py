@@ -1,4 +1,5 @@
-"""The dispatch planner: length-sorted sub-batches within the row, token and attention limits, little padding."""
+"""The dispatch planner: length-sorted sub-batches within the row, token and attention limits, little padding;
+bulk plans within a cost budget."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import numpy as np
 import pytest
 
 from mxbai_triton.core.dispatch import DispatchLimits, SchedulingPolicy, plan_sub_batches
-from mxbai_triton.core.model import BASE_V2
-from mxbai_triton.core.serving import ServingLimits
+from mxbai_triton.core.model import BASE_V2, LARGE_V2
+from mxbai_triton.core.serving import ServingLimits, SubBatchCost
+from mxbai_triton.core.wire import PRIORITY_BULK, PRIORITY_INTERACTIVE
 from mxbai_triton.perf.workload import LENGTH_SIGMAS, mixed_lengths
 
 TEMPLATE_AND_QUERY = 90
@@ -91,3 +93,60 @@ def test_requests_over_the_interactive_budget_or_marked_by_their_caller_are_bulk
 def test_bulk_requests_keep_a_window_of_sub_batches_and_interactive_ones_send_all():
     policy = SchedulingPolicy(interactive_max_tokens=1000, bulk_in_flight=2)
     assert [policy.in_flight(1, 7), policy.in_flight(2, 7), policy.in_flight(2, 1)] == [7, 2, 1]
+
+
+def _bulk_case(size: str, kind: str, model, sigma: float, seed: int):
+    """Lengths of a 1000-document request (lognormal, three 8k outliers) and the bulk limits of `size` on `kind`."""
+    from mxbai_triton.core.cost import with_target_costs
+    from mxbai_triton.core.memory import SIZES, Architecture
+
+    limits = ServingLimits.for_model(model)
+    if kind == "cpu":  # the portable target: multiple-of-8 padding and the unfused attention cap
+        limits = limits.with_overrides(bucket_bounds=(), max_attention_cells=1 << 25)
+    limits = with_target_costs(limits, Architecture(*SIZES[size]), kind)
+    lengths = np.minimum(mixed_lengths(1000, sigma, seed=seed) + TEMPLATE_AND_QUERY, model.max_sequence_length)
+    lengths[np.random.default_rng(seed).choice(1000, 3, replace=False)] = model.max_sequence_length
+    return lengths, limits
+
+
+CASES = [("small", "cpu", BASE_V2), ("base", "cpu", BASE_V2), ("base", "gpu", BASE_V2), ("large", "gpu", LARGE_V2)]
+
+
+@pytest.mark.parametrize("size, kind, model", CASES)
+@pytest.mark.parametrize("sigma", [0.6, 1.0])
+def test_bulk_sub_batches_stay_within_the_budget_and_within_1_2_times_their_mean_cost(size, kind, model, sigma):
+    lengths, limits = _bulk_case(size, kind, model, sigma, seed=3)
+    bulk, cost, budget = DispatchLimits.of(model, limits, PRIORITY_BULK), limits.sub_batch_cost, limits.bulk_sub_batch_seconds
+    batches = plan_sub_batches(lengths, bulk)
+    estimates = np.array([cost.seconds(len(rows), int(bulk.padded(lengths[rows].max(keepdims=True))[0])) for rows in batches])
+    several = np.array([len(rows) > 1 for rows in batches])
+    # A row is never split: only a row longer than the budget allows (the 8k outliers) goes over it, alone.
+    assert not several[estimates > budget].any()
+    if several.any():  # base-v2 on a CPU: every row alone is over 0.3 s
+        assert estimates[several].max() <= 1.2 * estimates[several].mean()
+    # Near-full turns: at most 25 % more sub-batches than the estimated work needs at the budget.
+    fits = estimates <= budget
+    assert len(batches) <= 1.25 * (np.ceil(estimates[fits].sum() / budget) + (~fits).sum())
+
+
+@pytest.mark.parametrize("size, kind, model", CASES)
+def test_interactive_plans_are_the_plans_without_a_bulk_budget(size, kind, model):
+    lengths, limits = _bulk_case(size, kind, model, 0.6, seed=5)
+    unbudgeted = limits.with_overrides(bulk_sub_batch_seconds=0.0, sub_batch_cost=None)
+    def plan(serving, level=PRIORITY_INTERACTIVE):
+        return [rows.tolist() for rows in plan_sub_batches(lengths, DispatchLimits.of(model, serving, level))]
+
+    assert plan(limits) == plan(unbudgeted)
+    assert plan(unbudgeted, PRIORITY_BULK) == plan(limits)  # budget 0: bulk requests planned as before bounded turns
+
+
+def test_a_budget_without_a_cost_model_is_refused():
+    with pytest.raises(ValueError, match="a sub-batch budget needs a cost model"):
+        _limits(budget_seconds=0.2)
+
+
+def test_the_cost_model_counts_tokens_attention_cells_and_a_fixed_part_per_execution():
+    cost = SubBatchCost(seconds_per_execution=0.002, seconds_per_token=1e-5, seconds_per_attention_cell=1e-8)
+    assert cost.seconds(4, 100) == pytest.approx(0.002 + 4 * 100 * 1e-5 + 4 * 100 * 100 * 1e-8)
+    assert cost.rows_within(0.2, 100) == int((0.2 - 0.002) / (100 * 1e-5 + 100 * 100 * 1e-8))
+    assert cost.rows_within(0.2, 8000) == 1  # one row over the budget still gets a sub-batch

@@ -11,7 +11,7 @@ import pytest
 
 from mxbai_triton.core.model import ModelSpec
 from mxbai_triton.core.preprocess import TOKENIZER_FILENAME
-from mxbai_triton.core.serving import ServingLimits
+from mxbai_triton.core.serving import ServingLimits, SubBatchCost
 from mxbai_triton.core.wire import PRIORITY_PARAMETER
 from tests import fake_triton
 
@@ -87,6 +87,19 @@ def test_a_small_request_its_caller_marks_bulk_is_dispatched_as_bulk(step):
     assert scorer.most_in_flight == 1
 
 
+def test_bulk_requests_are_planned_within_the_cost_budget_and_interactive_ones_are_not(step):
+    make, pre = step
+    # 1 ms per padded token: a 0.2 s budget holds one row of these ~128-token prompts, the row limit four.
+    bounded = {"sub_batch_cost": SubBatchCost(0.0, 1e-3, 0.0), "bulk_sub_batch_seconds": 0.2}
+    interactive, bulk = fake_triton.Scorer(), fake_triton.Scorer()
+    [plain] = _run(make(interactive, **bounded), fake_triton.Request("q", DOCUMENTS))
+    [marked] = _run(make(bulk, **bounded), fake_triton.Request("q", DOCUMENTS, parameters={PRIORITY_PARAMETER: 2}))
+    assert [s["rows"] for s in interactive.sent] == [4, 4, 4]
+    assert [s["rows"] for s in bulk.sent] == [1] * len(DOCUMENTS)
+    np.testing.assert_array_equal(_scores(marked), _scores(plain))
+    np.testing.assert_array_equal(_scores(plain), _expected(pre))
+
+
 def test_a_caller_cannot_raise_a_large_request_to_interactive(step):
     make, _ = step
     scorer = fake_triton.Scorer(delay=0.01)
@@ -123,11 +136,11 @@ def test_a_request_past_its_timeout_stops_and_its_sub_batches_carry_the_time_lef
     assert response.error().code() == fake_triton.TritonError.UNAVAILABLE
     assert "the request's timeout passed: 1 of 3 sub-batches were not sent" in response.error().message()
     first, second = (s["timeout"] for s in scorer.sent)
-    assert 100_000 >= first > second > 0  # each sub-batch may wait in the scorer's queue only as long as its request
+    assert 100_000 >= first > second > 0  # a scorer queue with a policy holds each only as long as its request
     assert fake_triton.counter("mxbai_dispatch_skipped_sub_batches", reason="deadline") == 1
 
 
-def test_sub_batches_of_a_request_without_a_timeout_keep_the_scorers_queue_timeout(step):
+def test_sub_batches_of_a_request_without_a_timeout_carry_none(step):
     make, _ = step
     scorer = fake_triton.Scorer()
     _run(make(scorer), fake_triton.Request("q", DOCUMENTS))

@@ -78,7 +78,7 @@ def _scorers(tiny_checkpoint, scale: float = 1.0):
 
     from mxbai_triton.core.model import resolve_spec
     from mxbai_triton.export.checkpoint import load_causal_lm
-    from mxbai_triton.export.fp16_emulation import emulate_fp16
+    from mxbai_triton.export.fp16_emulation import emulate_reduced
 
     lm = load_causal_lm(str(tiny_checkpoint))
     with torch.no_grad():  # scale > 1 pushes the first MLP's products past fp16's 65504
@@ -89,7 +89,7 @@ def _scorers(tiny_checkpoint, scale: float = 1.0):
     return (
         FoldedHeadScorer(lm, spec, "fp32").eval(),
         FoldedHeadScorer(copy.deepcopy(lm), spec, "fp16").eval(),
-        emulate_fp16(FoldedHeadScorer(copy.deepcopy(lm), spec, "fp32").eval()),
+        emulate_reduced(FoldedHeadScorer(copy.deepcopy(lm), spec, "fp32").eval()),
         spec,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from tritonclient.grpc import model_config_pb2
 from mxbai_triton.core.engine import EngineProfiles
 from mxbai_triton.core.memory import INSTANCE_BUDGET_BYTES
 from mxbai_triton.core.model import BASE_V2
-from mxbai_triton.core.serving import ServingLimits
+from mxbai_triton.core.serving import SERVING_FILENAME, ServingLimits
 from mxbai_triton.model_repository.configs import ensemble_config, scorer_config, tokenizer_config
 from mxbai_triton.model_repository.generate import EXAMPLES_DIR, generate_examples
 from mxbai_triton.model_repository.ort_cuda_options import option_problems
@@ -64,20 +65,32 @@ def test_only_the_python_scorer_reports_its_execution():
     assert outputs == {"portable": ["scores", "execution_ns"], "onnx": ["scores"], "trt": ["scores"]}
 
 
-def test_the_tokenizer_queue_orders_by_priority_and_drops_requests_past_their_timeout():
+def test_the_tokenizer_queue_orders_by_priority_drops_requests_past_their_timeout_and_bounds_each_level():
     batching = tokenizer_config(BASE_V2, LIMITS, "m").dynamic_batching
     assert (batching.priority_levels, batching.default_priority_level) == (2, 1)
-    policy = batching.default_queue_policy
-    assert policy.allow_timeout_override and policy.default_timeout_microseconds == LIMITS.queue_timeout_us
-    assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
+    levels = batching.priority_queue_policy
+    assert (levels[1].max_queue_size, levels[2].max_queue_size) == (LIMITS.interactive_queue_size, LIMITS.bulk_queue_size)
+    for policy in (batching.default_queue_policy, levels[1], levels[2]):
+        assert policy.allow_timeout_override and policy.default_timeout_microseconds == LIMITS.queue_timeout_us
+        assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
 
 
-@pytest.mark.parametrize("target", ["portable", "onnx", "trt"])
-def test_a_sub_batch_waits_in_the_scorer_queue_no_longer_than_its_request(target):
-    policy = scorer_config(BASE_V2.with_overrides(dtype="fp16"), LIMITS, "m", target).dynamic_batching.default_queue_policy
-    # Triton applies a request's timeout only below a non-zero default (core scheduler_utils.cc).
-    assert policy.allow_timeout_override and policy.default_timeout_microseconds > 0
-    assert (policy.max_queue_size, policy.timeout_action) == (LIMITS.max_queue_size, model_config_pb2.ModelQueuePolicy.REJECT)
+def test_a_repository_written_with_the_retired_max_queue_size_still_loads(tmp_path):
+    LIMITS.save(tmp_path)
+    raw = json.loads((tmp_path / SERVING_FILENAME).read_text())
+    (tmp_path / SERVING_FILENAME).write_text(json.dumps({**raw, "max_queue_size": 512}))
+    assert ServingLimits.load(tmp_path) == LIMITS
+
+
+@pytest.mark.parametrize("target", ["portable", "onnx", "trt", "openvino"])
+def test_the_scorer_queue_has_no_policy_so_that_triton_s_batcher_prefetches_in_arrival_order(target):
+    batching = scorer_config(BASE_V2.with_overrides(dtype="fp16"), LIMITS, "m", target).dynamic_batching
+    assert not batching.HasField("default_queue_policy") and batching.priority_levels == 0
+
+
+def test_the_portable_scorer_merges_only_sub_batches_of_one_length():
+    config = scorer_config(BASE_V2, LIMITS, "m", "portable")
+    assert [t.allow_ragged_batch for t in config.input] == [False, False]
 
 
 def test_the_ensemble_names_its_dispatch_step_for_clients_that_cancel():

@@ -25,7 +25,8 @@ def _request(query: str, documents: list[str]):
 
 def test_each_sub_batch_is_padded_to_its_own_smallest_bucket(tiny_tokenizer_dir, tmp_path):
     core = _core(tiny_tokenizer_dir, tmp_path, sub_batch_overhead_tokens=0)  # no reason to merge the two lengths
-    (short, long), = core.plan([core.parse(*_request("q", ["a", "word " * 150]))])
+    plan, = core.plan([core.parse(*_request("q", ["a", "word " * 150]))])
+    short, long = plan.batches
     assert short.input_ids.shape == (1, 128) and long.input_ids.shape == (1, 256)
     assert short.rows.tolist() == [0] and long.rows.tolist() == [1]
     assert short.attention_mask[0, 0] == 1 and short.attention_mask[0, -1] == 0  # right padding, as the graph wants
@@ -33,7 +34,7 @@ def test_each_sub_batch_is_padded_to_its_own_smallest_bucket(tiny_tokenizer_dir,
 
 def test_without_buckets_sub_batches_are_padded_to_a_multiple_of_8(tiny_tokenizer_dir, tmp_path):
     core = _core(tiny_tokenizer_dir, tmp_path, bucket_bounds=())
-    for batch in core.plan([core.parse(*_request("q", ["a", "word " * 150, "b c"]))])[0]:
+    for batch in core.plan([core.parse(*_request("q", ["a", "word " * 150, "b c"]))])[0].batches:
         longest = int(batch.attention_mask.sum(axis=1).max())
         assert batch.input_ids.shape[1] == -(-longest // 8) * 8
 
@@ -44,7 +45,7 @@ def test_sub_batches_hold_the_reference_rows_of_every_document_once(tiny_tokeniz
     plan, = core.plan([core.parse(*_request("who?", documents))])
     expected = preprocessor.encode("who?", documents)
     seen = []
-    for batch in plan:
+    for batch in plan.batches:
         for row, ids, mask in zip(batch.rows, batch.input_ids, batch.attention_mask):
             assert ids[mask.astype(bool)].tolist() == expected[row]
             seen.append(int(row))
@@ -53,7 +54,8 @@ def test_sub_batches_hold_the_reference_rows_of_every_document_once(tiny_tokeniz
 
 def test_right_padding_puts_every_pad_after_the_real_tokens(tiny_tokenizer_dir, tmp_path):
     core = _core(tiny_tokenizer_dir, tmp_path, bucket_bounds=())
-    (batch,), = core.plan([core.parse(*_request("q", ["a", "b c d"]))])
+    plan, = core.plan([core.parse(*_request("q", ["a", "b c d"]))])
+    batch, = plan.batches
     lengths = batch.attention_mask.sum(axis=1)
     assert all(mask[:n].all() and not mask[n:].any() for mask, n in zip(batch.attention_mask, lengths))
 
