@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -129,27 +131,35 @@ class AsyncRerankClient:
         return Deadline.after(self.timeout)
 
     async def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None, priority: int = 0,
-                     truncate: str = "END", deadline: Deadline | None = None) -> Scored:
-        """Raw scores and prompt token counts in input order; lists above the server limit are split.
+                     truncate: str = "END", deadline: Deadline | None = None, request_id: str = "",
+                     trace_headers: dict[str, str] | None = None) -> Scored:
+        """Raw scores, prompt token counts and timings; lists above the server limit are split.
 
         `priority` is Triton's: 0 lets the server decide by the request's size, 2 marks it bulk work
         (served after interactive requests, a few sub-batches at a time), 1 interactive. `truncate`
         "NONE" refuses (RerankError, kind too_large) a request with a document the model would cut,
         after tokenizing and before any scoring; "END" cuts it as the reference does. `deadline`: the
-        caller's (default: `timeout` from now), shared by every chunk and try.
+        caller's (default: `timeout` from now), shared by every chunk and try. `request_id` becomes
+        Triton's request id (a list split in n calls: "<id>.c0" ... "<id>.c<n-1>"); `trace_headers`
+        (W3C `traceparent`, `tracestate`) continue the caller's trace on Triton.
         """
+        started = time.monotonic()
         query_bytes, documents_bytes, instruction_bytes = _encode_request(query, documents, instruction, priority)
         if not documents_bytes:
-            return _NOTHING_SCORED
+            return dataclasses.replace(_NOTHING_SCORED, request_id=request_id)
         deadline = deadline or self.deadline()
         limits = await self.limits(deadline)
-        # The ensemble's dispatch step when the server names one: it sees a cancellation, the ensemble does not.
-        call = Call(limits.dispatch_model, priority, deadline, truncate)
-        return Scored.concatenate(await asyncio.gather(*(
-            self._pool.acall(self.model, lambda t, chunk=chunk: t.infer(call, query_bytes, chunk, instruction_bytes),
+        # The ensemble's dispatch step: it sees a cancellation, the ensemble does not.
+        call = Call(limits.dispatch_model, priority, deadline, truncate, request_id, trace_headers or {})
+        chunks = _chunks(documents_bytes, limits.max_documents)
+        calls = [call] * len(chunks) if len(chunks) == 1 or not request_id else [
+            dataclasses.replace(call, request_id=f"{request_id}.c{i}") for i in range(len(chunks))]
+        scored = Scored.concatenate(await asyncio.gather(*(
+            self._pool.acall(self.model, lambda t, chunk=chunk, c=c: t.infer(c, query_bytes, chunk, instruction_bytes),
                              deadline)
-            for chunk in _chunks(documents_bytes, limits.max_documents)
-        )))
+            for chunk, c in zip(chunks, calls)
+        )), request_id)
+        return dataclasses.replace(scored, timings=scored.timings.with_total(time.monotonic() - started))
 
     async def scores(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False, priority: int = 0,
@@ -206,10 +216,11 @@ class RerankClient:
         return self._loop.run(self._client.limits)
 
     def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None, priority: int = 0,
-               truncate: str = "END") -> Scored:
+               truncate: str = "END", request_id: str = "", trace_headers: dict[str, str] | None = None) -> Scored:
         """See AsyncRerankClient.scored."""
         return self._loop.run(lambda: self._client.scored(query, documents, instruction=instruction, priority=priority,
-                                                          truncate=truncate))
+                                                          truncate=truncate, request_id=request_id,
+                                                          trace_headers=trace_headers))
 
     def scores(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False, priority: int = 0,

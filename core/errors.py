@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from .telemetry import without_request_id
+
 # The APIs whose error shapes the gateway speaks: Cohere, Jina/vLLM (OpenAI style), TEI, NVIDIA NIM.
 APIS = ("cohere", "jina", "tei", "nim")
 
@@ -134,9 +136,9 @@ def tagged(kind: ErrorKind, message: str) -> str:
 
 
 def untagged(message: str) -> str:
-    """`message` without a kind tag, and without whatever Triton put before it (the model's name)."""
+    """`message` without a kind tag, and without whatever Triton put before it (the model's name, the request id)."""
     match = _TAG.search(message)
-    return message[match.end():] if match else message
+    return message[match.end():] if match else without_request_id(message)
 
 
 def kind_of_triton(status: str | None, message: str) -> ErrorKind:

@@ -7,7 +7,6 @@ import asyncio
 import hmac
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from mxbai_triton.core.deadline import Deadline
 from mxbai_triton.core.errors import KINDS, ErrorKind
+from mxbai_triton.core.tracing import service_name, tracer_provider
 
 from . import openapi
 from .admission import Admission, AdmissionLimits
@@ -28,30 +28,34 @@ from .metrics import GatewayMetrics
 from .responses import CohereV2Response, Health, JinaResponse, ModelCard, ModelList, NIMRankingResponse, TEIRank
 from .schemas import CohereV2Request, JinaRequest, NIMRankingRequest, TEIRequest, rerank_shape
 from .serving import RerankServing
+from .telemetry import Exchange
 
 log = logging.getLogger(__name__)
 
 # Bodies parsed off the event loop from this size: other requests are not held while a big one is parsed.
 _PARSE_IN_THREAD_BYTES = 1 << 20
 
-# A serving call: the parsed body, the caller's token allowance, the request's deadline -> the answer.
-Call = Callable[[BaseModel, Allowance, Deadline], Awaitable]
+# A serving call: the parsed body, the caller's token allowance, the request's deadline, its telemetry -> the answer.
+Call = Callable[[BaseModel, Allowance, Deadline, Exchange], Awaitable]
 # The handler of a route: (API, body schema, serving call), picked from the parsed JSON.
 Pick = Callable[[dict], tuple[str, type[BaseModel], Call]]
 
 
 def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozenset(), guard: GuardSettings = GuardSettings(),
                open_docs: bool = False, metrics: GatewayMetrics | None = None, metrics_route: bool = True,
-               admission: AdmissionLimits = AdmissionLimits()) -> FastAPI:
+               admission: AdmissionLimits = AdmissionLimits(), access_log: bool = False) -> FastAPI:
     """The gateway for Triton at `settings.urls`.
 
     With `api_keys`, every route but the probes (/health, /live) needs `Authorization: Bearer KEY`: the
     rerank and model routes, /metrics (unless `metrics_route` is False: served on a port of its own),
     and the OpenAPI page (/docs, /openapi.json) unless `open_docs`. `admission` bounds the work in
     flight per class; beyond it requests are refused at once. `app.state.draining` (set on SIGTERM by
-    http_server) turns readiness off while the requests in flight finish.
+    http_server) turns readiness off while the requests in flight finish. `access_log`: one line per rerank
+    request (gateway/telemetry.py). Traces are on when the OTEL_* environment names an endpoint (core/tracing.py).
     """
     metrics = metrics or GatewayMetrics()
+    traces = tracer_provider(service_name())
+    tracer = None if traces is None else traces.get_tracer("mxbai_triton.gateway")
     budget = BodyBudget(guard.buffered_bytes)
     limiter = RateLimiter(guard.rate_requests, guard.rate_tokens)
     state: dict = {}
@@ -67,6 +71,8 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
         backend.registry.close()
         await asyncio.gather(discovery, return_exceptions=True)
         await backend.close()
+        if traces is not None:
+            traces.shutdown()  # what is still batched goes out
 
     app = FastAPI(title="mxbai-triton rerank gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
                   description="Rerank HTTP APIs (Cohere v2, Jina/vLLM, TEI, NVIDIA NIM) in front of Triton.")
@@ -88,31 +94,39 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
     async def answer(api: str, request: Request, pick: Pick, path_model: str | None = None) -> Response:
         """Authorize, bound, parse, call, answer: the one path of every rerank route (errors, metrics, statuses).
 
-        The request's one deadline starts here, at the edge, and every wait below reads it.
+        The request's one deadline starts here, at the edge, and every wait below reads it. Every answer,
+        success or error, carries the request's id and timing headers (Exchange).
         """
-        started, status, kind = time.perf_counter(), 200, None
+        status, kind = 200, None
         deadline = Deadline.after(settings.timeout)
         request_id = request.state.request_id
+        exchange = Exchange(request_id, api, tracer)
+        exchange.begin(request.headers, request.url.path)
         claim = budget.claim()
         allowance = None
         metrics.in_flight.inc()
         try:
-            caller = authorize(request)
-            limiter.admit(caller)
+            with exchange.phase("authorize"):
+                caller = authorize(request)
+                limiter.admit(caller)
             allowance = Allowance(limiter, caller, guard.max_request_tokens)
-            data = await _read_json(request, guard, claim)
-            if path_model is not None:  # NVIDIA's hosted path names the model; the body's own name, if any, yields
-                data["model"] = path_model
-            api, schema, run = pick(data)
-            result = await _unless_disconnected(request, run(_validate(schema, data), allowance, deadline))
-            return JSONResponse(_dump(result))
+            with exchange.phase("parse"):
+                data = await _read_json(request, guard, claim)
+                if path_model is not None:  # NVIDIA's hosted path names the model; the body's own name, if any, yields
+                    data["model"] = path_model
+                api, schema, run = pick(data)
+                exchange.api = api
+                body = _validate(schema, data)
+            result = await _unless_disconnected(request, run(body, allowance, deadline, exchange))
+            with exchange.phase("respond"):
+                response = JSONResponse(_dump(result))
         except APIError as error:
             status, kind = error.status(api), error.kind
-            return error_response(api, error, request_id, close=not claim.complete and _has_body(request))
+            response = error_response(api, error, request_id, close=not claim.complete and _has_body(request))
         except ClientGone:
             # The client went away (nginx's code); its Triton request was cancelled.
             status, kind = KINDS[ErrorKind.CANCELLED].http, ErrorKind.CANCELLED
-            return Response(status_code=status)
+            response = Response(status_code=status)
         except asyncio.CancelledError:
             status, kind = KINDS[ErrorKind.CANCELLED].http, ErrorKind.CANCELLED
             raise
@@ -120,13 +134,16 @@ def create_app(settings: BackendSettings, *, api_keys: frozenset[str] = frozense
             log.exception("request %s: unexpected failure in %s", request_id, request.url.path)
             failure = APIError(ErrorKind.INTERNAL, "internal error", detail=f"{type(error).__name__}: {error}")
             status, kind = failure.status(api), failure.kind
-            return error_response(api, failure, request_id)
+            response = error_response(api, failure, request_id)
         finally:
             claim.release()
             if allowance is not None:
                 allowance.release()
             metrics.in_flight.dec()
-            metrics.answered(api, status, time.perf_counter() - started, kind.value if kind else None)
+            exchange.finish(status, kind.value if kind else None, log=access_log)
+            metrics.answered(api, status, exchange.total, kind.value if kind else None, exchange.level)
+        response.headers.update(exchange.headers())
+        return response
 
     def keyed(request: Request) -> Response | None:
         """None when the request may go on, else the 401 to answer (the routes without an API shape answer Jina's)."""

@@ -97,16 +97,19 @@ class TritonBackend:
             raise await self._api_error(model, error) from None
 
     async def score(self, model: str, query: str, documents: Sequence[str], instruction: str | None, *,
-                    deadline: Deadline, priority: int = 0, truncate: str = "END", field: str = "documents") -> Scored:
+                    deadline: Deadline, priority: int = 0, truncate: str = "END", field: str = "documents",
+                    request_id: str = "", trace_headers: dict[str, str] | None = None) -> Scored:
         """Raw scores and token counts in input order, before `deadline`; APIError of the failure's kind.
 
         Triton gets the deadline as the request's timeout, and cancelling this call (the HTTP client
         went away) cancels the request on Triton. `field` is what the caller's API calls the document
-        list, for Triton's messages about it.
+        list, for Triton's messages about it. `request_id` is Triton's request id; `trace_headers` continue
+        the request's trace there.
         """
         try:
             scored = await self._client(model).scored(query, documents, instruction=instruction, priority=priority,
-                                                      truncate=truncate, deadline=deadline)
+                                                      truncate=truncate, deadline=deadline, request_id=request_id,
+                                                      trace_headers=trace_headers)
         except (TypeError, ValueError) as error:  # what the client refuses before sending (e.g. lone surrogates)
             raise APIError(ErrorKind.INVALID_INPUT, str(error)) from None
         except RerankError as error:

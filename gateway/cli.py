@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
-from mxbai_triton.console import EnvDefaults
+from mxbai_triton.console import LOG_FORMATS, EnvDefaults, configure_logging
 from mxbai_triton.processes import busy_ports
 
 from .admission import AdmissionLimits
@@ -47,7 +48,11 @@ def add_server_flags(p: argparse.ArgumentParser, *, port_default: int | None) ->
                    help="seconds between two looks at Triton's repository index for ensembles loaded or unloaded (default 5)")
     p.add_argument("--api-key-file", default=_env("KEY_FILE"),
                    help="file of accepted API keys, one per line: requests then need 'Authorization: Bearer <key>'")
-    p.add_argument("--access-log", action="store_true", default=_flag("ACCESS_LOG"), help="log every HTTP request")
+    p.add_argument("--access-log", action="store_true", default=_flag("ACCESS_LOG"),
+                   help="log one line per rerank request: id, API, model, class, status, documents, tokens, timings")
+    p.add_argument("--log-format", choices=LOG_FORMATS, default=_env("LOG_FORMAT", "text"),
+                   help="json: every log line a JSON object, and one per rerank request (as --access-log) "
+                        "(docs/observability.md)")
     g = p.add_argument_group("limits (README \"Security\")")
     g.add_argument("--api-max-body-mib", type=float, default=_env("MAX_BODY_MIB", 64.0),
                    help="largest request body in MiB, chunked or not: refused with 413 once that much arrived (default 64)")
@@ -88,7 +93,7 @@ def add_server_flags(p: argparse.ArgumentParser, *, port_default: int | None) ->
 # Every flag's environment twin (MXBAI_API_<NAME>), named in `api --help`.
 ENV_NAMES = ("TRITON", "MODEL", "HOST", "PORT", "TIMEOUT", "RETRY_FOR", "REFRESH", "KEY_FILE", "ACCESS_LOG", "MAX_BODY_MIB",
              "BUFFERED_MIB", "BODY_TIMEOUT", "HEADER_TIMEOUT", "MAX_CONNECTIONS", "MAX_REQUEST_TOKENS", "RATE_REQUESTS",
-             "RATE_TOKENS", "ADMIT_REQUESTS", "ADMIT_TOKENS", "DRAIN_TIMEOUT", "OPEN_DOCS", "METRICS_PORT")
+             "RATE_TOKENS", "ADMIT_REQUESTS", "ADMIT_TOKENS", "DRAIN_TIMEOUT", "OPEN_DOCS", "METRICS_PORT", "LOG_FORMAT")
 
 
 def _forwarded_flags() -> tuple[str, ...]:
@@ -111,6 +116,8 @@ def forwarded_args(args) -> list[str]:
         flag = "--" + name.replace("_", "-")
         if value is True:
             out.append(flag)
+        elif name == "log_format" and value == "text":
+            continue  # the default: the gateway's command line stays as it was
         elif value not in (None, False):
             out += [flag, str(value)]
     return out
@@ -154,8 +161,12 @@ def run_gateway(triton: str, models: str | None, host: str, port: int, args) -> 
                                 interactive_tokens=interactive_tokens, bulk_tokens=bulk_tokens)
     api_keys = read_api_keys(args.api_key_file)
     metrics = GatewayMetrics()
+    json_logs = args.log_format == "json"
+    if json_logs:
+        configure_logging(getattr(args, "verbose", False), getattr(args, "quiet", False), "json")
     app = create_app(settings, api_keys=api_keys, guard=guard, open_docs=args.api_open_docs, metrics=metrics,
-                     metrics_route=args.api_metrics_port is None, admission=admission)
+                     metrics_route=args.api_metrics_port is None, admission=admission,
+                     access_log=args.access_log or json_logs)
     if not api_keys and not is_loopback(host):
         print(f"warning: the rerank API on {host}:{port} has no API keys: anyone who reaches the port can use it and read "
               "its metrics; set --api-key-file (MXBAI_API_KEY_FILE)", file=sys.stderr, flush=True)
@@ -164,9 +175,13 @@ def run_gateway(triton: str, models: str | None, host: str, port: int, args) -> 
 
         start_http_server(args.api_metrics_port, addr=host, registry=metrics.registry)
     served = f"models {', '.join(settings.models)}" if settings.models else "every rerank ensemble it serves"
-    print(f"rerank API on http://{host}:{port} (POST /v2/rerank, /v1/rerank, /rerank, /v1/ranking; /docs) -> Triton "
-          f"{', '.join(settings.urls)}, {served}", flush=True)
-    serve(app, host, port, server, access_log=args.access_log, log_level=_uvicorn_level(args))
+    started = (f"rerank API on http://{host}:{port} (POST /v2/rerank, /v1/rerank, /rerank, /v1/ranking; /docs) -> Triton "
+               f"{', '.join(settings.urls)}, {served}")
+    if json_logs:
+        logging.getLogger("mxbai_triton.gateway").info(started)
+    else:
+        print(started, flush=True)
+    serve(app, host, port, server, log_level=_uvicorn_level(args), json_logs=json_logs)
     return 0
 
 
@@ -189,7 +204,7 @@ def _uvicorn_level(args) -> str:
         return "debug"
     if getattr(args, "quiet", False):
         return "error"
-    return "info" if args.access_log else "warning"
+    return "warning"
 
 
 def _api(args) -> int:

@@ -71,10 +71,11 @@ class HeaderDeadlineProtocol(H11Protocol):
             self.transport.close()
 
 
-def serve(app, host: str, port: int, settings: ServerSettings, *, access_log: bool, log_level: str) -> None:
+def serve(app, host: str, port: int, settings: ServerSettings, *, log_level: str, json_logs: bool = False) -> None:
     """Run `app` until SIGINT/SIGTERM, then drain: readiness off and the listening socket closed at once (new
     connections are refused, so a load balancer moves on), the requests in flight answered (at most
-    `drain_timeout` seconds), then exit."""
+    `drain_timeout` seconds), then exit. uvicorn's access log stays off: the gateway writes its own line per
+    request (gateway/telemetry.py); `json_logs`: uvicorn's own lines as JSON objects too."""
     import uvicorn
 
     class DrainingServer(uvicorn.Server):
@@ -85,6 +86,15 @@ def serve(app, host: str, port: int, settings: ServerSettings, *, access_log: bo
     protocol = type("GatewayHTTPProtocol", (HeaderDeadlineProtocol,), {"header_timeout": settings.header_timeout})
     config = uvicorn.Config(app, host=host, port=port, http=protocol, server_header=False,
                             limit_concurrency=settings.max_connections, timeout_keep_alive=settings.keep_alive,
-                            timeout_graceful_shutdown=settings.drain_timeout, access_log=access_log, log_level=log_level)
+                            timeout_graceful_shutdown=settings.drain_timeout, access_log=False, log_level=log_level,
+                            **({"log_config": _JSON_LOG_CONFIG} if json_logs else {}))
     DrainingServer(config).run()
 
+
+
+_JSON_LOG_CONFIG = {
+    "version": 1, "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "mxbai_triton.console.JsonFormatter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "loggers": {"uvicorn": {"handlers": ["stderr"], "propagate": False}},
+}

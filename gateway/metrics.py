@@ -1,4 +1,5 @@
-"""Prometheus metrics of the gateway: requests by API and status, latency, documents and tokens per request."""
+"""Prometheus metrics of the gateway: requests by API and status, latency histograms (by API, status class and request
+class), documents and tokens per request."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from prometheus_client import (
     generate_latest,
 )
 
+from mxbai_triton.core.telemetry import LATENCY_BUCKETS, TOKEN_BUCKETS
+
 # The *_created series double the output and no dashboard reads them.
 disable_created_metrics()
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _DOCUMENT_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000)
 
 
@@ -31,11 +33,15 @@ class GatewayMetrics:
                                 ["api", "code"], registry=r)
         self.errors = Counter("mxbai_gateway_errors", "rerank requests answered with an error, by API, HTTP status and "
                               "error kind (docs/errors.md)", ["api", "code", "kind"], registry=r)
-        self.latency = Histogram("mxbai_gateway_request_duration_seconds", "time from request to response",
-                                 ["api"], buckets=_LATENCY_BUCKETS, registry=r)
+        # `code_class` 2xx/4xx/5xx; `class` interactive or bulk once admitted, "none" for requests refused before.
+        self.latency = Histogram("mxbai_gateway_request_duration_seconds", "time from request to response, by API, "
+                                 "status class and request class", ["api", "code_class", "class"], buckets=LATENCY_BUCKETS,
+                                 registry=r)
         self.documents = Histogram("mxbai_gateway_documents_per_request", "documents in each scored request",
                                    ["api"], buckets=_DOCUMENT_BUCKETS, registry=r)
         self.tokens = Counter("mxbai_gateway_prompt_tokens", "prompt tokens scored (after truncation)", ["api"], registry=r)
+        self.request_tokens = Histogram("mxbai_gateway_request_tokens", "prompt tokens of each scored request", ["api"],
+                                        buckets=TOKEN_BUCKETS, registry=r)
         self.in_flight = Gauge("mxbai_gateway_requests_in_flight", "rerank requests being answered", registry=r)
         self.shed_requests = Counter("mxbai_gateway_shed", "requests refused at once at the admission bound, by class "
                                      "and by the bound that was full (requests, tokens)", ["class", "bound"], registry=r)
@@ -44,11 +50,11 @@ class GatewayMetrics:
         self.admitted_tokens = Gauge("mxbai_gateway_admitted_tokens", "prompt-token bound of the admitted requests being "
                                      "scored, by class", ["class"], registry=r)
 
-    def answered(self, api: str, status: int, seconds: float, kind: str | None = None) -> None:
+    def answered(self, api: str, status: int, seconds: float, kind: str | None = None, level: str = "") -> None:
         self.requests.labels(api, str(status)).inc()
         if status >= 400:
             self.errors.labels(api, str(status), kind or "").inc()
-        self.latency.labels(api).observe(seconds)
+        self.latency.labels(api, f"{status // 100}xx", level or "none").observe(seconds)
 
     def shed(self, level: str, bound: str) -> None:
         self.shed_requests.labels(level, bound).inc()
@@ -60,6 +66,7 @@ class GatewayMetrics:
     def scored(self, api: str, documents: int, tokens: int) -> None:
         self.documents.labels(api).observe(documents)
         self.tokens.labels(api).inc(tokens)
+        self.request_tokens.labels(api).observe(tokens)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

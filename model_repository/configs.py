@@ -10,6 +10,7 @@ from mxbai_triton.core.memory import UNFUSED_ATTENTION_DTYPES
 from mxbai_triton.core.model import ONNX_FILENAME, TOKEN_COUNTS, ModelSpec, TensorSpec
 from mxbai_triton.core.runtime import CpuScoring
 from mxbai_triton.core.serving import ServingLimits
+from mxbai_triton.core.telemetry import EXECUTION, TIMINGS
 from mxbai_triton.core.wire import PRIORITY_BULK, PRIORITY_INTERACTIVE
 
 from .openvino_options import backend_parameters as openvino_parameters
@@ -45,7 +46,10 @@ def _text_inputs() -> list[dict]:
 
 
 def _text_outputs(spec: ModelSpec) -> list[dict]:
-    return [_tensor(spec.scores.name, spec.scores.dtype, [-1, 1]), _tensor(TOKEN_COUNTS.name, TOKEN_COUNTS.dtype, [-1, 1])]
+    # `timings` is additive to the public contract (query, documents, instruction -> scores, token_counts):
+    # clients that name their outputs are unaffected (docs/observability.md).
+    return [_tensor(spec.scores.name, spec.scores.dtype, [-1, 1]), _tensor(TOKEN_COUNTS.name, TOKEN_COUNTS.dtype, [-1, 1]),
+            _spec_tensor(TIMINGS)]
 
 
 def _build(raw: dict) -> mc.ModelConfig:
@@ -175,6 +179,7 @@ def scorer_config(spec: ModelSpec, limits: ServingLimits, name: str, target: str
             raw["model_warmup"] = _warmup(spec, limits, profiles)
     else:
         raw["backend"] = "python"
+        raw["output"].append(_spec_tensor(EXECUTION))  # the dispatch's queue vs execution split
         # One instance: ONNX Runtime and OpenVINO already spread one execution over every core.
         raw["instance_group"] = [{"kind": "KIND_CPU", "count": 1}]
         # No ragged batching: the batcher merges only sub-batches of one padded length (which the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import numpy as np
 from mxbai_triton.core.model import ONNX_FILENAME, ModelSpec
 from mxbai_triton.core.runtime import PRECISION_METRIC, CpuScoring, cpu_scorer
 from mxbai_triton.core.serving import ServingLimits
+from mxbai_triton.core.telemetry import EXECUTION
 
 # Unfused attention materialises rows x seq x seq scores per head: cap the rows of one run so an
 # 8k-token batch cannot take the host's memory. The dispatch plans sub-batches within the same cap
@@ -83,9 +85,14 @@ class TritonPythonModel:
         batches = [
             tuple(pb.get_input_tensor_by_name(r, n).as_numpy() for n in self.names[:2]) for r in requests
         ]
+        started = time.monotonic_ns()
         try:
             scores = self.core.score_requests(batches)
         except Exception as error:  # surfaced to every request of the batch, never a default score
             message = f"scorer failed: {type(error).__name__}: {error}"
             return [pb.InferenceResponse(output_tensors=[], error=pb.TritonError(message)) for _ in requests]
-        return [pb.InferenceResponse(output_tensors=[pb.Tensor(self.names[2], s)]) for s in scores]
+        # Every row carries the execution it was part of: the dispatch tells its scorer time from its queue time.
+        execution = np.array([started, time.monotonic_ns()], dtype=np.int64)
+        return [pb.InferenceResponse(output_tensors=[pb.Tensor(self.names[2], s),
+                                                     pb.Tensor(EXECUTION.name, np.tile(execution, (len(s), 1)))])
+                for s in scores]

@@ -21,8 +21,10 @@ from pathlib import Path
 from mxbai_triton.core.dispatch import COUNTERS
 from mxbai_triton.core.drain import DRAIN_FILE_ENV
 from mxbai_triton.core.runtime import PRECISION_METRIC, CpuScoring
-from mxbai_triton.noise import is_triton_noise, triton_line_level
+from mxbai_triton.noise import is_triton_noise, triton_json_line, triton_line_level
 from mxbai_triton.processes import busy_ports, free_port, pid_alive, spawn, stop
+
+from .dispatch_telemetry import LOG_REQUESTS_ENV
 
 __all__ = ["ServerError", "TritonServer", "free_port", "read_counters", "scorer_precisions"]
 log = logging.getLogger(__name__)
@@ -113,12 +115,14 @@ def server_environment() -> dict[str, str]:
     return env
 
 
-def _tee(source, log_file, threshold: int) -> None:
-    """Every line into the log file; those at `threshold` or above (Triton's own level, noise demoted) to stderr."""
+def _tee(source, log_file, threshold: int, as_json: bool = False) -> None:
+    """Every line into the log file; those at `threshold` or above (Triton's own level, noise demoted) to stderr,
+    as JSON objects with `as_json`."""
     with log_file:
         for line in source:
-            if triton_line_level(line.decode(errors="replace")) >= threshold:
-                sys.stderr.buffer.write(line)
+            text = line.decode(errors="replace")
+            if triton_line_level(text) >= threshold:
+                sys.stderr.buffer.write((triton_json_line(text) + "\n").encode() if as_json else line)
                 sys.stderr.flush()
             log_file.write(line)
             log_file.flush()
@@ -162,8 +166,10 @@ class TritonServer:
     # The python backend's shared-memory regions get this prefix, with our PID in it, so that stop()
     # removes what a killed server leaves in /dev/shm, and the next start what a killed owner left.
     shm_prefix: str = field(default_factory=lambda: f"{SHM_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}_")
-    # Terminal output of the server's log with start(stream_log=True): lines at this level and above.
+    # Terminal output of the server's log with start(stream_log=True): lines at this level and above,
+    # as they are ("text") or as JSON objects ("json").
     stream_level: int = logging.WARNING
+    log_format: str = "text"
     process: subprocess.Popen | None = None
     log_thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -234,11 +240,14 @@ class TritonServer:
         log_file = open(self.log_path, "wb")
         self.drain_flag.unlink(missing_ok=True)
         env = {**server_environment(), DRAIN_FILE_ENV: str(self.drain_flag), **self.env}
+        if self.stream_level <= logging.DEBUG:  # Triton logs verbosely: the dispatch adds a line per request
+            env[LOG_REQUESTS_ENV] = "1"
         self.process = spawn(self.command(), env=env,
                              stdout=subprocess.PIPE if stream_log else log_file, stderr=subprocess.STDOUT)
         self.log_thread = None
         if stream_log:  # the terminal sees what matters live; the file keeps every line for error reports
-            self.log_thread = threading.Thread(target=_tee, args=(self.process.stdout, log_file, self.stream_level), daemon=True)
+            self.log_thread = threading.Thread(target=_tee, daemon=True, args=(
+                self.process.stdout, log_file, self.stream_level, self.log_format == "json"))
             self.log_thread.start()
         else:
             log_file.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,11 @@ from mxbai_triton.core.drain import IN_FLIGHT_GAUGE, REFUSAL, drain_file, draini
 from mxbai_triton.core.model import TOKEN_COUNTS, ModelSpec
 from mxbai_triton.core.preprocess import RerankPreprocessor
 from mxbai_triton.core.serving import ServingLimits
+from mxbai_triton.core.telemetry import TIMINGS, Timings, with_request_id
 from mxbai_triton.core.truncation import truncation_refusal
 from mxbai_triton.core.wire import PRIORITY_INTERACTIVE
+
+from .dispatch_telemetry import LOG_REQUESTS_ENV, DispatchHistograms, DispatchSpans, RequestTimes, log_request
 
 
 class RequestError(ValueError):
@@ -120,6 +124,10 @@ class TokenizerCore:
         return plans
 
 
+# Why sub-batches of a request were never sent: its client went away, its timeout passed, an earlier one failed.
+SKIP_REASONS = ("cancelled", "deadline", "failed")
+
+
 class DispatchCounters:
     """The dispatch's Prometheus counters on Triton's metrics port (names and meanings: dispatch.COUNTERS)."""
 
@@ -131,6 +139,9 @@ class DispatchCounters:
             for name, text in COUNTERS.items()
         }
         self.metrics: dict[tuple, object] = {}
+        # Every reason's series from the start, at 0: a dashboard's rate() sees the first skip, not a series appearing.
+        for reason in SKIP_REASONS:
+            self._metric("skipped_sub_batches", reason=reason)
 
     def _metric(self, key: str, **labels):
         index = (key, *labels.items())  # a few per sub-batch: no string building on the way
@@ -177,9 +188,15 @@ class TritonPythonModel:
         self.in_dtype = np.dtype(self.core.serving.scorer_input_dtype)
         self.scores_name = spec.scores.name
         self.counters = DispatchCounters(pb_utils, config["name"])
+        self.histograms = DispatchHistograms(pb_utils, config["name"])
+        self.spans = DispatchSpans(config["name"])
+        self.log_requests = bool(os.environ.get(LOG_REQUESTS_ENV))
         preprocessor = self.core.preprocessor
         self.max_prompt_tokens = preprocessor.max_length + preprocessor.predefined_length
         self.drain = DrainGate(pb_utils, config["name"])
+
+    def finalize(self):
+        self.spans.close()
 
     async def execute(self, requests):
         with self.drain.entered(len(requests)) as refused:
@@ -189,6 +206,7 @@ class TritonPythonModel:
 
     async def _execute(self, requests):
         pb = self.pb
+        started = time.monotonic()
         parsed, levels, errors = [], [], {}
         for i, request in enumerate(requests):
             try:
@@ -197,19 +215,22 @@ class TritonPythonModel:
                 )))
                 levels.append(_requested_level(request))
             except RequestError as error:
-                errors[i] = _error(pb, str(error), "INVALID_ARG")
+                errors[i] = _error(pb, with_request_id(_request_id(request), str(error)), "INVALID_ARG")
         plans = iter(self.core.plan(parsed, levels))
-        dispatches = [None if i in errors else self._dispatch(request, next(plans)) for i, request in enumerate(requests)]
+        tokenization = time.monotonic() - started  # one tokenizer call for every request of this execution
+        dispatches = [None if i in errors else self._dispatch(request, next(plans), tokenization)
+                      for i, request in enumerate(requests)]
         # Concurrently: sub-batches of several requests merge in the scorer's batcher.
         answers = iter(await asyncio.gather(*(d for d in dispatches if d is not None)))
         return [_failed(pb, errors[i]) if d is None else next(answers) for i, d in enumerate(dispatches)]
 
-    async def _dispatch(self, request, request_plan: RequestPlan):
+    async def _dispatch(self, request, request_plan: RequestPlan, tokenization: float):
         """Send the plan to the scorer within the request's share of its queue; the response (scores or the first error)."""
+        times = RequestTimes(_request_id(request), tokenization)
         refusal = _refusal(request, request_plan.batches, self.max_prompt_tokens)
         if refusal is not None:  # refused before any scoring
-            return _failed(self.pb, _error(self.pb, refusal, "INVALID_ARG"))
-        started = time.monotonic()
+            return _failed(self.pb, _error(self.pb, with_request_id(times.request_id, refusal), "INVALID_ARG"))
+        started = times.ready
         deadline = request_deadline(request.timeout())
         plan, label = request_plan.batches, LEVEL_NAMES[request_plan.level]
         window = self.policy.in_flight(request_plan.level, len(plan))
@@ -222,7 +243,7 @@ class TritonPythonModel:
                 # Checked before every send of a window-limited request: work nobody waits for stops here.
                 stop = self._stop_reason(request, deadline, check_cancel=window < len(plan) or sent == 0)
                 if stop is None:
-                    in_flight[asyncio.ensure_future(self._send(plan[sent], deadline, label))] = sent
+                    in_flight[asyncio.ensure_future(self._send(request, times, sent, plan[sent], deadline, label))] = sent
                     sent += 1
             if not in_flight:
                 break
@@ -234,13 +255,28 @@ class TritonPythonModel:
                     # A sub-batch that failed once the request's deadline had passed: answered as timed out.
                     stop = self._stop_reason(request, deadline, check_cancel=False) or ("failed", "")
         self.counters.finished(label, time.monotonic() - started)
+        timings = times.finish()
         if stop is not None and stop[0] != "failed":
             self.counters.skipped(stop[0], len(plan) - sent)
-            return _failed(self.pb, _error(self.pb, f"{stop[1]}: {len(plan) - sent} of {len(plan)} sub-batches were "
-                                                    "not sent to the scorer", "CANCELLED" if stop[0] == "cancelled" else "UNAVAILABLE"))
+            self._published(request, times, timings, label, plan, stop[0])
+            message = f"{stop[1]}: {len(plan) - sent} of {len(plan)} sub-batches were not sent to the scorer"
+            return _failed(self.pb, _error(self.pb, with_request_id(times.request_id, message),
+                                           "CANCELLED" if stop[0] == "cancelled" else "UNAVAILABLE"))
         self.counters.skipped("failed", len(plan) - sent)
-        outputs, error = self._gather(plan, answers)
-        return self.pb.InferenceResponse(output_tensors=[] if error else outputs, error=error)
+        outputs, error = self._gather(plan, answers, times.request_id)
+        self._published(request, times, timings, label, plan, "failed" if error else "ok")
+        if error:
+            return _failed(self.pb, error)
+        return self.pb.InferenceResponse(output_tensors=[*outputs, self.pb.Tensor(TIMINGS.name, timings.to_array())])
+
+    def _published(self, request, times: RequestTimes, timings: Timings, level: str, plan: list[SubBatch], outcome: str):
+        """The request's figures once: histograms, spans (a traced request), the log line (`serve -v`)."""
+        tokens = sum(b.real_tokens for b in plan)
+        self.histograms.observe(times, level, tokens)
+        self.spans.record(self.spans.context(request), times, level, outcome)
+        if self.log_requests:
+            log_request(self.pb, times, timings, level=level, documents=sum(len(b.rows) for b in plan), tokens=tokens,
+                        outcome=outcome)
 
     def _stop_reason(self, request, deadline: Deadline, *, check_cancel: bool) -> tuple[str, str] | None:
         if deadline.passed():
@@ -249,21 +285,27 @@ class TritonPythonModel:
             return "cancelled", "the request was cancelled by its client"
         return None
 
-    async def _send(self, batch: SubBatch, deadline: Deadline, label: str):
+    async def _send(self, request, times: RequestTimes, index: int, batch: SubBatch, deadline: Deadline, label: str):
         tensors = [self.pb.Tensor(n, a.astype(self.in_dtype, copy=False))
                    for n, a in zip(self.in_names, (batch.input_ids, batch.attention_mask))]
         # The sub-batch carries its request's remaining time (0: none). Our scorer's queue has no policy
         # to apply it (configs.scorer_config says why: Triton honours an override only below a non-zero
         # default timeout), so the deadline is checked before each send; a scorer configured with a queue
-        # policy rejects it there once expired.
-        sub = self.pb.InferenceRequest(model_name=self.scorer, inputs=tensors, requested_output_names=[self.scores_name],
-                                       timeout=deadline.remaining_us())
+        # policy rejects it there once expired. No requested outputs: every output the scorer has, its
+        # execution times where it reports them (core/telemetry.EXECUTION).
+        # A BLS request carries neither the request's id nor its trace unless given (python_backend
+        # r24.10 request_executor.cc 355-356, 376-382; server docs/user_guide/trace.md "Tracing for BLS
+        # models"); an untraced request's trace is empty and costs nothing.
+        sub = self.pb.InferenceRequest(model_name=self.scorer, inputs=tensors, requested_output_names=[],
+                                       timeout=deadline.remaining_us(), request_id=times.sub_batch_id(index),
+                                       **({"trace": request.trace()} if hasattr(request, "trace") else {}))
         started = time.monotonic()
         answer = await sub.async_exec()
+        times.answered(index, batch, started, answer, self.pb)
         self.counters.sent(batch, label, time.monotonic() - started)
         return answer
 
-    def _gather(self, plan: list[SubBatch], answers) -> tuple[list, object]:
+    def _gather(self, plan: list[SubBatch], answers, request_id: str) -> tuple[list, object]:
         """Scores and token counts in input order, or the first scorer error (never a default score)."""
         rows = sum(len(b.rows) for b in plan)
         scores = np.empty((rows, 1), dtype=np.float32)
@@ -272,10 +314,15 @@ class TritonPythonModel:
             if answer.has_error():
                 cause = answer.error()
                 code = cause.code() if hasattr(cause, "code") else None
-                return [], _error(self.pb, f"scorer '{self.scorer}' failed: {cause.message()}", code)
+                return [], _error(self.pb, with_request_id(request_id, f"scorer '{self.scorer}' failed: {cause.message()}"), code)
             scores[batch.rows] = self.pb.get_output_tensor_by_name(answer, self.scores_name).as_numpy().reshape(-1, 1)
             counts[batch.rows, 0] = batch.token_counts
         return [self.pb.Tensor(self.scores_name, scores), self.pb.Tensor(TOKEN_COUNTS.name, counts)], None
+
+
+def _request_id(request) -> str:
+    """The request's Triton id (a KServe `id`, the gateway's x-request-id); "" when its client gave none."""
+    return request.request_id() if hasattr(request, "request_id") else ""
 
 
 def _requested_level(request) -> int:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING_DEPENDENCY = 0, 1, 2, 3
@@ -34,10 +36,29 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
-    """Library loggers (mxbai_triton.*) to stderr: INFO by default, DEBUG with --verbose, WARNING with --quiet."""
+LOG_FORMATS = ("text", "json")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, and a record's `fields` at the top level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+                "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
+                **getattr(record, "fields", {})}
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False, log_format: str = "text") -> None:
+    """Library loggers (mxbai_triton.*) to stderr: INFO by default, DEBUG with --verbose, WARNING with --quiet;
+    `log_format` "json": one JSON object per line (JsonFormatter)."""
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"))
     package = logging.getLogger("mxbai_triton")
     package.handlers[:] = [handler]
     package.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)

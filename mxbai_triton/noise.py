@@ -49,6 +49,26 @@ def triton_line_level(line: str) -> int:
     return logging.INFO if head == "I" else logging.DEBUG
 
 
+_TRITON_LINE = re.compile(r"^([IWE])\d{4} (\S+) +\d+ (\S+)\] ?(.*)$")
+_TRITON_LEVELS = {"I": "info", "W": "warning", "E": "error"}
+
+
+def triton_json_line(line: str) -> str:
+    """A tritonserver log line as one JSON object (level, source, message), for `serve --log-format json`.
+
+    Triton itself writes only its default and ISO 8601 formats (server command_line_parser.cc v2.51.0 640-644).
+    """
+    import json
+
+    text = line.rstrip("\n")
+    match = _TRITON_LINE.match(text)
+    if match is None:  # a continuation line (a traceback), or output of a python model
+        return json.dumps({"level": "info", "logger": "tritonserver", "message": text}, ensure_ascii=False)
+    head, clock, source, message = match.groups()
+    return json.dumps({"level": _TRITON_LEVELS[head], "logger": "tritonserver", "triton_time": clock, "source": source,
+                       "message": message}, ensure_ascii=False)
+
+
 @contextlib.contextmanager
 def quiet_exporter(verbose: bool = False):
     """Within the block, the exporter's known noise is hidden (unless `verbose`); restored afterwards."""

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from mxbai_triton.console import EnvDefaults
+from mxbai_triton.console import EnvDefaults, configure_logging
 from mxbai_triton.gateway import cli as gateway_cli
 from mxbai_triton.model_repository.server import ADMIN_HEADER, GRPC_ADMIN_HEADER, RESTRICTED_APIS, TOKEN_ENV
 
@@ -44,6 +44,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--api-model", default=env.get("API_MODEL"),
                    help="ensemble name(s) for the API, comma-separated (default: the ensembles in a local repository, "
                         "or those Triton's repository index lists for a remote one)")
+    p.add_argument("--trace-config", action="append", metavar="SETTING",
+                   help="a tritonserver --trace-config setting (repeatable), e.g. rate=100 or opentelemetry,url=URL; with "
+                        "an OTEL_EXPORTER_OTLP_ENDPOINT, serve sets Triton's OpenTelemetry tracing from the OTEL_* "
+                        "variables and these replace its settings of the same name (docs/observability.md)")
     gateway_cli.add_server_flags(p, port_default=None)
     p.set_defaults(handler=_serve)
 
@@ -70,6 +74,7 @@ def _admin_token(path: str | None) -> str | None:
 def _serve(args) -> int:
     from mxbai_triton.model_repository.drain import drain as wait_drained
     from mxbai_triton.model_repository.server import ServerError, TritonServer
+    from mxbai_triton.model_repository.trace_config import trace_args, trace_settings
     from mxbai_triton.processes import busy_ports, is_loopback
 
     token = _admin_token(args.admin_token_file)
@@ -83,10 +88,14 @@ def _serve(args) -> int:
     if args.api_port is not None and busy_ports(args.host, {"API": args.api_port}):
         raise ServerError(f"cannot serve on {args.host}: API port {args.api_port} already in use by another process "
                           "(choose another: --api-port)")
+    if args.log_format == "json":
+        configure_logging(args.verbose, args.quiet, "json")
+    traces = trace_settings(os.environ, behind_gateway=args.api_port is not None, given=args.trace_config or ())
     server = TritonServer(
         _repository_url(args.repository, args.s3_endpoint), http_port=args.http_port, grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port, host=args.host, admin_token=token,
+        metrics_port=args.metrics_port, host=args.host, admin_token=token, extra_args=trace_args(traces),
         stream_level=logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING,
+        log_format=args.log_format,
     )
     gateway = None if args.api_port is None else _gateway(args, server.grpc_url, restricted=token is not None)
     drain = gateway_cli.drain_timeout(args)
@@ -96,15 +105,14 @@ def _serve(args) -> int:
     # Set explicitly: a script's `serve &` starts with SIGINT ignored (bash does that to background jobs) and
     # Python keeps an ignored disposition, so Ctrl-C or `kill -INT` would do nothing.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    say = (lambda _text: None) if args.quiet else (lambda text: print(text, flush=True))
+    say = (lambda _text: None) if args.quiet else (lambda text: _say(args, text))
     ready = False
     try:
         server.start(timeout=args.timeout, stream_log=True)
         ready = True
-        print(
-            f"models ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {args.host}:{args.metrics_port}"
-            f"{_precisions(server)} (Ctrl-C stops)", flush=True,
-        )
+        tracing = next((f", traces to {s.split('=', 1)[1]}" for s in traces if s.startswith("opentelemetry,url=")), "")
+        _say(args, f"models ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {args.host}:{args.metrics_port}"
+                   f"{_precisions(server)}{tracing} (Ctrl-C stops)")
         if gateway is not None:
             gateway.start(timeout=60)
         while server.process.poll() is None:
@@ -125,6 +133,14 @@ def _serve(args) -> int:
             server.stop()
         if ready:
             say("stopped")
+
+
+def _say(args, line: str) -> None:
+    """A status line on stdout, or a JSON log line with --log-format json."""
+    if args.log_format == "json":
+        logging.getLogger("mxbai_triton.serve").info(line)
+    else:
+        print(line, flush=True)
 
 
 def _precisions(server) -> str:

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "tokenizer": ("tokenizer_bench", "the tokenizer stage vs a bare batched tokenizers encode"),
     "gateway": ("gateway_bench", "what the HTTP rerank gateway adds over the gRPC client"),
     "overload": ("overload_bench", "retries at 2x capacity, load shedding at 3x, a rolling restart of two servers"),
+    "tracing": ("tracing_bench", "OpenTelemetry tracing off vs on at concurrency 1, and the trace tree of one request"),
     "aiperf": ("aiperf_bench", "AIPerf (its own venv) on the gateway's Cohere, TEI and NIM endpoints vs the gRPC client"),
     "fp16": ("fp16_check", "fp16/bf16 vs fp32 scores on the real shapes (torch, ONNX Runtime, OpenVINO or emulated)"),
     "cpu-precision": ("cpu_precision", "reference and served fp32/bf16 on the CPU: docs/s vs each precision's matmul peak"),

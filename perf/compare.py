@@ -22,6 +22,16 @@ def prepare(size: str, workdir: Path) -> tuple[Path, Path]:
     return checkpoint, ensure_export(str(checkpoint), workdir / f"standin-{size}-export-fp32")
 
 
+def standin_repository(size: str, workdir: Path, folder: str) -> Path:
+    """The stand-in's export as a portable repository with ensemble "reranker" under `workdir`/`folder`."""
+    from mxbai_triton.core.model import ModelSpec
+    from mxbai_triton.model_repository.generate import generate_repository
+
+    export = prepare(size, workdir)[1]
+    return generate_repository(workdir / folder, ModelSpec.load(export), target="portable", name="reranker",
+                               export_dir=export)
+
+
 def timed(fn):
     start = time.perf_counter()
     result = fn()

@@ -8,7 +8,7 @@ import statistics
 import time
 from pathlib import Path
 
-from .compare import prepare
+from .compare import standin_repository
 from .script import add_standin_arguments
 from .workload import QUERY, synthetic_documents
 
@@ -75,16 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
-    from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.gateway.process import GatewayProcess
-    from mxbai_triton.model_repository.generate import generate_repository
     from mxbai_triton.model_repository.server import TritonServer
 
-    workdir = Path(args.workdir)
-    export = prepare(args.size, workdir)[1]
-    repository = generate_repository(workdir / "gateway-bench-repository", ModelSpec.load(export), target="portable",
-                                     name="reranker", export_dir=export)
+    repository = standin_repository(args.size, Path(args.workdir), "gateway-bench-repository")
     with TritonServer.on_free_ports(repository, stop_grace=0) as server, GatewayProcess(server.grpc_url, "reranker") as gateway:
         result = asyncio.run(measure(server.grpc_url, gateway.url, "reranker", docs=args.docs, tokens=args.tokens,
                                      requests=args.requests, concurrency=args.concurrency, seconds=args.seconds))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -55,10 +56,17 @@ class Request:
     """A client request as the python model sees it."""
 
     def __init__(self, query: str, documents: list[str], *, parameters: dict | None = None, timeout_us: int = 0,
-                 cancelled: Callable[[], bool] = lambda: False):
+                 cancelled: Callable[[], bool] = lambda: False, request_id: str = ""):
         self.inputs = {"query": Tensor("query", np.array([query.encode()], dtype=object)),
                        "documents": Tensor("documents", np.array([d.encode() for d in documents], dtype=object))}
         self._parameters, self._timeout, self._cancelled = parameters or {}, timeout_us, cancelled
+        self._request_id = request_id
+
+    def request_id(self) -> str:
+        return self._request_id
+
+    def trace(self) -> "InferenceTrace":
+        return InferenceTrace()
 
     def parameters(self) -> str:
         return json.dumps(self._parameters)
@@ -70,12 +78,21 @@ class Request:
         return self._cancelled()
 
 
+class InferenceTrace:
+    """An untraced request's trace (tracing off): no context."""
+
+    def get_context(self) -> None:
+        return None
+
+
 class Scorer:
     """The scorer behind BLS: answers each sub-batch after `delay` seconds (or with `fail(batch)`'s error),
-    scoring a row as the sum of its real token ids; records what it was sent and the most in flight at once."""
+    scoring a row as the sum of its real token ids; records what it was sent and the most in flight at once.
+    `reports_execution`: it answers its execution's start and end too, as the python scorer does."""
 
-    def __init__(self, delay: float = 0.0, fail: Callable[[int], str | None] = lambda index: None):
-        self.delay, self.fail = delay, fail
+    def __init__(self, delay: float = 0.0, fail: Callable[[int], str | None] = lambda index: None,
+                 reports_execution: bool = False):
+        self.delay, self.fail, self.reports_execution = delay, fail, reports_execution
         self.sent: list[dict] = []
         self.in_flight = self.most_in_flight = 0
 
@@ -85,9 +102,11 @@ class Scorer:
 
     async def answer(self, request: "InferenceRequest") -> InferenceResponse:
         index = len(self.sent)
-        self.sent.append({"rows": len(request.inputs[0].as_numpy()), "timeout": request.timeout})
+        self.sent.append({"rows": len(request.inputs[0].as_numpy()), "timeout": request.timeout,
+                          "request_id": request.request_id})
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        started = time.monotonic_ns()
         try:
             await asyncio.sleep(self.delay)
         finally:
@@ -96,14 +115,17 @@ class Scorer:
         if message:
             return InferenceResponse(error=TritonError(message, TritonError.INTERNAL))
         ids, mask = (t.as_numpy() for t in request.inputs)
-        return InferenceResponse([Tensor("scores", self.expected(ids, mask)[:, None])])
+        outputs = [Tensor("scores", self.expected(ids, mask)[:, None])]
+        if self.reports_execution:
+            outputs.append(Tensor("execution_ns", np.tile([started, time.monotonic_ns()], (len(ids), 1))))
+        return InferenceResponse(outputs)
 
 
 class InferenceRequest:
     scorer: Scorer  # set by install()
 
-    def __init__(self, model_name: str, inputs, requested_output_names, timeout: int = 0, **_):
-        self.model_name, self.inputs, self.timeout = model_name, inputs, timeout
+    def __init__(self, model_name: str, inputs, requested_output_names, timeout: int = 0, request_id: str = "", **_):
+        self.model_name, self.inputs, self.timeout, self.request_id = model_name, inputs, timeout, request_id
 
     async def async_exec(self) -> InferenceResponse:
         return await self.scorer.answer(self)
@@ -116,29 +138,52 @@ class _Metric:
     def increment(self, value: float) -> None:
         self.store[self.key] = self.store.get(self.key, 0) + value
 
+    def observe(self, value: float) -> None:
+        self.store.setdefault(self.key, []).append(value)
+
 
 class MetricFamily:
-    COUNTER, GAUGE = 0, 1
+    COUNTER, GAUGE, HISTOGRAM = 0, 1, 2
     values: dict = {}
 
     def __init__(self, name: str, description: str, kind: int):
-        self.name = name
+        self.name, self.kind = name, kind
 
-    def Metric(self, labels: dict) -> _Metric:  # noqa: N802 - Triton's spelling
+    def Metric(self, labels: dict, buckets=None) -> _Metric:  # noqa: N802 - Triton's spelling
+        if (buckets is None) == (self.kind == MetricFamily.HISTOGRAM):  # as Triton refuses (src/metric_family.cc)
+            raise ValueError("buckets are required for histograms and refused otherwise")
         return _Metric(MetricFamily.values, (self.name, tuple(sorted(labels.items()))))
+
+
+class Logger:
+    lines: list[tuple[str, str]] = []
+
+    @classmethod
+    def log_verbose(cls, message: str) -> None:
+        cls.lines.append(("verbose", message))
+
+    @classmethod
+    def log_warn(cls, message: str) -> None:
+        cls.lines.append(("warn", message))
 
 
 def install(scorer: Scorer, monkeypatch) -> types.ModuleType:
     """Put a fake `triton_python_backend_utils` (with `scorer` behind BLS) where python models import it, for one test."""
     module = types.ModuleType("triton_python_backend_utils")
     InferenceRequest.scorer = scorer
-    MetricFamily.values = {}
+    MetricFamily.values, Logger.lines = {}, []
     module.TritonError, module.Tensor, module.InferenceResponse = TritonError, Tensor, InferenceResponse
-    module.InferenceRequest, module.MetricFamily = InferenceRequest, MetricFamily
+    module.InferenceRequest, module.MetricFamily, module.Logger = InferenceRequest, MetricFamily, Logger
     module.get_input_tensor_by_name = lambda request, name: request.inputs.get(name)
     module.get_output_tensor_by_name = lambda response, name: response.output(name)
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", module)
     return module
+
+
+def observations(name: str, **labels) -> list[float]:
+    """A histogram's observed values, over the labels not given."""
+    return [value for (n, ls), values in MetricFamily.values.items()
+            if n == name and all(item in ls for item in labels.items()) for value in values]
 
 
 def counter(name: str, **labels) -> float:

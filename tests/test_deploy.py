@@ -248,6 +248,19 @@ def test_autoscaler_scales_the_deployment_on_the_metric_the_adapter_serves():
     assert all("nv_inference_queue_duration_us" in rule["seriesQuery"] for rule in adapter["rules"]["custom"])
 
 
+def test_the_pod_monitor_and_the_scrape_config_scrape_both_metrics_ports_of_the_deployments_pods():
+    template = _objects()[("Deployment", "mxbai-rerank")]["spec"]["template"]
+    ports = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", ())}
+    (monitor,) = _documents(DEPLOY / "monitoring" / "podmonitor.yaml")
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} == {"metrics", "api-metrics"} <= ports
+    (config,) = _documents(DEPLOY / "monitoring" / "prometheus-scrape.yaml")
+    keep = {r["source_labels"][0]: r["regex"] for r in config["scrape_configs"][0]["relabel_configs"] if r.get("action") == "keep"}
+    assert set(keep["__meta_kubernetes_pod_container_port_name"].split("|")) == {"metrics", "api-metrics"}
+    assert keep["__meta_kubernetes_pod_label_app_kubernetes_io_name"] == template["metadata"]["labels"]["app.kubernetes.io/name"]
+
+
 @pytest.mark.parametrize("kind, name", [("PodDisruptionBudget", "mxbai-rerank"), ("Service", "mxbai-rerank")])
 def test_selectors_match_the_deployments_pods(kind, name):
     labels = _objects()[("Deployment", "mxbai-rerank")]["spec"]["template"]["metadata"]["labels"]

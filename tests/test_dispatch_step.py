@@ -212,3 +212,61 @@ def test_a_draining_server_refuses_what_it_has_not_started_and_counts_what_is_in
     assert kind_of_triton("StatusCode.UNAVAILABLE", after.error().message()) is ErrorKind.BACKEND_UNAVAILABLE
     assert len(scorer.sent) == 3  # the refused request sent nothing
     assert seen == [1, 1, 1] and fake_triton.counter(IN_FLIGHT_GAUGE) == 0  # counted in while it ran, out after
+
+
+# --- what the answer, the metrics and the log say about a request (docs/observability.md) ---
+
+def _timings(response):
+    from mxbai_triton.core.telemetry import Timings
+
+    assert not response.has_error(), response.error().message()
+    return Timings.from_array(response.output("timings").as_numpy())
+
+
+def test_a_scorer_reporting_its_execution_splits_the_dispatch_into_queue_and_inference(step):
+    make, _ = step
+    scorer = fake_triton.Scorer(delay=0.02, reports_execution=True)
+    # Bulk: one sub-batch in flight at a time, so the three executions follow each other.
+    [response] = _run(make(scorer, interactive_max_tokens=64), fake_triton.Request("q", DOCUMENTS))
+    timings = _timings(response)
+    assert timings.inference >= 3 * 0.02
+    assert timings.queue + timings.inference == pytest.approx(timings.dispatch, abs=2e-6)  # µs rounding
+    assert timings.tokenization > 0
+
+
+def test_without_a_reported_execution_the_round_trips_are_the_inference(step):
+    make, _ = step
+    scorer = fake_triton.Scorer(delay=0.02)
+    [response] = _run(make(scorer), fake_triton.Request("q", DOCUMENTS))  # three sub-batches at once
+    timings = _timings(response)
+    assert timings.inference >= 0.02 and timings.queue >= 0
+    assert timings.queue + timings.inference == pytest.approx(timings.dispatch, abs=2e-6)
+
+
+def test_the_request_id_names_each_sub_batch_its_errors_and_its_log_line(step, monkeypatch):
+    from mxbai_triton.core.errors import untagged
+    from mxbai_triton.model_repository.dispatch_telemetry import LOG_REQUESTS_ENV
+
+    monkeypatch.setenv(LOG_REQUESTS_ENV, "1")
+    make, _ = step
+    scorer = fake_triton.Scorer(fail=lambda index: "out of memory" if index == 1 else None)
+    model = make(scorer, interactive_max_tokens=64)
+    [failed, bad] = _run(model, fake_triton.Request("q", DOCUMENTS, request_id="req-7"),
+                         fake_triton.Request("q", [], request_id="req-8"))
+    assert [sent["request_id"] for sent in scorer.sent] == ["req-7.b0", "req-7.b1"]
+    assert failed.error().message() == "[request id: req-7] scorer 'rr_scorer' failed: out of memory"
+    assert bad.error().message() == "[request id: req-8] 'documents' is empty: send at least one document"
+    assert untagged(bad.error().message()) == "'documents' is empty: send at least one document"
+    (line,) = [text for level, text in fake_triton.Logger.lines if level == "verbose"]
+    assert line.startswith("[request id: req-7] dispatched {") and '"outcome": "failed"' in line
+
+
+def test_histograms_observe_each_sub_batch_and_each_request_once(step):
+    make, _ = step
+    scorer = fake_triton.Scorer()
+    first, second = _run(make(scorer), fake_triton.Request("q", DOCUMENTS), fake_triton.Request("q", DOCUMENTS[:2]))
+    for name in ("mxbai_dispatch_queue_wait_seconds", "mxbai_dispatch_execution_seconds"):
+        assert len(fake_triton.observations(name, model="rr_tokenizer")) == len(scorer.sent)
+    assert len(fake_triton.observations("mxbai_dispatch_request_duration_seconds", **{"class": "interactive"})) == 2
+    tokens = sorted(int(r.output("token_counts").as_numpy().sum()) for r in (first, second))
+    assert sorted(fake_triton.observations("mxbai_dispatch_request_tokens")) == tokens

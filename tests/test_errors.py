@@ -10,6 +10,7 @@ pytest.importorskip("fastapi", reason="the gateway is a FastAPI app")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from mxbai_triton.core.errors import APIS, KINDS, ErrorKind, kind_of_triton, markdown_table, tagged  # noqa: E402
+from mxbai_triton.core.telemetry import TIMING_HEADERS  # noqa: E402
 from mxbai_triton.gateway.app import create_app  # noqa: E402
 from mxbai_triton.gateway.backend import BackendSettings  # noqa: E402
 from mxbai_triton.gateway.errors import APIError  # noqa: E402
@@ -34,7 +35,7 @@ def failing(request):
 
     state = {"kind": ErrorKind.INTERNAL}
 
-    async def rank(self, rank_request, allowance, deadline):
+    async def rank(self, rank_request, allowance, deadline, exchange=None):
         raise APIError(state["kind"], f"failed: {state['kind'].value}", retry_after=2.0)
 
     patch = pytest.MonkeyPatch()
@@ -55,6 +56,9 @@ def test_every_kind_is_answered_with_the_tables_status_and_type_in_every_api(fai
     assert response.status_code == rule.status(api)
     assert error_type(response.json()) == rule.error_type(api)
     assert response.headers["retry-after"] == "2"
+    # An error answer carries the request's id and TEI's timing headers too (zeros: nothing was scored).
+    assert response.headers["x-compute-tokens"] == "0" and response.headers["x-request-id"]
+    assert all(response.headers[name].isdigit() for name in TIMING_HEADERS)
     if api in ("jina", "nim"):
         code = response.json()["error"]["code"] if api == "jina" else response.json()["code"]
         assert code == rule.status(api)

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from mxbai_triton.client.transport import RerankError, Scored, ServerLimits  # noqa: E402
 from mxbai_triton.core.errors import ErrorKind  # noqa: E402
+from mxbai_triton.core.telemetry import TIMING_HEADERS, Timings  # noqa: E402
 from mxbai_triton.gateway.app import create_app  # noqa: E402
 from mxbai_triton.gateway.backend import BackendSettings  # noqa: E402
 
@@ -28,6 +29,8 @@ class Edge:
         self.scores = lambda documents: np.arange(len(documents), dtype=np.float32)[::-1].copy()
         self.calls = 0
         self.deadlines = []
+        self.request_ids = []
+        self.timings = Timings()
 
 
 @pytest.fixture()
@@ -41,16 +44,18 @@ def edge(monkeypatch):
         async def limits(self, deadline=None):
             return ServerLimits(MAX_DOCUMENTS, 9.0, 8271, f"{self.model}_tokenizer")
 
-        async def scored(self, query, documents, *, instruction=None, priority=0, truncate="END", deadline=None):
+        async def scored(self, query, documents, *, instruction=None, priority=0, truncate="END", deadline=None,
+                         request_id="", trace_headers=None):
             script.calls += 1
             script.deadlines.append(deadline)
+            script.request_ids.append(request_id)
             try:
                 result = script.scores(documents)
                 if asyncio.iscoroutine(result):
                     result = await result
             except asyncio.TimeoutError:  # what the transport raises when the request's deadline passes
                 raise RerankError("no answer", kind=ErrorKind.DEADLINE_EXCEEDED) from None
-            return Scored(result, np.full(len(result), 7, dtype=np.int64))
+            return Scored(result, np.full(len(result), 7, dtype=np.int64), script.timings, request_id)
 
         async def close(self):
             pass
@@ -176,6 +181,45 @@ def test_a_request_past_its_deadline_is_a_504_and_the_deadline_is_the_one_made_a
     assert response.json()["error"]["message"] == f"no answer from Triton within 0.3s (request id {response.headers['x-request-id']})"
     (deadline,) = edge.deadlines
     assert deadline.bounded and deadline.remaining() <= 0.3  # one deadline, created when the request came in
+
+
+def test_the_request_id_is_tritons_request_id_and_the_answers_id_and_the_timings_come_back_as_headers(edge):
+    edge.timings = Timings(tokenization=0.0042, queue=0.0105, inference=0.2501, dispatch=0.2606)
+    given = "caller-id-0001"
+    with _client() as client:
+        cohere = client.post("/v2/rerank", json={"model": "reranker", "query": QUERY, "documents": ["a", "b"]},
+                             headers={"x-request-id": given})
+        jina = client.post("/v1/rerank", json={"query": QUERY, "documents": ["a", "b", "c"]})
+    generated = jina.headers["x-request-id"]
+    assert (cohere.headers["x-request-id"], cohere.json()["id"], jina.json()["id"]) == (given, given, generated)
+    assert edge.request_ids == [given, generated]
+    headers = {name: cohere.headers[name] for name in TIMING_HEADERS}
+    assert {k: v for k, v in headers.items() if k != "x-total-time"} == {
+        "x-tokenization-time": "4", "x-queue-time": "10", "x-inference-time": "250", "x-compute-tokens": "14"}
+    assert headers["x-total-time"].isdigit()  # the edge's own clock (a scripted edge takes no time)
+    assert cohere.headers["server-timing"].split(", ")[1:] == ["tokenization;dur=4.200", "queue;dur=10.500",
+                                                               "inference;dur=250.100"]
+
+
+def test_the_access_log_has_one_json_line_per_request_with_its_id_api_model_size_status_and_timings(edge, caplog):
+    import json
+    import logging
+
+    from mxbai_triton.console import JsonFormatter
+
+    edge.timings = Timings(tokenization=0.0042, queue=0.0105, inference=0.2501, dispatch=0.2606)
+    options = {"urls": ("127.0.0.1:1",), "models": ("reranker",), "timeout": 5.0, "retry_for": 1.0}
+    with caplog.at_level(logging.INFO, logger="mxbai_triton.gateway.access"), \
+            TestClient(create_app(BackendSettings(**options), access_log=True)) as client:
+        client.post("/rerank", json={"query": QUERY, "texts": ["a", "b", "c"]}, headers={"x-request-id": "access-0001"})
+        client.post("/v2/rerank", json={"model": "nope", "query": QUERY, "documents": ["a"]})
+    ok, missing = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "mxbai_triton.gateway.access"]
+    assert {k: ok[k] for k in ("id", "api", "model", "class", "status", "documents", "tokens", "tokenization_ms",
+                               "queue_ms", "inference_ms")} == {
+        "id": "access-0001", "api": "tei", "model": "reranker", "class": "interactive", "status": 200, "documents": 3,
+        "tokens": 21, "tokenization_ms": 4.2, "queue_ms": 10.5, "inference_ms": 250.1}
+    assert ok["total_ms"] >= 0 and ok["level"] == "info" and ok["message"].startswith("request access-0001 api=tei")
+    assert (missing["api"], missing["status"], missing["kind"], missing["documents"]) == ("cohere", 404, "not_found", 0)
 
 
 def test_an_error_about_the_request_from_triton_is_a_400_with_its_message(edge):

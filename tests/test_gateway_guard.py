@@ -164,7 +164,7 @@ SECRET = "KeyError: '/opt/models/rr/1/model.py' at 10.0.0.7:8001"
 def failing_app(monkeypatch):
     from mxbai_triton.gateway.serving import RerankServing
 
-    async def broken(self, body, allowance=None, deadline=None):
+    async def broken(self, body, allowance=None, deadline=None, exchange=None):
         raise KeyError(SECRET)
 
     monkeypatch.setattr(RerankServing, "cohere", broken)

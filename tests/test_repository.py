@@ -48,14 +48,21 @@ def test_ensemble_publishes_document_limit_and_estimated_max():
     assert (params["max_documents_per_request"].string_value, params["estimated_max"].string_value) == ("1000", "9.0")
 
 
-def test_the_tokenizer_step_dispatches_to_the_scorer_and_returns_scores_and_token_counts():
+def test_the_tokenizer_step_dispatches_to_the_scorer_and_returns_scores_token_counts_and_timings():
     ensemble, tokenizer = ensemble_config(BASE_V2, LIMITS, "m"), tokenizer_config(BASE_V2, LIMITS, "m")
     assert [step.model_name for step in ensemble.ensemble_scheduling.step] == ["m_tokenizer"]
     assert tokenizer.parameters["scorer_model"].string_value == "m_scorer"
-    outputs = [("scores", [-1, 1], "TYPE_FP32"), ("token_counts", [-1, 1], "TYPE_INT32")]
+    # The public contract's two outputs first, unchanged; `timings` is additive (docs/observability.md).
+    outputs = [("scores", [-1, 1], "TYPE_FP32"), ("token_counts", [-1, 1], "TYPE_INT32"), ("timings", [4], "TYPE_INT64")]
     for config in (ensemble, tokenizer):
         assert [(o.name, list(o.dims), model_config_pb2.DataType.Name(o.data_type)) for o in config.output] == outputs
-    assert dict(ensemble.ensemble_scheduling.step[0].output_map) == {"scores": "scores", "token_counts": "token_counts"}
+    assert dict(ensemble.ensemble_scheduling.step[0].output_map) == {name: name for name, _, _ in outputs}
+
+
+def test_only_the_python_scorer_reports_its_execution():
+    outputs = {target: [o.name for o in scorer_config(BASE_V2.with_overrides(dtype="fp16"), LIMITS, "m", target).output]
+               for target in ("portable", "onnx", "trt")}
+    assert outputs == {"portable": ["scores", "execution_ns"], "onnx": ["scores"], "trt": ["scores"]}
 
 
 def test_the_tokenizer_queue_orders_by_priority_drops_requests_past_their_timeout_and_bounds_each_level():
