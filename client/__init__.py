@@ -1,6 +1,10 @@
 """Client stage: rank documents through the Triton ensemble over gRPC or HTTP."""
 
-from .rerank import (
+from mxbai_triton import require_package_name
+
+require_package_name(__name__, "client")  # before anything of the folder loads under that name
+
+from .rerank import (  # noqa: E402
     NO_RETRY,
     AsyncRerankClient,
     RankResult,

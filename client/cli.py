@@ -26,7 +26,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=None, help="print only the best K (default: all)")
     p.add_argument("--priority", type=int, default=None, choices=[0, 1, 2],
                    help="Triton priority: 0 the server decides by size, 1 interactive, 2 bulk work (default: 0; 2 with --input)")
-    p.add_argument("--normalize", action="store_true", help="sigmoid(score - estimated_max/2), as the reference")
+    p.add_argument("--normalize", action="store_true",
+                   help="with --json, 'score' is the relevance (sigmoid(raw - estimated_max/2), the reference's normalize=True) "
+                        "instead of the raw score; the table always shows both")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds the request may take in all, retries included")
     p.add_argument("--retry-for", type=float, default=10.0, help="seconds of retries while no server answers")
     p.add_argument("--json", action="store_true", help="one JSON object per result")
@@ -40,7 +42,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _rank(args) -> int:
-    from .rerank import RerankClient, RetryPolicy
+    from .discovery import NO_SERVER_HINT
+    from .rerank import RerankClient, RerankError, RetryPolicy
 
     if args.input or args.output:
         return _rank_file(args)
@@ -49,10 +52,16 @@ def _rank(args) -> int:
     urls = args.url or [DEFAULT_URLS[args.protocol]]
     model = _model_when_served(urls, args.model, args.protocol, args.timeout, args.retry_for)
     retry = RetryPolicy(deadline=args.retry_for)
-    with RerankClient(urls, model=model, protocol=args.protocol, timeout=args.timeout, retry=retry) as client:
-        results = client.rank(args.query, args.documents, top_k=args.top_k, instruction=args.instruction,
-                              normalize=args.normalize, priority=args.priority or 0)
-    print_ranking(args.query, results, as_json=args.json)
+    try:
+        with RerankClient(urls, model=model, protocol=args.protocol, timeout=args.timeout, retry=retry) as client:
+            results = client.rank(args.query, args.documents, top_k=args.top_k, instruction=args.instruction,
+                                  priority=args.priority or 0)
+            estimated_max = client.limits.estimated_max
+    except RerankError as error:
+        if error.unavailable:
+            raise RerankError(f"{error}; {NO_SERVER_HINT}", kind=error.kind) from None
+        raise
+    print_ranking(args.query, results, estimated_max, as_json=args.json, normalized=args.normalize)
     return 0
 
 
@@ -87,12 +96,25 @@ def _model_when_served(urls, requested, protocol: str, timeout: float, retry_for
     return when_served(lambda loop: choose_model(urls, requested, protocol=protocol, timeout=timeout, loop=loop), retry_for)
 
 
-def print_ranking(query: str, results, *, as_json: bool = False) -> None:
+def print_ranking(query: str, results, estimated_max: float, *, as_json: bool = False, normalized: bool = False) -> None:
+    """`results` (raw scores, best first) with both scores labelled: the raw score and the normalised relevance.
+
+    One pair has two numbers across the APIs: the raw score logit("1") - logit("0") (the reference's
+    default, NIM's `logit`, TEI's `raw_scores`) and the relevance sigmoid(raw - estimated_max/2) (the
+    reference's normalize=True, Cohere's and Jina's `relevance_score`). Both are printed, named.
+    """
+    from mxbai_triton.core.ranking import sigmoid_normalize
+
+    relevance = sigmoid_normalize([r.score for r in results], estimated_max) if results else []
     if as_json:
-        for r in results:
-            print(json.dumps({"index": r.index, "score": r.score, "document": r.document}, ensure_ascii=False))
+        for r, rel in zip(results, relevance):
+            print(json.dumps({"index": r.index, "score": float(rel) if normalized else r.score, "raw_score": r.score,
+                              "relevance_score": float(rel), "document": r.document}, ensure_ascii=False))
         return
     print(f"query: {query}")
-    for rank, r in enumerate(results, 1):
-        text = r.document if r.document is None or len(r.document) <= 90 else r.document[:87] + "..."
-        print(f"{rank:3d}. [{r.index}] {r.score:+.4f}  {text}")
+    print(f"{'rank':>4}  {'doc':>5}  {'raw':>8}  {'relevance':>9}  document")
+    for rank, (r, rel) in enumerate(zip(results, relevance), 1):
+        text = r.document if r.document is None or len(r.document) <= 80 else r.document[:77] + "..."
+        print(f"{rank:>4}  {'[' + str(r.index) + ']':>5}  {r.score:+8.4f}  {rel:9.4f}  {text}")
+    print(f'raw = logit("1") - logit("0"), the reference\'s score (NIM `logit`, TEI `raw_scores`); relevance = '
+          f"sigmoid(raw - {estimated_max:g}/2), its normalize=True (Cohere/Jina `relevance_score`, TEI `score`)")

@@ -19,6 +19,10 @@ RERANK_INPUTS = ("query", "documents")
 RERANK_PARAMETERS = ("estimated_max", "max_documents_per_request")
 
 
+# The next step for a user whose command found no server (rank, eval, perf).
+NO_SERVER_HINT = "start one with `mxbai-triton serve REPOSITORY` (or `make demo` for a stand-in), or point --url at a running one"
+
+
 class DiscoveryError(RerankError):
     """Triton could not be asked which models it serves: unreachable, or its index is a restricted API."""
 
@@ -136,7 +140,8 @@ def choose_model(urls: Sequence[str], requested: str | None, *, protocol: str = 
 
 def when_served(ask: Callable[[LoopThread], T], retry_for: float) -> T:
     """`ask(loop)` (a discovery call), asked again every 0.5 s for up to `retry_for` seconds while no server
-    answers (one starting); the tries share one loop thread."""
+    answers (one starting); the tries share one loop thread. Says at once that it waits, and how to wait
+    less; gives up naming what to start."""
     deadline = time.monotonic() + retry_for
     said = False
     loop = LoopThread("mxbai-triton-discovery")
@@ -145,10 +150,12 @@ def when_served(ask: Callable[[LoopThread], T], retry_for: float) -> T:
             try:
                 return ask(loop)
             except DiscoveryError as error:
-                if error.restricted or time.monotonic() + 0.5 > deadline:
+                if error.restricted:
                     raise
+                if time.monotonic() + 0.5 > deadline:
+                    raise DiscoveryError(f"{error}; no server answered for {retry_for:g} s: {NO_SERVER_HINT}") from None
                 if not said:
-                    log.info("%s; asking again for up to %g s (--retry-for)", error, retry_for)
+                    log.info("%s; waiting up to %g s for a server to start (--retry-for 0 fails at once)", error, retry_for)
                     said = True
                 time.sleep(0.5)
     finally:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mxbai_triton.core.deadline import Deadline
+from mxbai_triton.core.ranking import rank_order, sigmoid_normalize
 from mxbai_triton.core.wire import PRIORITIES
 
 from .loop import LoopThread
@@ -30,18 +31,6 @@ class RankResult:
     index: int
     score: float
     document: str | None = None
-
-
-def sigmoid_normalize(scores: np.ndarray, estimated_max: float) -> np.ndarray:
-    """The reference's normalisation: sigmoid(score - estimated_max / 2)."""
-    return 1.0 / (1.0 + np.exp(-(np.asarray(scores, dtype=np.float64) - estimated_max / 2)))
-
-
-def rank_order(scores: np.ndarray, top_k: int | None = None) -> list[int]:
-    """Indices by score descending, ties by index ascending; the first `top_k` (all when None)."""
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    return np.lexsort((np.arange(len(scores)), -np.asarray(scores)))[:top_k].tolist()
 
 
 def rank_results(
@@ -160,8 +149,8 @@ class AsyncRerankClient:
             return dataclasses.replace(_NOTHING_SCORED, request_id=request_id)
         deadline = deadline or self.deadline()
         limits = await self.limits(deadline)
-        # The ensemble's dispatch step when the server names one: it sees a cancellation, the ensemble does not.
-        call = Call(limits.dispatch_model or self.model, priority, deadline, truncate, request_id, trace_headers or {})
+        # The ensemble's dispatch step: it sees a cancellation, the ensemble does not.
+        call = Call(limits.dispatch_model, priority, deadline, truncate, request_id, trace_headers or {})
         chunks = _chunks(documents_bytes, limits.max_documents)
         calls = [call] * len(chunks) if len(chunks) == 1 or not request_id else [
             dataclasses.replace(call, request_id=f"{request_id}.c{i}") for i in range(len(chunks))]

@@ -69,17 +69,12 @@ class Scored:
                       slowest(p.timings for p in parts), request_id)
 
 
-# The reference's longest prompt (max_length 8192 + 79 template tokens): what ensembles generated
-# before they published `max_prompt_tokens` truncate to.
-REFERENCE_MAX_PROMPT_TOKENS = 8192 + 79
-
-
 @dataclass(frozen=True)
 class ServerLimits:
     """What the ensemble's config parameters tell a client.
 
     `dispatch_model` is the ensemble's step, which takes the same request and, unlike the ensemble,
-    sees its cancellation; None for servers that do not name it (then requests go to the ensemble).
+    sees its cancellation: requests go to it.
 
     `max_prompt_tokens` is the longest prompt (template + query + document) the tokenizer step
     builds: a document whose prompt reaches it was cut to fit, or fills it to the last token.
@@ -87,8 +82,8 @@ class ServerLimits:
 
     max_documents: int
     estimated_max: float
-    max_prompt_tokens: int = REFERENCE_MAX_PROMPT_TOKENS
-    dispatch_model: str | None = None
+    max_prompt_tokens: int
+    dispatch_model: str
 
 
 @dataclass(frozen=True)
@@ -179,7 +174,7 @@ def limits_from_config(config) -> ServerLimits:
     params = {k: v.get("string_value") for k, v in config.get("parameters", {}).items()}
     try:
         return ServerLimits(int(params["max_documents_per_request"]), float(params["estimated_max"]),
-                            int(params.get("max_prompt_tokens") or REFERENCE_MAX_PROMPT_TOKENS), params.get("dispatch_model"))
+                            int(params["max_prompt_tokens"]), params["dispatch_model"])
     except KeyError as missing:
         raise RerankError(f"model {config.get('name')!r} is not an mxbai-triton ensemble (no parameter {missing})") from None
 

@@ -188,11 +188,6 @@ def pad_sequences(
     return input_ids, attention_mask
 
 
-def pad_left(sequences: Sequence[Sequence[int]], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Left-pad to `length` as the reference does; returns int64 (input_ids, attention_mask)."""
-    return pad_sequences(sequences, length, pad_id, "left")
-
-
 def repad(input_ids: np.ndarray, attention_mask: np.ndarray, pad_id: int, side: str) -> tuple[np.ndarray, np.ndarray]:
     """The same rows with their real tokens moved to the other `side` (e.g. the reference's left-padded
     batches for a right-padded graph)."""

@@ -37,10 +37,14 @@ def _texts(documents: list[str | TextDocument]) -> list[str]:
 
 
 class CohereV2Request(_Request):
-    """Cohere v2 `POST /v2/rerank` (LiteLLM may pass documents as {"text": ...}; older clients ask for them back)."""
+    """Cohere v2 `POST /v2/rerank` (LiteLLM may pass documents as {"text": ...}; older clients ask for them back).
+
+    As in Cohere's own API, `model` is required and `documents` must not be empty (the SDKs send both);
+    the Jina/vLLM, TEI and NIM bodies may leave `model` out (the first served ensemble answers).
+    """
 
     model: str
-    documents: list[str | TextDocument]
+    documents: list[str | TextDocument] = Field(min_length=1)
     top_n: int | None = Field(default=None, ge=1)
     return_documents: bool = False
     # Accepted for compatibility; documents are truncated as the reference truncates them (README).
@@ -85,7 +89,7 @@ class NIMRankingRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    # NIM requires it; here it may be left out, as in the other APIs (the first served ensemble answers).
+    # NIM requires it; here it may be left out, as in the Jina/vLLM and TEI bodies (the first served ensemble answers).
     model: str | None = None
     query: TextDocument
     passages: list[TextDocument]

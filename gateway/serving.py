@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mxbai_triton.client.rerank import rank_order, sigmoid_normalize
 from mxbai_triton.core.deadline import Deadline
 from mxbai_triton.core.dispatch import LEVEL_NAMES
+from mxbai_triton.core.ranking import rank_order, sigmoid_normalize
 
 from .admission import Admission
 from .backend import TritonBackend

@@ -172,7 +172,7 @@ def scorer_config(spec: ModelSpec, limits: ServingLimits, name: str, target: str
                     "scores per layer: 42 GiB for base-v2 at 48 x 4096, 171 GiB at 48 x 8272. Export with `mxbai-triton "
                     "export MODEL --dtype fp16` (or bf16), or serve this export on CPU (--instance-kind cpu, or --target portable)")
             # Passed to ONNX Runtime's CUDA provider verbatim: names and value forms it parses
-            # (model_repository/ort_cuda_options.py; a test checks them).
+            # (model_repository/ort_cuda_options.py; tests/ort_cuda_provider.py checks them against the provider's parser).
             raw["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [{
                 "name": "cuda", "parameters": dict(CUDA_SCORER_OPTIONS),
             }]}}

@@ -79,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
         url = server.grpc_url if args.protocol == "grpc" else server.http_url
         with RerankClient(url, model="reranker", protocol=args.protocol) as client:
             results = client.rank(EXAMPLE_QUERY, list(EXAMPLE_DOCUMENTS))
+            estimated_max = client.limits.estimated_max
         print()
-        print_ranking(EXAMPLE_QUERY, results)
+        print_ranking(EXAMPLE_QUERY, results, estimated_max)
         with GatewayProcess(server.grpc_url, "reranker") as gateway:
             curl_example(gateway.url, "Who wrote Moby-Dick?",
                          ["Herman Melville wrote Moby-Dick.", "Harper Lee wrote To Kill a Mockingbird."])

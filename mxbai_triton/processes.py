@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 
 # A supervisor in a fresh single-threaded interpreter (a preexec_fn would run Python between fork and
@@ -130,15 +129,6 @@ def pid_alive(pid: int) -> bool:
         return True
     return True
 
-
-def wait_until(condition, timeout: float, interval: float = 0.1) -> bool:
-    """Poll `condition()` until it holds (True) or `timeout` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 def _family(host: str) -> int:

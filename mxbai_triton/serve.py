@@ -102,8 +102,14 @@ def _serve(args) -> int:
     # SIGTERM (a rollout, a scale-in) drains: the gateway first (it stops accepting and answers what it
     # took), then Triton (new requests refused as unavailable, started ones answered), then exit 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Set explicitly: a script's `serve &` starts with SIGINT ignored (bash does that to background jobs) and
+    # Python keeps an ignored disposition, so Ctrl-C or `kill -INT` would do nothing.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    say = (lambda _text: None) if args.quiet else (lambda text: _say(args, text))
+    ready = False
     try:
         server.start(timeout=args.timeout, stream_log=True)
+        ready = True
         tracing = next((f", traces to {s.split('=', 1)[1]}" for s in traces if s.startswith("opentelemetry,url=")), "")
         _say(args, f"models ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {args.host}:{args.metrics_port}"
                    f"{_precisions(server)}{tracing} (Ctrl-C stops)")
@@ -117,12 +123,16 @@ def _serve(args) -> int:
         print(f"tritonserver exited with code {server.process.returncode}: {server.failure_reason()}", file=sys.stderr)
         return 1
     finally:
+        if ready:
+            say(f"stopping: answering the requests already accepted (up to {drain:g} s), then stopping Triton ...")
         try:
             if gateway is not None:
                 gateway.stop(grace=drain + gateway_cli.DRAIN_MARGIN)
             wait_drained(server, drain)
         finally:
             server.stop()
+        if ready:
+            say("stopped")
 
 
 def _say(args, line: str) -> None:

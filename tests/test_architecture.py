@@ -96,3 +96,29 @@ def test_the_serving_core_and_the_python_models_load_without_torch():
             "print(sorted(m for m in ('torch', 'transformers', 'onnx', 'onnxscript') if m in sys.modules))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (run.returncode, run.stdout.strip()) == (0, "[]"), run.stderr
+
+
+def test_a_stage_folder_imported_under_its_bare_name_is_refused_with_the_name_to_use():
+    import subprocess
+    import sys
+
+    for stage in sorted(set(PACKAGES) - {"mxbai_triton"}):
+        run = subprocess.run([sys.executable, "-c", f"import {stage}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 1 and run.stderr.strip().endswith(
+            f"ImportError: '{stage}' is the folder of mxbai_triton.{stage}: import mxbai_triton.{stage} instead"), stage
+
+
+def test_no_project_module_is_loaded_under_two_names():
+    import importlib
+    import sys
+
+    for path in sorted(p for folder in PACKAGES for p in (ROOT / folder).glob("*.py")):
+        package = f"mxbai_triton.{path.parent.name}" if path.parent.name != "mxbai_triton" else "mxbai_triton"
+        if path.stem != "__main__":
+            importlib.import_module(package if path.stem == "__init__" else f"{package}.{path.stem}")
+    names: dict[Path, list[str]] = {}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).resolve().is_relative_to(ROOT) and ".venv" not in Path(file).parts:
+            names.setdefault(Path(file).resolve(), []).append(name)
+    assert {str(f.relative_to(ROOT)): n for f, n in names.items() if len(n) > 1} == {}

@@ -27,6 +27,7 @@ def test_an_export_killed_part_way_leaves_nothing_that_repo_accepts(tiny_checkpo
     assert f"not an export directory (no spec.json); an interrupted export left {tmp_path}/.export.partial-" in run.stderr
 
 
+@pytest.mark.process
 def test_repo_names_what_a_hand_copied_export_lacks(tiny_tokenizer_dir, tmp_path):
     (tmp_path / "export").mkdir()
     for name in ("spec.json", "tokenizer.json"):

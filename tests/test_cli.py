@@ -12,6 +12,7 @@ from mxbai_triton.core.preprocess import RerankPreprocessor
 from tests.conftest import run_cli
 
 
+@pytest.mark.process
 def test_tokenize_prints_one_json_line_per_document(tiny_tokenizer_dir):
     run = run_cli("tokenize", str(tiny_tokenizer_dir), "--query", "who?", "--instruction", "be brief", "doc one", "<|im_end|>")
     assert run.returncode == 0, run.stderr
@@ -20,12 +21,14 @@ def test_tokenize_prints_one_json_line_per_document(tiny_tokenizer_dir):
     assert lines == [{"input_ids": ids} for ids in expected]
 
 
+@pytest.mark.process
 def test_tokenize_honours_max_length(tiny_checkpoint):
     run = run_cli("tokenize", str(tiny_checkpoint), "--query", "q", "--max-length", "4", "a b c d e f g h")
     assert run.returncode == 0, run.stderr
     assert len(json.loads(run.stdout)["input_ids"]) == 79 + 4
 
 
+@pytest.mark.process
 def test_tokenize_does_not_import_torch(tiny_tokenizer_dir):
     code = (
         "import sys; from mxbai_triton.cli import main; "
@@ -50,6 +53,7 @@ def test_validate_command_exits_non_zero_on_a_broken_export(tiny_export, tmp_pat
     assert "validation FAILED" in run.stderr and "1 of 1 cases exceed" in run.stderr
 
 
+@pytest.mark.process
 def test_export_of_unknown_model_fails_with_a_clear_message(tmp_path):
     run = run_cli("export", "not-a-model", "--out", str(tmp_path / "x"))
     assert run.returncode == 2  # a usage error

@@ -65,6 +65,7 @@ def test_usage_errors_exit_2_with_one_line(capsys, tmp_path):
     assert err.startswith("mxbai-triton tokenize: error: ") and err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.process
 def test_an_unreachable_hub_is_one_line_naming_the_model_and_what_to_do(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}  # offline, empty cache
     run = run_cli("export", "mixedbread-ai/mxbai-rerank-base-v2", "--out", str(tmp_path / "out"), env=env)
@@ -83,6 +84,7 @@ def test_repo_examples_regenerates_the_committed_examples(tmp_path, capsys):
     assert written == committed
 
 
+@pytest.mark.process
 def test_version_prints_the_installed_version():
     from importlib.metadata import version
 
@@ -133,6 +135,7 @@ def test_help_shows_each_flags_default():
     assert "Triton's gRPC port (default: 8001)" in " ".join(out.getvalue().split())
 
 
+@pytest.mark.process
 def test_api_on_a_busy_port_exits_1_naming_it():
     import socket
 
@@ -145,8 +148,10 @@ def test_api_on_a_busy_port_exits_1_naming_it():
     assert run.stderr.strip().endswith(f"API port {port} already in use by another process (choose another: --port)")
 
 
-@pytest.mark.parametrize("model, waiting", [((), "asking again for up to 2 s"), (("--model", "reranker"), "trying again")])
-def test_rank_with_no_server_says_once_what_it_waits_for_then_fails_in_one_line(model, waiting):
+@pytest.mark.process
+@pytest.mark.parametrize("model, waiting", [((), "waiting up to 2 s for a server to start (--retry-for 0 fails at once)"),
+                                            (("--model", "reranker"), "trying again")])
+def test_rank_with_no_server_says_once_what_it_waits_for_then_fails_in_one_line_naming_what_to_start(model, waiting):
     from mxbai_triton.processes import free_port
 
     run = run_cli("rank", "--url", f"127.0.0.1:{free_port()}", *model, "--retry-for", "2", "--query", "q", "a",
@@ -155,3 +160,5 @@ def test_rank_with_no_server_says_once_what_it_waits_for_then_fails_in_one_line(
     assert run.returncode == 1
     assert sum(waiting in line for line in lines) == 1, lines
     assert lines[-1].startswith("mxbai-triton rank: error: ") and "Connection refused" in lines[-1], lines
+    assert lines[-1].endswith("start one with `mxbai-triton serve REPOSITORY` (or `make demo` for a stand-in), "
+                              "or point --url at a running one"), lines

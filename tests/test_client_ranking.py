@@ -93,3 +93,17 @@ def test_a_call_carries_its_deadline_as_triton_timeout_and_grpc_deadline_with_pr
     assert Call("rr_tokenizer").options(grpc=True) == {"timeout": 0}  # no deadline: none sent, none kept
     with pytest.raises(ValueError, match="truncate must be one of END, NONE"):
         Call("rr_tokenizer", truncate="MIDDLE")
+
+
+def test_an_ensemble_config_without_the_dispatch_step_or_the_prompt_cap_is_not_ours():
+    from mxbai_triton.client.transport import limits_from_config
+
+    ours = {"name": "rr", "parameters": {"max_documents_per_request": {"string_value": "1000"},
+                                         "estimated_max": {"string_value": "9.0"},
+                                         "max_prompt_tokens": {"string_value": "8271"},
+                                         "dispatch_model": {"string_value": "rr_tokenizer"}}}
+    assert limits_from_config(ours).dispatch_model == "rr_tokenizer"
+    for missing in ("dispatch_model", "max_prompt_tokens"):
+        older = {**ours, "parameters": {k: v for k, v in ours["parameters"].items() if k != missing}}
+        with pytest.raises(RerankError, match=rf"^model 'rr' is not an mxbai-triton ensemble \(no parameter '{missing}'\)$"):
+            limits_from_config(older)

@@ -99,6 +99,7 @@ def test_the_repository_check_names_an_openvino_parameter_the_backend_would_reje
 
     repository = tmp_path / "repo"
     shutil.copytree(EXAMPLES_DIR / "base-v2" / "openvino", repository)
+    (repository / "mxbai-rerank-base-v2_scorer" / "1").mkdir(exist_ok=True)  # a clone has no empty folders: as a user fills it
     config_path = repository / "mxbai-rerank-base-v2_scorer" / "config.pbtxt"
     config_path.write_text(config_path.read_text().replace('string_value: "LATENCY"', 'string_value: "fast"'))
     problems = check_repository(repository)

@@ -79,12 +79,12 @@ def test_the_applied_set_holds_no_secret_and_no_placeholder():
     assert found == []
 
 
-def test_the_secrets_the_pods_read_are_the_ones_readme_says_to_create():
+def test_the_secrets_the_pods_read_are_the_ones_the_deploy_readme_says_to_create():
     pod = _pod()
     named = {e["valueFrom"]["secretKeyRef"]["name"] for c in pod["containers"] for e in c.get("env", [])
              if "secretKeyRef" in e.get("valueFrom", {})}
     named |= {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
-    created = set(re.findall(r"kubectl create secret generic ([a-z0-9-]+)", (ROOT / "README.md").read_text()))
+    created = set(re.findall(r"kubectl create secret generic ([a-z0-9-]+)", (DEPLOY / "README.md").read_text()))
     assert named == {"mxbai-rerank-s3-reader", "mxbai-rerank-admin-token", "mxbai-rerank-api-keys"}
     assert named <= created
 
@@ -192,7 +192,7 @@ def test_the_deployed_image_builds_on_nvidias_triton_by_digest():
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert [line for line in dockerfile.splitlines() if line.startswith(("FROM ", "ARG TRITON"))] == [
         "ARG TRITON_BASE=nvcr.io/nvidia/tritonserver:26.10-py3", "FROM ${TRITON_BASE}"]
-    readme = (ROOT / "README.md").read_text()
+    readme = (DEPLOY / "README.md").read_text()
     assert "--build-arg TRITON_BASE=nvcr.io/nvidia/tritonserver:26.10-py3@sha256:" in readme
 
 

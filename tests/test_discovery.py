@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
 from mxbai_triton.gateway.process import GatewayProcess
 from tests.conftest import run_cli
 from tests.reference import reference_scores
+from tests.waiting import GUARD, wait_until
 
 pytestmark = pytest.mark.triton
 
@@ -79,7 +78,8 @@ def test_an_ensemble_loaded_later_is_served_and_one_unloaded_is_not(triton):
         client = grpc.InferenceServerClient(triton.grpc_url)
         client.unload_model("rr2")
         client.close()
-        time.sleep(1.5)  # three looks at the index
+        # Gone from the gateway at one of its next looks at the index (every 0.5 s).
+        assert wait_until(lambda: httpx.post(f"{gateway.url}/v2/rerank", json=body).status_code == 404, GUARD)
         gone = httpx.post(f"{gateway.url}/v2/rerank", json=body)
         default = httpx.post(f"{gateway.url}/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS}).json()
     assert (before.status_code, before.json()) == (404, {"message": "model 'rr2' is not served here; served: rr"})

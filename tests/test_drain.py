@@ -13,14 +13,13 @@ from mxbai_triton.client import NO_RETRY, RerankClient, RetryPolicy
 from mxbai_triton.gateway.process import GatewayProcess
 from mxbai_triton.model_repository.drain import drain
 from mxbai_triton.model_repository.server import TritonServer
-from mxbai_triton.processes import free_port, wait_until
+from mxbai_triton.processes import free_port
 from tests.conftest import serve_command
 from tests.steady_load import Load
+from tests.waiting import GUARD, wait_until
 
 pytestmark = pytest.mark.triton
 
-# Generous guards against a hang, never the assertion.
-GUARD = 240
 
 
 def test_sigterm_to_serve_under_load_answers_every_accepted_request_and_exits_0(tiny_repository, tmp_path):

@@ -15,7 +15,7 @@ from mxbai_triton.gateway.app import create_app  # noqa: E402
 from mxbai_triton.gateway.backend import BackendSettings  # noqa: E402
 from mxbai_triton.gateway.errors import APIError  # noqa: E402
 from mxbai_triton.gateway.openapi import error_statuses  # noqa: E402
-from tests.readme_blocks import DOC_BLOCKS, DOCS, block  # noqa: E402
+from tests.doc_blocks import DOC_BLOCKS, DOCS, block  # noqa: E402
 
 # One request per API, and where its body keeps the error's type.
 ROUTES = {

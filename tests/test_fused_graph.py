@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mxbai_triton.core.model import ONNX_FILENAME
-from mxbai_triton.export.graph_checks import ops_tensorrt_cannot_parse, tensors_with_two_sequence_axes, trt_operator_table
+from tests.graph_checks import ops_tensorrt_cannot_parse, tensors_with_two_sequence_axes, trt_operator_table
 
 # runs the ONNX exporter (~10 s a graph)
 pytestmark = pytest.mark.slow
@@ -144,7 +144,7 @@ def test_the_operator_check_names_an_op_tensorrt_does_not_list(fp16_graph):
 
 
 def test_the_stored_operator_list_is_the_targeted_tensorrt_release():
-    from mxbai_triton.export.graph_checks import TRT_OPERATORS_FILE
+    from tests.graph_checks import TRT_OPERATORS_FILE
 
     assert "TensorRT 11.1 supports operators" in TRT_OPERATORS_FILE.read_text(encoding="utf-8")
     table = trt_operator_table()

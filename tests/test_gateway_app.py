@@ -73,6 +73,10 @@ TOO_MANY = ["doc"] * (MAX_DOCUMENTS + 1)
 BAD_REQUESTS = [
     # (path, body, status, the error as that API shapes it)
     ("/v2/rerank", {"model": "reranker", "query": QUERY}, 400, {"message": "'documents': Field required"}),
+    # Cohere's API requires both, as the SDKs send them; the other bodies may name no model.
+    ("/v2/rerank", {"query": QUERY, "documents": ["a"]}, 400, {"message": "'model': Field required"}),
+    ("/v2/rerank", {"model": "reranker", "query": QUERY, "documents": []}, 400,
+     {"message": "'documents': List should have at least 1 item after validation, not 0"}),
     ("/v2/rerank", {"model": "reranker", "query": 3, "documents": ["a"]}, 400,
      {"message": "'query': Input should be a valid string"}),
     ("/v2/rerank", {"model": "reranker", "query": QUERY, "documents": TOO_MANY}, 413,

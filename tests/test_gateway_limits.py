@@ -16,6 +16,7 @@ import pytest
 from mxbai_triton.gateway.process import GatewayProcess
 from mxbai_triton.processes import free_port
 from tests.reference import reference_scores
+from tests.waiting import GUARD, wait_until
 
 MIB = 1 << 20
 QUERY = "Who wrote 'To Kill a Mockingbird'?"
@@ -78,59 +79,65 @@ def test_a_200_mb_chunked_body_is_refused_at_the_limit_and_the_gateway_stays_up_
     assert (live, scored.status_code) == (200, 200)
 
 
-def _slow(port: int, parts: list[bytes], gap: float) -> tuple[float, bytes]:
-    """Send `parts` `gap` seconds apart; seconds until the server answered or hung up, and all it said
-    before closing (an answer can come in several segments)."""
+def _slow(port: int, parts: list[bytes], gap: float) -> tuple[float, bytes, int]:
+    """Send `parts` `gap` seconds apart until the server hangs up; seconds until it answered or hung up, all it said
+    before closing (an answer can come in several segments), and how many parts went out before it hung up."""
     sock = socket.create_connection(("127.0.0.1", port))
-    started, answer = time.monotonic(), b""
+    started, answer, sent = time.monotonic(), b"", 0
     try:
         for part in parts:
             sock.sendall(part)
-            time.sleep(gap)
-        sock.settimeout(10)
+            sent += 1
+            if gap and select.select([sock], [], [], gap)[0]:
+                break  # the server answered or hung up while we trickled
+        sock.settimeout(30)
         while chunk := sock.recv(65536):
             answer += chunk
     except OSError:
         pass
     finally:
         sock.close()
-    return time.monotonic() - started, answer
+    return time.monotonic() - started, answer, sent
 
 
+@pytest.mark.process
 def test_slow_headers_lose_the_connection_and_a_slow_body_gets_408():
     dead = f"127.0.0.1:{free_port()}"
     with GatewayProcess(dead, "reranker", "--api-header-timeout", "1", "--api-body-timeout", "1") as gateway:
         silent = _slow(gateway.port, [], 0)
-        trickled = _slow(gateway.port, [b"POST /v2/rerank HTTP/1.1\r\n"] + [b"X-Filler: 1\r\n"] * 8, 0.5)
+        filler = [b"X-Filler: 1\r\n"] * 60  # 30 s of headers at one line per 0.5 s
+        trickled = _slow(gateway.port, [b"POST /v2/rerank HTTP/1.1\r\n", *filler], 0.5)
         slow_body = _slow(gateway.port, [b"POST /v2/rerank HTTP/1.1\r\nHost: g\r\nContent-Length: 100\r\n\r\n{"], 0)
         live = httpx.get(f"{gateway.url}/live").status_code
-    assert silent[1] == b"" and 0.9 < silent[0] < 3
-    assert trickled[1] == b"" and trickled[0] < 4.5  # cut at ~1 s, well before the 4 s of headers
+    assert silent[1] == b"" and silent[0] >= 0.9  # held for the header timeout, then dropped without a word
+    assert trickled[1] == b"" and trickled[2] < 61  # dropped while the head still trickled in
     assert slow_body[1].startswith(b"HTTP/1.1 408 ") and b"the body did not arrive within 1s" in slow_body[1]
     assert live == 200
 
 
+@pytest.mark.process
 def test_a_megabyte_of_headers_is_refused():
     # h11 refuses a head still incomplete past 16 KiB after a read: what one read brings (up to 256 KiB) passes.
     dead = f"127.0.0.1:{free_port()}"
     with GatewayProcess(dead, "reranker") as gateway:
-        _, answer = _slow(gateway.port, [b"GET /live HTTP/1.1\r\nHost: g\r\nX-Filler: " + b"a" * MIB + b"\r\n\r\n"], 0)
+        _, answer, _ = _slow(gateway.port, [b"GET /live HTTP/1.1\r\nHost: g\r\nX-Filler: " + b"a" * MIB + b"\r\n\r\n"], 0)
     assert answer.startswith(b"HTTP/1.1 400 ")
 
 
+@pytest.mark.process
 def test_past_the_connection_cap_requests_get_503():
     dead = f"127.0.0.1:{free_port()}"
     with GatewayProcess(dead, "reranker", "--api-max-connections", "4") as gateway:
         idle = [socket.create_connection(("127.0.0.1", gateway.port)) for _ in range(4)]
         try:
-            time.sleep(0.3)
+            # The cap counts connections the server has accepted: wait until it holds all four.
+            assert wait_until(lambda: httpx.get(f"{gateway.url}/live").status_code == 503, GUARD)
             refused = httpx.get(f"{gateway.url}/live")
         finally:
             for sock in idle:
                 sock.close()
-        time.sleep(0.3)
-        accepted = httpx.get(f"{gateway.url}/live")
-    assert (refused.status_code, refused.text, accepted.status_code) == (503, "Service Unavailable", 200)
+        assert wait_until(lambda: httpx.get(f"{gateway.url}/live").status_code == 200, GUARD)
+    assert (refused.status_code, refused.text) == (503, "Service Unavailable")
 
 
 @pytest.mark.triton
@@ -173,6 +180,7 @@ def test_prompt_tokens_count_against_the_request_limit_and_the_callers_token_rat
     assert math.ceil(debt_seconds - elapsed) <= int(limited.headers["retry-after"]) <= math.ceil(debt_seconds)
 
 
+@pytest.mark.process
 def test_a_5xx_names_no_endpoint_and_carries_the_request_id_the_log_explains(tmp_path):
     dead = f"127.0.0.1:{free_port()}"
     log = tmp_path / "gateway.log"
@@ -185,6 +193,7 @@ def test_a_5xx_names_no_endpoint_and_carries_the_request_id_the_log_explains(tmp
     assert f"request {request_id} answered 503 (backend_unavailable): " in logged and dead in logged
 
 
+@pytest.mark.process
 def test_the_gateway_warns_when_it_serves_without_keys_beyond_loopback(tmp_path):
     dead = f"127.0.0.1:{free_port()}"
     keys = tmp_path / "keys"
@@ -197,6 +206,7 @@ def test_the_gateway_warns_when_it_serves_without_keys_beyond_loopback(tmp_path)
     assert warning not in (tmp_path / "keyed.log").read_text()
 
 
+@pytest.mark.process
 def test_metrics_on_their_own_port_need_no_key_and_leave_the_api_port(tmp_path):
     dead = f"127.0.0.1:{free_port()}"
     keys = tmp_path / "keys"
@@ -214,7 +224,7 @@ WORDS = "the search model document query score river history science novel autho
 
 @pytest.mark.triton
 @pytest.mark.slow
-def test_a_20_mb_document_is_scored_in_about_the_time_of_one_just_past_the_token_limit(served, oracle):
+def test_a_20_mb_document_is_scored_as_its_head_cut_at_the_token_limit(served, oracle):
     rng = np.random.default_rng(0)
     big = " ".join(rng.choice(WORDS, size=3_000_000))[: 20_000_000]
     head = big[: big.index(" ", 60_000)]  # ~9k tokens: just past the 8192 a document may keep
@@ -231,6 +241,6 @@ def test_a_20_mb_document_is_scored_in_about_the_time_of_one_just_past_the_token
     assert long["results"][0]["relevance_score"] == short["results"][0]["relevance_score"]
     expected = oracle.normalize_scores(reference_scores(oracle, QUERY, [head]))
     np.testing.assert_allclose(short["results"][0]["relevance_score"], expected[0], atol=1e-4, rtol=0)
-    # Tokenizing 20 MB whole took ~14 s on this machine (1.1 s per 1.6 MB); the head costs what 8k tokens cost.
-    assert long_seconds < short_seconds + 3.0, f"20 MB: {long_seconds:.2f}s, just past the limit: {short_seconds:.2f}s"
+    # Tokenizing 20 MB whole took ~14 s on a 2-core machine; cutting the head first costs what 8k tokens cost. The
+    # cut itself is pinned by the tokenization tests; the times are printed, not asserted (no wall clock in tests).
     print(f"20 MB document {long_seconds:.2f}s, {len(head) / 1e3:.0f} kB document {short_seconds:.2f}s")

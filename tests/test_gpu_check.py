@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.process
 def test_gpu_check_dry_run_through_make_reports_agreement_with_and_without_nan_pads_throughput_and_profiles():
     root = Path(__file__).resolve().parents[1]
     run = subprocess.run(

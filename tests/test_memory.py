@@ -15,8 +15,6 @@ from mxbai_triton.core.memory import (
     activation_bytes_per_token,
     check_instance_budget,
     deployment_shape,
-    dispatch_bytes,
-    engine_bytes,
     memory_table,
     profile_memory,
     weight_bytes,
@@ -25,6 +23,23 @@ from mxbai_triton.core.model import BASE_V2, LARGE_V2
 from mxbai_triton.core.serving import ServingLimits
 
 KNOWN = [BASE_V2, LARGE_V2]
+
+
+def engine_bytes(ranges, rows: int, arch: Architecture, dtype: str) -> int:
+    """Weights plus the SUM of every profile's activations: what one instance keeps.
+
+    Triton's tensorrt backend creates one execution context per profile listed in the instance
+    group and pins each to its profile (tensorrt_backend src/instance_state.cc:2153); with
+    `execution_context_allocation_strategy: ON_PROFILE_CHANGE` a context allocates for its profile
+    when that profile is set (TensorRT include/NvInferRuntime.h:2930) and keeps it, so every
+    profile's memory is held at once. (STATIC would hold the largest profile's in every context.)
+    """
+    return weight_bytes(arch, dtype) + sum(p.activation_bytes for p in profile_memory(ranges, rows, arch, dtype))
+
+
+def dispatch_bytes(max_batch_tokens: int, arch: Architecture, dtype: str) -> int:
+    """Activations of one dispatched sub-batch at the dispatch's token budget."""
+    return max_batch_tokens * activation_bytes_per_token(arch, dtype)
 
 
 def _profiles(spec, dtype):

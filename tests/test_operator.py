@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
-import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from mxbai_triton.processes import busy_ports, free_port, wait_until
+from mxbai_triton.model_repository.server import read_counters
+from mxbai_triton.processes import busy_ports, free_port
 from tests.conftest import serve_command
+from tests.waiting import GUARD, wait_until
 
 pytestmark = pytest.mark.triton
 
@@ -79,7 +82,10 @@ def test_a_busy_api_port_is_refused_before_triton_starts(quiet_serve, tiny_repos
 def test_quiet_serve_prints_only_its_own_ready_lines(quiet_serve):
     process, lines, ports = quiet_serve
     assert [line.split(":")[0] for line in lines] == ["models ready", "rerank API on http"]
-    time.sleep(1)  # anything Triton or uvicorn would still print after start-up
+    # One request through the gateway and Triton, then the stop: stderr is read to the end, so any line printed
+    # after start-up, while serving or while stopping is in it.
+    scored = httpx.post(f"http://127.0.0.1:{ports['api']}/v1/rerank", json={"query": "q", "documents": ["a", "b"]})
+    assert scored.status_code == 200
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     third_party = [line for line in stderr.splitlines() if re.match(r"[IWE]\d{4} |INFO:|WARNING:", line)]
@@ -122,7 +128,8 @@ def test_kill_9_of_serve_in_the_middle_of_scoring_leaves_no_python_backend_stub(
 
     threading.Thread(target=keep_scoring, daemon=True).start()
     busy.wait()
-    time.sleep(1.0)  # sub-batches are executing
+    metrics = f"http://127.0.0.1:{ports['metrics']}"
+    assert wait_until(lambda: read_counters(metrics, ("mxbai_dispatch_sub_batches",))["mxbai_dispatch_sub_batches"] > 0, GUARD)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert wait_until(lambda: not _processes_mentioning(str(tiny_repository)), timeout=10), \
@@ -133,3 +140,22 @@ def test_the_python_backends_shared_memory_is_readable_by_its_user_only(served):
     regions = list(Path("/dev/shm").glob(f"{served.shm_prefix}*"))
     assert regions and {oct(r.stat().st_mode & 0o777) for r in regions} == {"0o600"}
 
+
+
+def test_serve_started_in_the_background_by_a_script_stops_on_sigint_and_says_so(tiny_repository, tmp_path):
+    # bash starts a non-interactive script's background job with SIGINT ignored; serve must still stop on it.
+    command, ports = serve_command(tiny_repository)
+    out, pidfile = tmp_path / "serve.out", tmp_path / "serve.pid"
+    shell = subprocess.Popen(["bash", "-c", f"{shlex.join(command)} > {out} 2>&1 & echo $! > {pidfile}; wait $!"],
+                             start_new_session=True)
+    try:
+        assert wait_until(lambda: "models ready" in (out.read_text() if out.exists() else ""), timeout=120), \
+            out.read_text() if out.exists() else "no output"
+        os.kill(int(pidfile.read_text()), signal.SIGINT)
+        assert shell.wait(timeout=120) == 130  # serve's status: interrupted
+    finally:
+        if shell.poll() is None:
+            os.killpg(os.getpgid(shell.pid), signal.SIGKILL)
+    lines = out.read_text().splitlines()
+    assert lines[-2].startswith("stopping: answering the requests already accepted") and lines[-1] == "stopped", lines
+    assert not _processes_mentioning(f"127.0.0.1:{ports['grpc']}")

@@ -12,16 +12,15 @@ from mxbai_triton.client import NO_RETRY, RerankClient, RerankError, RetryPolicy
 from mxbai_triton.core.drain import IN_FLIGHT_GAUGE, PENDING_GAUGE
 from mxbai_triton.core.errors import ErrorKind
 from mxbai_triton.model_repository.server import read_counters
-from mxbai_triton.processes import wait_until
 from tests.cases import LONG_DOCUMENT
 from tests.conftest import settled_stats
+from tests.waiting import GUARD, wait_until
 
 pytestmark = pytest.mark.triton
 
 NAME = "ovl"
 # A request the tiny stand-in takes a while to score: a few prompts of 8k tokens.
 SLOW = [LONG_DOCUMENT] * 4
-GUARD = 240
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mxbai_triton.core.preprocess import RerankPreprocessor, pad_left, padded_length
+from mxbai_triton.core.preprocess import RerankPreprocessor, pad_sequences, padded_length
 from tests.cases import PARITY_CASES
 from tests.reference import reference_scores
 
@@ -37,7 +37,7 @@ DEFAULT_LENGTH_CASES = [c for c in PARITY_CASES if c[4] is None]
 def test_left_padding_matches_reference(case, oracle, preprocessor):
     _, query, documents, instruction, _ = case
     sequences = preprocessor.encode(query, documents, instruction=instruction)
-    ids, mask = pad_left(sequences, padded_length(max(map(len, sequences))), preprocessor.spec.pad_token_id)
+    ids, mask = pad_sequences(sequences, padded_length(max(map(len, sequences))), preprocessor.spec.pad_token_id, "left")
     batch = _oracle_rows(oracle, query, documents, instruction, None)
     np.testing.assert_array_equal(ids, batch["input_ids"].numpy())
     np.testing.assert_array_equal(mask, batch["attention_mask"].numpy())
@@ -77,7 +77,7 @@ def test_array_padding_of_any_row_subset_equals_padding_the_reference_rows(case,
     rows = np.arange(len(documents))[::-1][::2]  # a subset, out of order
     sequences = [preprocessor.encode(query, documents, instruction=instruction)[i] for i in rows]
     length = padded_length(max(map(len, sequences)))
-    expected_ids, expected_mask = pad_left(sequences, length, preprocessor.spec.pad_token_id)
+    expected_ids, expected_mask = pad_sequences(sequences, length, preprocessor.spec.pad_token_id, "left")
     ids, mask = encoded.padded(rows, length, pad_id=preprocessor.spec.pad_token_id, side="left")
     np.testing.assert_array_equal(ids, expected_ids)
     np.testing.assert_array_equal(mask, expected_mask)

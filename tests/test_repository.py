@@ -14,8 +14,8 @@ from mxbai_triton.core.model import BASE_V2
 from mxbai_triton.core.serving import SERVING_FILENAME, ServingLimits
 from mxbai_triton.model_repository.configs import ensemble_config, scorer_config, tokenizer_config
 from mxbai_triton.model_repository.generate import EXAMPLES_DIR, generate_examples
-from mxbai_triton.model_repository.ort_cuda_options import option_problems
 from tests.conftest import run_cli
+from tests.ort_cuda_provider import option_problems
 
 LIMITS = ServingLimits.for_model(BASE_V2)
 

@@ -133,6 +133,7 @@ def _serve_beyond_loopback(*args: str, env: dict | None = None) -> subprocess.Co
                           capture_output=True, text=True, timeout=60, env=env)
 
 
+@pytest.mark.process
 def test_serve_refuses_to_bind_beyond_loopback_without_a_token_and_says_why(tmp_path):
     run = _serve_beyond_loopback(str(tmp_path / "nothing"))
     assert run.returncode == 2
@@ -142,6 +143,7 @@ def test_serve_refuses_to_bind_beyond_loopback_without_a_token_and_says_why(tmp_
     assert "set MXBAI_TRITON_ADMIN_TOKEN or --admin-token-file, bind 127.0.0.1, or pass --insecure" in run.stderr
 
 
+@pytest.mark.process
 def test_serve_insecure_binds_beyond_loopback_without_a_token_with_a_warning(tmp_path):
     run = _serve_beyond_loopback(str(tmp_path / "nothing"), "--insecure")
     assert "warning: serving on 0.0.0.0 without an admin token (--insecure)" in run.stderr

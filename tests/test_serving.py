@@ -111,21 +111,31 @@ def test_tokens_of_every_parity_case_score_like_the_reference(served, oracle):
             np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
 
 
-def test_rank_command_prints_the_ranking(served):
+def test_rank_command_labels_both_scores_raw_and_relevance(served, oracle):
+    import json
     import subprocess
     import sys
 
-    run = subprocess.run(
-        [sys.executable, "-m", "mxbai_triton", "rank", "--url", served.http_url, "--protocol", "http",
-         "--model", "reranker", "--query", "who wrote it?", "--json", "Harper Lee wrote it.", "Stock markets fell."],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
-    import json
+    from mxbai_rerank.utils import sigmoid_normalize
 
-    lines = [json.loads(line) for line in run.stdout.splitlines()]
-    assert sorted(r["index"] for r in lines) == [0, 1]
-    assert lines[0]["score"] >= lines[1]["score"]
+    documents = ["Harper Lee wrote it.", "Stock markets fell."]
+    command = [sys.executable, "-m", "mxbai_triton", "rank", "--url", served.http_url, "--protocol", "http",
+               "--model", "reranker", "--query", "who wrote it?", *documents]
+    table = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    as_json = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0 and as_json.returncode == 0, table.stderr + as_json.stderr
+
+    raw = oracle.predict(["who wrote it?"] * 2, documents).numpy()
+    relevance = sigmoid_normalize(raw, estimated_max=12.0)  # the stand-in is an unknown model: 12.0, as the reference
+    lines = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [r["index"] for r in lines] == sorted(range(2), key=lambda i: -raw[i])
+    for r in lines:
+        assert (r["score"], r["document"]) == (r["raw_score"], documents[r["index"]])
+        assert abs(r["raw_score"] - raw[r["index"]]) < 1e-4 and abs(r["relevance_score"] - relevance[r["index"]]) < 1e-4
+    header, *rows, legend = table.stdout.splitlines()[1:]
+    assert header.split() == ["rank", "doc", "raw", "relevance", "document"]
+    assert [row.split()[2:4] for row in rows] == [[f"{r['raw_score']:+.4f}", f"{r['relevance_score']:.4f}"] for r in lines]
+    assert legend.startswith('raw = logit("1") - logit("0")') and "relevance = sigmoid(raw - 12/2)" in legend
 
 
 def test_a_passed_deadline_raises_a_clear_deadline_error_and_is_not_retried(served):

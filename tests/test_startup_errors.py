@@ -52,6 +52,7 @@ def _serve(repository) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("case", list(BROKEN))
 def test_serve_names_the_broken_file_and_exits_non_zero(good_repository, tmp_path, case):
     relative, damage, message = BROKEN[case]

@@ -99,6 +99,7 @@ def test_the_special_token_mode_is_checked():
         ServingLimits(special_tokens_in_text="strip")
 
 
+@pytest.mark.process
 def test_repo_writes_the_special_token_mode_into_the_served_spec(tiny_tokenizer_dir, tmp_path):
     from tests.conftest import run_cli
 

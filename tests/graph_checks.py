@@ -1,4 +1,4 @@
-"""Static checks of an exported scorer graph: no tensor with two sequence axes, every op on TensorRT's list."""
+"""Static checks of an exported scorer graph (for the tests): no tensor with two sequence axes, every op on TensorRT's list."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # onnx-tensorrt's operator support table for the TensorRT of the Triton container we target,
-# stored verbatim with its source in this file's folder.
-TRT_OPERATORS_FILE = Path(__file__).with_name("trt_operators.md")
+# stored verbatim with its source in export/
+TRT_OPERATORS_FILE = Path(__file__).resolve().parents[1] / "export" / "trt_operators.md"
 
 
 def _load(onnx_path: str | Path):
