@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mxbai_triton.core.deadline import Deadline
+from mxbai_triton.core.deadline import Clock, Deadline
 from mxbai_triton.core.dispatch import COUNTERS, LEVEL_NAMES, DispatchLimits, SchedulingPolicy, plan_sub_batches, requested_level
 from mxbai_triton.core.drain import IN_FLIGHT_GAUGE, REFUSAL, drain_file, draining
 from mxbai_triton.core.model import TOKEN_COUNTS, ModelSpec
@@ -166,13 +166,15 @@ class DispatchCounters:
             self._metric("skipped_sub_batches", reason=reason).increment(count)
 
 
-def request_deadline(timeout_us: int) -> Deadline:
+def request_deadline(timeout_us: int, clock: Clock = time.monotonic) -> Deadline:
     """When a request stops being worth work: its Triton `timeout` after its dispatch began (none when 0)."""
-    return Deadline.after(timeout_us / 1e6) if timeout_us else Deadline.none()
+    return Deadline.after(timeout_us / 1e6, clock) if timeout_us else Deadline.none(clock)
 
 
 class TritonPythonModel:
     """Tokenizer step of the ensemble: tokenizes, then dispatches sub-batches to the scorer (BLS)."""
+
+    clock: Clock = staticmethod(time.monotonic)  # what the requests' deadlines read; tests drive their own
 
     def initialize(self, args):
         import triton_python_backend_utils as pb_utils
@@ -231,7 +233,7 @@ class TritonPythonModel:
         if refusal is not None:  # refused before any scoring
             return _failed(self.pb, _error(self.pb, with_request_id(times.request_id, refusal), "INVALID_ARG"))
         started = times.ready
-        deadline = request_deadline(request.timeout())
+        deadline = request_deadline(request.timeout(), self.clock)
         plan, label = request_plan.batches, LEVEL_NAMES[request_plan.level]
         window = self.policy.in_flight(request_plan.level, len(plan))
         answers: list = [None] * len(plan)

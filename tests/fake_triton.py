@@ -85,14 +85,24 @@ class InferenceTrace:
         return None
 
 
+class DrivenClock:
+    """Time that moves only when a test moves it (seconds)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class Scorer:
     """The scorer behind BLS: answers each sub-batch after `delay` seconds (or with `fail(batch)`'s error),
     scoring a row as the sum of its real token ids; records what it was sent and the most in flight at once.
     `reports_execution`: it answers its execution's start and end too, as the python scorer does."""
 
     def __init__(self, delay: float = 0.0, fail: Callable[[int], str | None] = lambda index: None,
-                 reports_execution: bool = False):
-        self.delay, self.fail, self.reports_execution = delay, fail, reports_execution
+                 reports_execution: bool = False, clock: "DrivenClock | None" = None):
+        self.delay, self.fail, self.reports_execution, self.clock = delay, fail, reports_execution, clock
         self.sent: list[dict] = []
         self.in_flight = self.most_in_flight = 0
 
@@ -108,7 +118,11 @@ class Scorer:
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         started = time.monotonic_ns()
         try:
-            await asyncio.sleep(self.delay)
+            if self.clock is None:
+                await asyncio.sleep(self.delay)
+            else:  # driven time: the execution takes exactly `delay` on the dispatch's clock
+                await asyncio.sleep(0)
+                self.clock.now += self.delay
         finally:
             self.in_flight -= 1
         message = self.fail(index)

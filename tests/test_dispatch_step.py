@@ -130,13 +130,16 @@ def test_a_bulk_request_cancelled_between_sub_batches_sends_no_more(step):
 
 def test_a_request_past_its_timeout_stops_and_its_sub_batches_carry_the_time_left(step):
     make, _ = step
-    scorer = fake_triton.Scorer(delay=0.06)
-    [response] = _run(make(scorer, interactive_max_tokens=64), fake_triton.Request("q", DOCUMENTS, timeout_us=100_000))
+    clock = fake_triton.DrivenClock()
+    scorer = fake_triton.Scorer(delay=0.06, clock=clock)
+    model = make(scorer, interactive_max_tokens=64)
+    model.clock = clock
+    [response] = _run(model, fake_triton.Request("q", DOCUMENTS, timeout_us=100_000))
     assert len(scorer.sent) == 2  # sent at 0 and 60 ms; at 120 ms the 100 ms timeout has passed
     assert response.error().code() == fake_triton.TritonError.UNAVAILABLE
     assert "the request's timeout passed: 1 of 3 sub-batches were not sent" in response.error().message()
-    first, second = (s["timeout"] for s in scorer.sent)
-    assert 100_000 >= first > second > 0  # a scorer queue with a policy holds each only as long as its request
+    # Each carries the time its request has left: a scorer queue with a policy holds it only as long as that.
+    assert [s["timeout"] for s in scorer.sent] == [100_000, 40_000]
     assert fake_triton.counter("mxbai_dispatch_skipped_sub_batches", reason="deadline") == 1
 
 
