@@ -21,6 +21,9 @@ pytestmark = pytest.mark.triton
 NAME = "ovl"
 # A request the tiny stand-in takes a while to score: a few prompts of 8k tokens.
 SLOW = [LONG_DOCUMENT] * 4
+# What the queue-bound test's three accepted requests send: long enough that the third arrives while the first is still
+# dispatching on a busy machine (the state "one dispatching, two waiting" is watched, not forced).
+HELD = SLOW * 3
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,7 @@ def test_beyond_the_queue_bound_requests_are_refused_at_once_before_any_work_and
     answers: list = []
 
     def accepted():
-        answers.append(client.scores("q", SLOW))
+        answers.append(client.scores("q", HELD))
 
     threads = [threading.Thread(target=accepted) for _ in range(3)]
     (before,) = settled_stats(lambda: _dispatched(bounded), 0)
@@ -68,7 +71,7 @@ def test_beyond_the_queue_bound_requests_are_refused_at_once_before_any_work_and
         for thread in threads:
             thread.join(GUARD)
         client.close()
-    assert [len(scores) for scores in answers] == [len(SLOW)] * 3
+    assert [len(scores) for scores in answers] == [len(HELD)] * 3
     # Triton ran the three accepted requests only. (Triton 2.51 counts no queue-full refusal in its
     # metrics, REJECTED included: the gateway counts its own, the client its overloaded failures.)
     (after,) = settled_stats(lambda: _dispatched(bounded), before + 3)
