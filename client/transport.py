@@ -136,12 +136,31 @@ def _module(protocol: str):
     return module
 
 
+# A server that comes back is reconnected within a second. gRPC's default reconnect backoff grows towards 120 s,
+# and a channel in backoff fails every try at once: in a rolling restart the retries of a request could all be spent
+# on the server that had just come back while the other one drained.
+RECONNECT_BACKOFF = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+                     ("grpc.max_reconnect_backoff_ms", 1000))
+
+
+def _grpc_channel_args(module) -> list[tuple]:
+    """tritonclient's own channel options (message sizes, keepalive), plus the reconnect backoff above."""
+    keepalive = module.KeepAliveOptions()
+    return [("grpc.max_send_message_length", module.MAX_GRPC_MESSAGE_SIZE),
+            ("grpc.max_receive_message_length", module.MAX_GRPC_MESSAGE_SIZE),
+            ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+            ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+            *RECONNECT_BACKOFF]
+
+
 def open_client(url: str, protocol: str, timeout: float):
     """An asyncio tritonclient for `url` (call on the loop that will use it: gRPC channels bind to it)."""
     module = _module(protocol)
     if protocol == "http":
         return module.InferenceServerClient(url, conn_timeout=timeout)
-    return module.InferenceServerClient(url)
+    return module.InferenceServerClient(url, channel_args=_grpc_channel_args(module))
 
 
 def timeout_options(protocol: str, timeout: float) -> dict:
