@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+class LoopClosed(RuntimeError):
+    """The loop was closed before the call finished (or started): it was cancelled, never left waiting."""
 
 
 class LoopThread:
@@ -19,6 +24,7 @@ class LoopThread:
 
     def __init__(self, name: str = "mxbai-triton-client"):
         self._loop = asyncio.new_event_loop()
+        self._closing = False
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
         self._thread.start()
 
@@ -31,16 +37,37 @@ class LoopThread:
         async def call() -> T:
             return await make()
 
+        if self._closing:
+            raise LoopClosed("closed")
         future = asyncio.run_coroutine_threadsafe(call(), self._loop)
         try:
             return future.result()
+        except concurrent.futures.CancelledError:
+            if self._closing:
+                raise LoopClosed("closed while the call ran") from None
+            raise
         except BaseException:
             future.cancel()  # Ctrl-C in the caller: the request stops too
             raise
 
     def close(self) -> None:
+        """Cancel the calls still running (their callers get LoopClosed), then stop the loop and its thread.
+
+        A call left pending on a stopped loop would block its caller for ever.
+        """
         if self._loop.is_closed():
             return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
+        self._closing = True
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(_cancel_others(), self._loop).result()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
         self._loop.close()
+
+
+async def _cancel_others() -> None:
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    if others:
+        await asyncio.wait(others, timeout=5.0)
