@@ -14,6 +14,13 @@ import pytest
 from filelock import FileLock
 
 
+def pytest_collection_modifyitems(items):
+    """Files with a slow test first (stable otherwise): pytest-xdist hands out whole files in this order, so the
+    longest start at once instead of running alone at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 def built_once(tmp_path_factory, name: str, build: Callable[[Path], Path]) -> Path:
     """`build(empty folder)`'s result, built once per run: under pytest-xdist the first worker builds it into the
     run's shared temporary folder while the others wait on a lock, then all read the same files (read-only)."""

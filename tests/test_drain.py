@@ -75,6 +75,7 @@ def _restart(server: TritonServer) -> None:
     _start(server)
 
 
+@pytest.mark.slow
 def test_a_rolling_restart_of_two_servers_under_load_fails_no_request(tiny_repository):
     servers = [TritonServer.on_free_ports(tiny_repository, stop_grace=10) for _ in range(2)]
     load = Load()
