@@ -108,7 +108,7 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
 
 def serve_command(repository, *extra: str) -> tuple[list[str], dict[str, int]]:
     """`mxbai-triton serve REPOSITORY` on free loopback ports, and those ports."""
-    from mxbai_triton.model_repository.server import free_port
+    from mxbai_triton.processes import free_port
 
     ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
     command = [sys.executable, "-m", "mxbai_triton", "serve", str(repository), "--http-port", str(ports["http"]),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mxbai_triton.client import RerankClient
-from mxbai_triton.model_repository.server import read_counters
+from mxbai_triton.model_repository.metrics_port import read_counters
 from mxbai_triton.perf.workload import mixed_documents
 from tests.conftest import SERVED_MAX_DOCUMENTS, settled_stats
 from tests.reference import reference_scores

@@ -52,11 +52,11 @@ def test_sigterm_to_serve_under_load_answers_every_accepted_request_and_exits_0(
     assert load.outcomes["http", "scored"] > 0 and load.outcomes["grpc", "scored"] > 0
 
 
-# Triton 24.10's python backend can fail to load a model on a busy machine: it aborts on a
-# boost::interprocess::lock_exception (triton-inference-server/server#8882), or it waits for ever on a stub that
-# missed a 1 s heartbeat while initializing (python_backend stub_launcher.cc r24.10 434-447, 728-779; fixed in
-# r25.08 by python_backend#408). Normal loads here take under 25 s. Nothing was accepted by a server that is still
-# loading, so a second start (as Kubernetes would restart the pod) loses no request.
+# Triton 24.10's python backend can stall a load on a busy machine: it waits for ever on a stub that missed a 1 s
+# heartbeat while initializing (python_backend src/stub_launcher.cc r24.10 434-447, 728-779; fixed in r25.08 by
+# python_backend#408). (Its other load failure, an abort, TritonServer.start retries itself.) Normal loads here take
+# under 45 s. Nothing was accepted by a server that is still loading, so a second start (as Kubernetes would restart
+# the pod) loses no request.
 LOAD_STALLED = 90.0
 
 

@@ -81,7 +81,7 @@ def test_async_clients_answer_every_query_exactly_once_across_a_server_kill_and_
 
 
 def test_client_gives_a_clear_error_when_the_server_stays_down():
-    from mxbai_triton.model_repository.server import free_port
+    from mxbai_triton.processes import free_port
 
     policy = RetryPolicy(attempts=3, initial_backoff=0.05, deadline=10.0)
     with RerankClient(f"127.0.0.1:{free_port()}", model="reranker", retry=policy) as client:

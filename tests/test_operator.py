@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mxbai_triton.model_repository.server import read_counters
+from mxbai_triton.model_repository.metrics_port import read_counters
 from mxbai_triton.processes import busy_ports, free_port
 from tests.conftest import serve_command
 from tests.waiting import GUARD, wait_until

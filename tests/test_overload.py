@@ -11,7 +11,7 @@ import pytest
 from mxbai_triton.client import NO_RETRY, RerankClient, RerankError, RetryPolicy
 from mxbai_triton.core.drain import IN_FLIGHT_GAUGE, PENDING_GAUGE
 from mxbai_triton.core.errors import ErrorKind
-from mxbai_triton.model_repository.server import read_counters
+from mxbai_triton.model_repository.metrics_port import read_counters
 from tests.conftest import settled_stats
 from tests.waiting import GUARD, wait_until
 

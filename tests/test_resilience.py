@@ -240,7 +240,7 @@ def test_endpoint_lists_must_be_non_empty_and_distinct():
 
 def test_concurrent_first_calls_share_one_config_read_and_its_failure():
     from mxbai_triton.client import AsyncRerankClient
-    from mxbai_triton.model_repository.server import free_port
+    from mxbai_triton.processes import free_port
 
     async def run():
         policy = RetryPolicy(attempts=3, initial_backoff=0.05, deadline=5.0)

@@ -173,7 +173,7 @@ def test_rank_command_takes_several_urls_and_skips_a_dead_one(served):
     import subprocess
     import sys
 
-    from mxbai_triton.model_repository.server import free_port
+    from mxbai_triton.processes import free_port
 
     run = subprocess.run(
         [sys.executable, "-m", "mxbai_triton", "-v", "rank", "--url", f"127.0.0.1:{free_port()}", "--url", served.grpc_url,

@@ -81,3 +81,29 @@ def test_repository_check_finds_nothing_wrong_in_a_generated_repository(good_rep
     from mxbai_triton.model_repository.preflight import check_repository
 
     assert check_repository(good_repository) == []
+
+
+@pytest.mark.triton
+def test_a_known_python_backend_abort_while_loading_is_started_once_more_and_other_failures_are_not(
+        good_repository, monkeypatch, caplog):
+    from mxbai_triton.model_repository.server import ServerError, TritonServer
+
+    abort = ["sh", "-c", "echo \"terminate called after throwing an instance of "
+             "'boost::interprocess::lock_exception'\"; exit 134"]
+    launches = []
+
+    def command(self, real=TritonServer.command):
+        launches.append(len(launches))
+        return abort if len(launches) == 1 else real(self)
+
+    monkeypatch.setattr(TritonServer, "command", command)
+    with caplog.at_level("WARNING"), TritonServer.on_free_ports(good_repository, stop_grace=0) as server:
+        assert server.is_ready() and len(launches) == 2
+    assert "known Triton 24.10 python-backend crash" in caplog.text
+
+    launches.clear()
+    monkeypatch.setattr(TritonServer, "command", lambda self: launches.append(0) or
+                        ["sh", "-c", "echo 'error: something else'; exit 1"])
+    with pytest.raises(ServerError, match="something else"):
+        TritonServer.on_free_ports(good_repository, stop_grace=0).start()
+    assert len(launches) == 1
