@@ -247,11 +247,9 @@ class RerankClient:
                               kind=ErrorKind.CANCELLED) from None
 
     def close(self) -> None:
-        """Close the connections; a request still running on another thread fails with kind `cancelled`."""
-        try:
-            self._loop.run(self._client.close)
-        finally:
-            self._loop.close()
+        """Close the connections (again: nothing); a request still running on another thread fails with kind
+        `cancelled`."""
+        self._loop.close(last=self._client.close)
 
     def __enter__(self) -> "RerankClient":
         return self

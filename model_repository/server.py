@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mxbai_triton.core.drain import DRAIN_FILE_ENV
-from mxbai_triton.noise import is_triton_noise, triton_json_line, triton_line_level
 from mxbai_triton.processes import busy_ports, free_port, pid_alive, spawn, stop
 
 from .dispatch_telemetry import LOG_REQUESTS_ENV
+from .server_log import KNOWN_LOAD_ABORT, STARTED, failure_reason, tail, tee
 
 __all__ = ["ServerError", "TritonServer"]
 log = logging.getLogger(__name__)
@@ -86,34 +86,7 @@ def server_environment() -> dict[str, str]:
     return env
 
 
-def _tee(source, log_file, threshold: int, as_json: bool = False) -> None:
-    """Every line into the log file; those at `threshold` or above (Triton's own level, noise demoted) to stderr,
-    as JSON objects with `as_json`."""
-    with log_file:
-        for line in source:
-            text = line.decode(errors="replace")
-            if triton_line_level(text) >= threshold:
-                sys.stderr.buffer.write((triton_json_line(text) + "\n").encode() if as_json else line)
-                sys.stderr.flush()
-            log_file.write(line)
-            log_file.flush()
-
-
-def _tail(log: str, lines: int = 40) -> str:
-    return "\n".join(log.splitlines()[-lines:]) if log else "(no log)"
-
-
-# What a start that failed says, first match wins: why, in Triton's words.
-_START_FAILURES = (
-    (r"failed to start (\w+) service: (?:\w+ - )?([^\n\"]+)", "could not start its {0} service: {1}"),
-    (r"failed to load '([^']+)' version \d+: ([^\n\"]+)", "model '{0}' failed to load: {1}"),
-    (r"^E\S* +\S+ +\d+ +\S+\] +\"?([^\n\"]+)", "{0}"),
-)
-# The services a server of ours has started, as its log announces them (readiness from our process only).
-_STARTED = {"HTTP": r"Started HTTPService at ", "gRPC": r"Started GRPCInferenceService at ", "metrics": r"Started Metrics Service at "}
 SHM_PREFIX = "mxbai_triton_"
-# How tritonserver 24.10 dies when its python backend fails a stub's lock while loading (TritonServer.start).
-_KNOWN_LOAD_ABORT = "boost::interprocess::lock_exception"
 
 
 @dataclass
@@ -203,26 +176,30 @@ class TritonServer:
             problems = check_repository(self.repository)
             if problems:
                 raise ServerError(f"model repository {self.repository} cannot be served:\n  " + "\n  ".join(problems))
+        self._check_ports()
+        remove_orphaned_shared_memory()
+        self._launch(stream_log)
+        try:
+            self.wait_ready(timeout)
+        except ServerError:
+            if KNOWN_LOAD_ABORT not in self._log_text() or self.process.poll() is None:
+                raise
+            # Triton 24.10's python backend can abort as its stubs start on a busy machine (the crash
+            # triton-inference-server/server#8882 reports while serving): nothing was served yet, so once more.
+            first_try = self.log_path.rename(self.log_path.with_suffix(".aborted.log"))
+            log.warning("tritonserver aborted while loading the python models (%s, a known Triton 24.10 "
+                        "python-backend crash; log: %s); starting it once more", KNOWN_LOAD_ABORT, first_try)
+            self.stop(0)
+            self._check_ports()
+            self._launch(stream_log)
+            self.wait_ready(timeout)
+        return self
+
+    def _check_ports(self) -> None:
         busy = busy_ports(self.host, {"HTTP": self.http_port, "gRPC": self.grpc_port, "metrics": self.metrics_port})
         if busy:
             raise ServerError(f"cannot serve on {self.host}: {', '.join(busy)} already in use by another process "
                               "(choose other ports: --http-port, --grpc-port, --metrics-port)")
-        remove_orphaned_shared_memory()
-        for attempt in (1, 2):
-            self._launch(stream_log)
-            try:
-                self.wait_ready(timeout)
-                return self
-            except ServerError:
-                if attempt == 2 or _KNOWN_LOAD_ABORT not in self._log_text():
-                    raise
-            # Triton 24.10's python backend can abort while its stubs start on a busy machine (seen under the test
-            # suite's load; triton-inference-server/server#8882): nothing was served yet, so start once more.
-            log.warning("tritonserver aborted while loading the python models (%s, a known Triton 24.10 "
-                        "python-backend crash; log: %s); starting it once more", _KNOWN_LOAD_ABORT, self.log_path)
-            self.stop(0)
-            self.log_path = None
-        raise AssertionError("unreachable")
 
     def _launch(self, stream_log: bool) -> None:
         if self.log_path is None:
@@ -236,7 +213,7 @@ class TritonServer:
                              stdout=subprocess.PIPE if stream_log else log_file, stderr=subprocess.STDOUT)
         self.log_thread = None
         if stream_log:  # the terminal sees what matters live; the file keeps every line for error reports
-            self.log_thread = threading.Thread(target=_tee, daemon=True, args=(
+            self.log_thread = threading.Thread(target=tee, daemon=True, args=(
                 self.process.stdout, log_file, self.stream_level, self.log_format == "json"))
             self.log_thread.start()
         else:
@@ -270,7 +247,7 @@ class TritonServer:
     def started_services(self) -> bool:
         """Whether our process's log announces all three services (another server on the ports would not)."""
         text = self._log_text()
-        return all(re.search(pattern, text) for pattern in _STARTED.values())
+        return all(re.search(pattern, text) for pattern in STARTED.values())
 
     def _log_text(self) -> str:
         if self.log_thread is not None and self.process is not None and self.process.poll() is not None:
@@ -281,19 +258,10 @@ class TritonServer:
 
     def failure_reason(self) -> str:
         """Why the server did not start, in one line per failed model or service (else its log's last lines)."""
-        log_text = self._log_text()
-        for pattern, form in _START_FAILURES:
-            found = list(dict.fromkeys(
-                form.format(*(g.split(chr(92) + "n")[0].strip() for g in m.groups()))
-                for m in re.finditer(pattern, log_text, flags=re.MULTILINE)
-                if not is_triton_noise(m.group(0))
-            ))
-            if found:
-                return "; ".join(found) + f" (full log: {self.log_path})"
-        return f"\n{_tail(log_text)}"
+        return failure_reason(self._log_text(), self.log_path)
 
     def log_tail(self, lines: int = 40) -> str:
-        return _tail(self._log_text(), lines)
+        return tail(self._log_text(), lines)
 
     @property
     def drain_flag(self) -> Path:

@@ -64,6 +64,8 @@ def _start(server: TritonServer) -> None:
     try:
         server.start(timeout=LOAD_STALLED)
     except ServerError as error:
+        if "not ready after" not in str(error):
+            raise
         warnings.warn(f"tritonserver failed to load, started again: {str(error)[:300]}", stacklevel=2)
         server.start(timeout=GUARD)
 

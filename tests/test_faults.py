@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mxbai_triton.client import AsyncRerankClient, RerankClient, RerankError, RetryPolicy
+from tests.waiting import GUARD
 
 pytestmark = pytest.mark.triton
 
@@ -58,7 +59,7 @@ def test_async_clients_answer_every_query_exactly_once_across_a_server_kill_and_
             return client.stats
 
     async def fault():
-        await killed.wait()
+        await asyncio.wait_for(killed.wait(), GUARD)
         _kill(restartable)  # requests are in flight: 4 at a time on each protocol
         await asyncio.sleep(1.0)
         await asyncio.to_thread(restartable.start)
@@ -73,11 +74,10 @@ def test_async_clients_answer_every_query_exactly_once_across_a_server_kill_and_
     for (_, query), (scores,) in answers.items():
         np.testing.assert_allclose(scores, expected[query], atol=1e-4, rtol=0)
     for protocol, calls in stats.items():
-        assert calls.failures == 0
+        assert calls.failures == 0 and calls.retries > 0  # each client felt the kill
         assert calls.requests == len(QUERIES) + 1  # one config read, then one request per query
         print(f"kill/restart ({protocol}): {len(QUERIES)} queries answered once, {calls.requests} calls, "
               f"{calls.attempts} tries, {calls.retries} retries, 0 errors")
-    assert sum(calls.retries for calls in stats.values()) > 0  # the kill was felt
 
 
 def test_client_gives_a_clear_error_when_the_server_stays_down():

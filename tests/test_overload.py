@@ -19,7 +19,8 @@ pytestmark = pytest.mark.triton
 
 NAME = "ovl"
 # The scorer's batcher waits this long for a sub-batch to fill before it runs it (a one-row sub-batch never fills
-# a batch of 16): every request holds the one dispatch instance for at least this long, whatever the machine's speed.
+# a batch of 16): every request holds the one dispatch instance for at least this long. Sending the next two and
+# the three refusals takes well under a second; the test checks the bound is still full after them.
 HOLD_S = 4.0
 HELD = ["a short document"]
 
@@ -70,6 +71,7 @@ def test_beyond_the_queue_bound_requests_are_refused_at_once_before_any_work_and
                 client.scores("q", ["a short one"])
             refused.append(caught.value.kind)
         assert refused == [ErrorKind.OVERLOADED] * 3
+        assert _gauges(bounded) == (1, 2)  # still full: the refusals above were tried against the full bound
     finally:
         for thread in threads:
             thread.join(GUARD)

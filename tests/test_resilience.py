@@ -281,7 +281,8 @@ def test_closing_the_loop_fails_a_call_still_waiting_and_refuses_later_ones():
         loop.run(never_answered)
 
 
-def test_a_request_in_flight_when_its_client_is_closed_fails_with_an_error_instead_of_hanging():
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_request_in_flight_when_its_client_is_closed_fails_as_cancelled_instead_of_hanging(protocol):
     import socket
     import threading
 
@@ -290,7 +291,7 @@ def test_a_request_in_flight_when_its_client_is_closed_fails_with_an_error_inste
     with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        client = RerankClient(f"127.0.0.1:{silent.getsockname()[1]}", model="rr", protocol="http", timeout=600,
+        client = RerankClient(f"127.0.0.1:{silent.getsockname()[1]}", model="rr", protocol=protocol, timeout=600,
                               retry=NO_RETRY)
         errors = []
 
@@ -307,4 +308,5 @@ def test_a_request_in_flight_when_its_client_is_closed_fails_with_an_error_inste
         client.close()
         thread.join(GUARD)
         connection.close()
-    assert not thread.is_alive() and len(errors) == 1
+        client.close()  # a second close does nothing
+    assert not thread.is_alive() and [e.kind for e in errors] == [ErrorKind.CANCELLED]
