@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libb64-0d
 PYTEST_ARGS ?=
+# pytest-xdist workers for make test, each test file on one worker (its module fixtures start once), in collection
+# order (slow files first: tests/conftest.py). Much of a test's time is a server loading or a child process starting:
+# on 2 cores, 3 workers keep both busy (94 % measured; 7:40 against ~8:40 with 2). 0 runs in one process.
+TEST_WORKERS ?= 3
 
 .PHONY: setup test test-fast lint docs demo analyze aiperf gpu-check clean
 
@@ -25,7 +29,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 test: setup lint docs
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # No server and no child process of ours, nothing slow (no ONNX export, no real shapes): in-process tests, tokenizer
 # parity, the gateway through ASGI. Its budget is 60 s; it prints its own time and says when it went over.

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from mxbai_triton.core.deadline import Deadline
+from mxbai_triton.core.errors import ErrorKind
 from mxbai_triton.core.ranking import rank_order, sigmoid_normalize
 from mxbai_triton.core.wire import PRIORITIES
 
-from .loop import LoopThread
+from .loop import LoopClosed, LoopThread
 from .resilience import NO_RETRY, CallStats, EndpointPool, RetryPolicy, as_url_list
 from .transport import AsyncTransport, Call, RerankError, Scored, ServerLimits
 
@@ -213,12 +214,12 @@ class RerankClient:
 
     @property
     def limits(self) -> ServerLimits:
-        return self._loop.run(self._client.limits)
+        return self._run(self._client.limits)
 
     def scored(self, query: str, documents: Sequence[str], *, instruction: str | None = None, priority: int = 0,
                truncate: str = "END", request_id: str = "", trace_headers: dict[str, str] | None = None) -> Scored:
         """See AsyncRerankClient.scored."""
-        return self._loop.run(lambda: self._client.scored(query, documents, instruction=instruction, priority=priority,
+        return self._run(lambda: self._client.scored(query, documents, instruction=instruction, priority=priority,
                                                           truncate=truncate, request_id=request_id,
                                                           trace_headers=trace_headers))
 
@@ -226,7 +227,7 @@ class RerankClient:
         self, query: str, documents: Sequence[str], *, instruction: str | None = None, normalize: bool = False, priority: int = 0,
     ) -> np.ndarray:
         """See AsyncRerankClient.scores."""
-        return self._loop.run(lambda: self._client.scores(query, documents, instruction=instruction, normalize=normalize,
+        return self._run(lambda: self._client.scores(query, documents, instruction=instruction, normalize=normalize,
                                                           priority=priority))
 
     def rank(
@@ -234,15 +235,21 @@ class RerankClient:
         return_documents: bool = True, normalize: bool = False, priority: int = 0,
     ) -> list[RankResult]:
         """Documents ranked for `query`, best first (ties by index), as mxbai-rerank's rank() returns them."""
-        return self._loop.run(lambda: self._client.rank(query, documents, top_k=top_k, instruction=instruction,
+        return self._run(lambda: self._client.rank(query, documents, top_k=top_k, instruction=instruction,
                                                         return_documents=return_documents, normalize=normalize,
                                                         priority=priority))
 
-    def close(self) -> None:
+    def _run(self, make):
         try:
-            self._loop.run(self._client.close)
-        finally:
-            self._loop.close()
+            return self._loop.run(make)
+        except LoopClosed:
+            raise RerankError("the client was closed before this request was answered",
+                              kind=ErrorKind.CANCELLED) from None
+
+    def close(self) -> None:
+        """Close the connections (again: nothing); a request still running on another thread fails with kind
+        `cancelled`."""
+        self._loop.close(last=self._client.close)
 
     def __enter__(self) -> "RerankClient":
         return self

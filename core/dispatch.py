@@ -123,7 +123,7 @@ class SchedulingPolicy:
 LEVEL_NAMES = {PRIORITY_INTERACTIVE: "interactive", PRIORITY_BULK: "bulk"}
 
 # Counters the tokenizer step publishes on Triton's metrics port, label `model` (and `class`, the
-# level's name, or `reason` for skipped sub-batches); read back by server.read_counters.
+# level's name, or `reason` for skipped sub-batches); read back by metrics_port.read_counters.
 COUNTERS = {
     "mxbai_dispatch_documents": "documents dispatched to the scorer",
     "mxbai_dispatch_sub_batches": "scorer requests (sub-batches) sent",

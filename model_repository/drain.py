@@ -26,7 +26,7 @@ _POLL = 0.1
 
 def in_flight(metrics_url: str) -> float:
     """Requests Triton still holds for the dispatch: started by it, or waiting in any model's queue."""
-    from .server import read_counters
+    from .metrics_port import read_counters
 
     totals = read_counters(metrics_url, (IN_FLIGHT_GAUGE, PENDING_GAUGE))
     return totals[IN_FLIGHT_GAUGE] + totals[PENDING_GAUGE]

@@ -18,15 +18,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mxbai_triton.core.dispatch import COUNTERS
 from mxbai_triton.core.drain import DRAIN_FILE_ENV
-from mxbai_triton.core.runtime import PRECISION_METRIC, CpuScoring
-from mxbai_triton.noise import is_triton_noise, triton_json_line, triton_line_level
 from mxbai_triton.processes import busy_ports, free_port, pid_alive, spawn, stop
 
 from .dispatch_telemetry import LOG_REQUESTS_ENV
+from .server_log import KNOWN_LOAD_ABORT, STARTED, failure_reason, tail, tee
 
-__all__ = ["ServerError", "TritonServer", "free_port", "read_counters", "scorer_precisions"]
+__all__ = ["ServerError", "TritonServer"]
 log = logging.getLogger(__name__)
 
 # Triton's administrative APIs: who holds the token may list/load models, map shared memory, change
@@ -36,33 +34,6 @@ ADMIN_HEADER = "admin-token"  # HTTP header; gRPC clients send it as metadata GR
 GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"
 TOKEN_ENV = "MXBAI_TRITON_ADMIN_TOKEN"
 _TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9._~+/-]{16,}$")
-
-
-def read_counters(metrics_url: str, names=tuple(COUNTERS), **labels: str) -> dict[str, float]:
-    """Sum of each named counter over its series that carry `labels`, from a Prometheus endpoint
-    ("http://host:port"; 0 when absent)."""
-    with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    totals = dict.fromkeys(names, 0.0)
-    wanted = [f'{key}="{value}"' for key, value in labels.items()]
-    for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in totals and all(w in line for w in wanted):
-            totals[name] += float(line.rsplit(" ", 1)[1])
-    return totals
-
-
-def scorer_precisions(metrics_url: str) -> dict[str, str]:
-    """What each python scorer of a server computes with, as it loaded ({"rr_scorer": "bf16 on OpenVINO"}),
-    from its precision gauge on the Prometheus endpoint ("http://host:port")."""
-    with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    found = {}
-    for line in text.splitlines():
-        if line.startswith(PRECISION_METRIC + "{") and float(line.rsplit(" ", 1)[1]) == 1:
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
-            found[labels["model"]] = CpuScoring(labels["runtime"], labels["precision"]).describe()
-    return found
 
 
 class ServerError(RuntimeError):
@@ -115,31 +86,6 @@ def server_environment() -> dict[str, str]:
     return env
 
 
-def _tee(source, log_file, threshold: int, as_json: bool = False) -> None:
-    """Every line into the log file; those at `threshold` or above (Triton's own level, noise demoted) to stderr,
-    as JSON objects with `as_json`."""
-    with log_file:
-        for line in source:
-            text = line.decode(errors="replace")
-            if triton_line_level(text) >= threshold:
-                sys.stderr.buffer.write((triton_json_line(text) + "\n").encode() if as_json else line)
-                sys.stderr.flush()
-            log_file.write(line)
-            log_file.flush()
-
-
-def _tail(log: str, lines: int = 40) -> str:
-    return "\n".join(log.splitlines()[-lines:]) if log else "(no log)"
-
-
-# What a start that failed says, first match wins: why, in Triton's words.
-_START_FAILURES = (
-    (r"failed to start (\w+) service: (?:\w+ - )?([^\n\"]+)", "could not start its {0} service: {1}"),
-    (r"failed to load '([^']+)' version \d+: ([^\n\"]+)", "model '{0}' failed to load: {1}"),
-    (r"^E\S* +\S+ +\d+ +\S+\] +\"?([^\n\"]+)", "{0}"),
-)
-# The services a server of ours has started, as its log announces them (readiness from our process only).
-_STARTED = {"HTTP": r"Started HTTPService at ", "gRPC": r"Started GRPCInferenceService at ", "metrics": r"Started Metrics Service at "}
 SHM_PREFIX = "mxbai_triton_"
 
 
@@ -230,11 +176,32 @@ class TritonServer:
             problems = check_repository(self.repository)
             if problems:
                 raise ServerError(f"model repository {self.repository} cannot be served:\n  " + "\n  ".join(problems))
+        self._check_ports()
+        remove_orphaned_shared_memory()
+        self._launch(stream_log)
+        try:
+            self.wait_ready(timeout)
+        except ServerError:
+            if KNOWN_LOAD_ABORT not in self._log_text() or self.process.poll() is None:
+                raise
+            # Triton 24.10's python backend can abort as its stubs start on a busy machine (the crash
+            # triton-inference-server/server#8882 reports while serving): nothing was served yet, so once more.
+            first_try = self.log_path.rename(self.log_path.with_suffix(".aborted.log"))
+            log.warning("tritonserver aborted while loading the python models (%s, a known Triton 24.10 "
+                        "python-backend crash; log: %s); starting it once more", KNOWN_LOAD_ABORT, first_try)
+            self.stop(0)
+            self._check_ports()
+            self._launch(stream_log)
+            self.wait_ready(timeout)
+        return self
+
+    def _check_ports(self) -> None:
         busy = busy_ports(self.host, {"HTTP": self.http_port, "gRPC": self.grpc_port, "metrics": self.metrics_port})
         if busy:
             raise ServerError(f"cannot serve on {self.host}: {', '.join(busy)} already in use by another process "
                               "(choose other ports: --http-port, --grpc-port, --metrics-port)")
-        remove_orphaned_shared_memory()
+
+    def _launch(self, stream_log: bool) -> None:
         if self.log_path is None:
             self.log_path = Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
         log_file = open(self.log_path, "wb")
@@ -246,13 +213,11 @@ class TritonServer:
                              stdout=subprocess.PIPE if stream_log else log_file, stderr=subprocess.STDOUT)
         self.log_thread = None
         if stream_log:  # the terminal sees what matters live; the file keeps every line for error reports
-            self.log_thread = threading.Thread(target=_tee, daemon=True, args=(
+            self.log_thread = threading.Thread(target=tee, daemon=True, args=(
                 self.process.stdout, log_file, self.stream_level, self.log_format == "json"))
             self.log_thread.start()
         else:
             log_file.close()
-        self.wait_ready(timeout)
-        return self
 
     def is_ready(self) -> bool:
         try:
@@ -282,7 +247,7 @@ class TritonServer:
     def started_services(self) -> bool:
         """Whether our process's log announces all three services (another server on the ports would not)."""
         text = self._log_text()
-        return all(re.search(pattern, text) for pattern in _STARTED.values())
+        return all(re.search(pattern, text) for pattern in STARTED.values())
 
     def _log_text(self) -> str:
         if self.log_thread is not None and self.process is not None and self.process.poll() is not None:
@@ -293,19 +258,10 @@ class TritonServer:
 
     def failure_reason(self) -> str:
         """Why the server did not start, in one line per failed model or service (else its log's last lines)."""
-        log_text = self._log_text()
-        for pattern, form in _START_FAILURES:
-            found = list(dict.fromkeys(
-                form.format(*(g.split(chr(92) + "n")[0].strip() for g in m.groups()))
-                for m in re.finditer(pattern, log_text, flags=re.MULTILINE)
-                if not is_triton_noise(m.group(0))
-            ))
-            if found:
-                return "; ".join(found) + f" (full log: {self.log_path})"
-        return f"\n{_tail(log_text)}"
+        return failure_reason(self._log_text(), self.log_path)
 
     def log_tail(self, lines: int = 40) -> str:
-        return _tail(self._log_text(), lines)
+        return tail(self._log_text(), lines)
 
     @property
     def drain_flag(self) -> Path:

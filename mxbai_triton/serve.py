@@ -145,7 +145,7 @@ def _say(args, line: str) -> None:
 
 def _precisions(server) -> str:
     """", scorer NAME: bf16 on OpenVINO" for each python scorer, as it loaded (the GPU targets' dtype is in their config)."""
-    from mxbai_triton.model_repository.server import scorer_precisions
+    from mxbai_triton.model_repository.metrics_port import scorer_precisions
 
     try:
         found = scorer_precisions(server.metrics_url)

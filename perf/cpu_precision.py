@@ -73,7 +73,8 @@ def _served(export: Path, documents: list[str], scoring: CpuScoring, workdir: Pa
     from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.core.serving import ServingLimits
     from mxbai_triton.model_repository.generate import cpu_scoring, generate_repository
-    from mxbai_triton.model_repository.server import TritonServer, read_counters, scorer_precisions
+    from mxbai_triton.model_repository.metrics_port import read_counters, scorer_precisions
+    from mxbai_triton.model_repository.server import TritonServer
 
     cpu_scoring("portable", scoring.precision, scoring.runtime)  # bf16 without native bf16: refused as `repo` refuses it
     spec = ModelSpec.load(export)

@@ -229,7 +229,7 @@ def _restore_scorer_queue(config_path: Path) -> None:
 def _extras(server, policy: str, client, beside, bulk: list[str], small: list[str], median: int) -> dict:
     """100-document requests during a bulk one; a small request after three abandoned bulk requests."""
     from mxbai_triton.client import NO_RETRY, RerankClient, RerankError
-    from mxbai_triton.model_repository.server import read_counters
+    from mxbai_triton.model_repository.metrics_port import read_counters
 
     hundred = mixed_documents(100, LENGTH_SIGMAS["lognormal-0.6"], median=median, seed=5)
     out = {"idle_100": timed(lambda: client.scores(QUERY, hundred), 5)}

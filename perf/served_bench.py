@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mxbai_triton.model_repository.server import read_counters
+from mxbai_triton.model_repository.metrics_port import read_counters
 
 from .compare import prepare
 from .script import add_standin_arguments

@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from filelock import FileLock
+
+
+def pytest_collection_modifyitems(items):
+    """Files with a slow test first (stable otherwise): pytest-xdist hands out whole files in this order, so the
+    longest start at once instead of running alone at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], Path]) -> Path:
+    """`build(empty folder)`'s result, built once per run: under pytest-xdist the first worker builds it into the
+    run's shared temporary folder while the others wait on a lock, then all read the same files (read-only)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent / "shared"
+    shared.mkdir(exist_ok=True)
+    record = shared / f"{name}.path"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not record.is_file():
+            record.write_text(str(build(Path(tempfile.mkdtemp(prefix=f"{name}-", dir=shared)))))
+    return Path(record.read_text())
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     from mxbai_triton.export.standin import build_standin
 
-    return build_standin(tmp_path_factory.mktemp("checkpoints") / "tiny", size="tiny", seed=0)
+    return built_once(tmp_path_factory, "checkpoint", lambda folder: build_standin(folder / "tiny", size="tiny", seed=0))
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +59,11 @@ def tiny_tokenizer_dir(tiny_checkpoint, tmp_path_factory):
 def tiny_export(tiny_checkpoint, tmp_path_factory):
     from mxbai_triton.export.onnx_export import export_onnx
 
-    out = tmp_path_factory.mktemp("exports") / "tiny"
-    export_onnx(str(tiny_checkpoint), out)
-    return out
+    def export(folder: Path) -> Path:
+        export_onnx(str(tiny_checkpoint), folder / "tiny")
+        return folder / "tiny"
+
+    return built_once(tmp_path_factory, "export", export)
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +86,8 @@ def tiny_repository(tiny_export, tmp_path_factory):
     from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.model_repository.generate import generate_repository
 
-    return generate_repository(tmp_path_factory.mktemp("tiny-repository"), ModelSpec.load(tiny_export),
-                               target="portable", name="rr", export_dir=tiny_export)
+    return built_once(tmp_path_factory, "tiny-repository", lambda folder: generate_repository(
+        folder, ModelSpec.load(tiny_export), target="portable", name="rr", export_dir=tiny_export))
 
 
 def settled_stats(read, at_least: int, limit: float = 10.0):
@@ -80,7 +108,7 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
 
 def serve_command(repository, *extra: str) -> tuple[list[str], dict[str, int]]:
     """`mxbai-triton serve REPOSITORY` on free loopback ports, and those ports."""
-    from mxbai_triton.model_repository.server import free_port
+    from mxbai_triton.processes import free_port
 
     ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
     command = [sys.executable, "-m", "mxbai_triton", "serve", str(repository), "--http-port", str(ports["http"]),

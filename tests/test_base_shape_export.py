@@ -17,5 +17,6 @@ def test_base_shape_exports_with_external_data_and_validates(tmp_path):
     out = tmp_path / "base-export"
     export_onnx(str(checkpoint), out, validate=False)
     assert (out / (ONNX_FILENAME + ".data")).stat().st_size > 1.5e9  # fp32 weights beside the graph
-    results = validate_export(out, batches=(1, 3), lengths=(64, 300))
+    # Padded rows (batch 2) at two lengths, one past 256: the real head counts and widths are what this test adds.
+    results = validate_export(out, batches=(1, 2), lengths=(64, 300))
     assert all(r.ok for r in results) and max(r.max_abs_diff for r in results) < 1e-4

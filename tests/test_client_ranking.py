@@ -60,7 +60,7 @@ REFUSED_BY_THE_CLIENT = {
 
 def _unreachable_client() -> RerankClient:
     # Nothing listens there: a request that left would fail with RerankError, not the expected error.
-    from mxbai_triton.model_repository.server import free_port
+    from mxbai_triton.processes import free_port
 
     return RerankClient(f"127.0.0.1:{free_port()}", model="reranker", retry=NO_RETRY)
 

@@ -170,7 +170,8 @@ def test_openvino_scorer_at_fp32_serves_the_parity_set_within_1e_4_of_onnx_runti
 def test_bf16_is_served_where_the_cpu_has_it_and_refused_in_one_line_where_not(tiny_export, served, tmp_path):
     from mxbai_triton.core.model import ModelSpec
     from mxbai_triton.model_repository.generate import generate_repository
-    from mxbai_triton.model_repository.server import ServerError, TritonServer, scorer_precisions
+    from mxbai_triton.model_repository.metrics_port import scorer_precisions
+    from mxbai_triton.model_repository.server import ServerError, TritonServer
     from mxbai_triton.perf.agreement import agreement
 
     refused = run_cli("repo", str(tiny_export), "--out", str(tmp_path / "asked"), "--precision", "bf16", "--name", "rr")

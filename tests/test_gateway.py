@@ -178,7 +178,7 @@ def test_serve_with_api_port_runs_triton_and_the_gateway_for_the_repository_ense
     import subprocess
     import time
 
-    from mxbai_triton.model_repository.server import free_port
+    from mxbai_triton.processes import free_port
     from tests.conftest import serve_command
 
     api_port = free_port()

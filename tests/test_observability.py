@@ -15,6 +15,7 @@ import pytest
 from mxbai_triton.core.telemetry import REQUEST_ID_HEADER, TIMING_HEADERS
 from mxbai_triton.gateway.process import GatewayProcess
 from mxbai_triton.perf.otlp_receiver import OTLPReceiver
+from tests.waiting import GUARD
 
 pytestmark = pytest.mark.triton
 
@@ -176,8 +177,9 @@ def test_one_request_yields_gateway_triton_and_dispatch_spans_in_the_callers_tra
         return {"rerank", "score", "InferRequest", "rr_tokenizer", "rr_scorer", "dispatch"} <= set(names) \
             and names.count("sub_batch") == names.count("rr_scorer") >= 1
 
-    spans = receiver.wait_for(trace_id, complete)
-    assert complete(spans), " ".join(sorted(s.name for s in spans))
+    spans = receiver.wait_for(trace_id, complete, limit=GUARD)
+    assert complete(spans), (" ".join(sorted(s.name for s in spans)),
+                             sorted({(s.trace_id, s.service, s.name) for s in receiver.spans if s.trace_id != trace_id}))
     one = {s.name: s for s in spans}
     assert {s.service for s in spans} == {"rerank-test", "rerank-test-triton", "rerank-test-dispatch"}
     # the caller's span -> rerank -> score -> Triton's request -> the ensemble's tokenizer step (the client calls the

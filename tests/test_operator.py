@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mxbai_triton.model_repository.server import read_counters
+from mxbai_triton.model_repository.metrics_port import read_counters
 from mxbai_triton.processes import busy_ports, free_port
 from tests.conftest import serve_command
 from tests.waiting import GUARD, wait_until
@@ -92,9 +93,16 @@ def test_quiet_serve_prints_only_its_own_ready_lines(quiet_serve):
     assert third_party == []
 
 
-def test_kill_9_of_serve_leaves_no_process_and_no_port_behind(tiny_repository):
+@pytest.fixture(scope="module")
+def own_repository(tiny_repository, tmp_path_factory):
+    """A copy of the tiny repository at a path no other test's server has in its command line (under pytest-xdist
+    another worker serves tiny_repository itself), so that "no process mentions it" is about ours alone."""
+    return shutil.copytree(tiny_repository, tmp_path_factory.mktemp("operator") / "repository", symlinks=True)
+
+
+def test_kill_9_of_serve_leaves_no_process_and_no_port_behind(own_repository):
     api_port = free_port()
-    command, ports = serve_command(tiny_repository, "--api-port", str(api_port))
+    command, ports = serve_command(own_repository, "--api-port", str(api_port))
     process, _ = _start(command)
     ours = {**ports, "api": api_port}
     process.send_signal(signal.SIGKILL)
@@ -102,17 +110,17 @@ def test_kill_9_of_serve_leaves_no_process_and_no_port_behind(tiny_repository):
     named = {name: port for name, port in ours.items()}
     assert wait_until(lambda: busy_ports("127.0.0.1", named) == [], timeout=10), busy_ports("127.0.0.1", named)
     assert wait_until(lambda: not _processes_mentioning(f"127.0.0.1:{ports['grpc']}"), timeout=10)
-    assert wait_until(lambda: not _processes_mentioning(str(tiny_repository)), timeout=10), \
-        _processes_mentioning(str(tiny_repository))
+    assert wait_until(lambda: not _processes_mentioning(str(own_repository)), timeout=10), \
+        _processes_mentioning(str(own_repository))
 
 
-def test_kill_9_of_serve_in_the_middle_of_scoring_leaves_no_python_backend_stub(tiny_repository):
+def test_kill_9_of_serve_in_the_middle_of_scoring_leaves_no_python_backend_stub(own_repository):
     import threading
 
     from mxbai_triton.client import NO_RETRY, RerankClient
     from mxbai_triton.perf.workload import mixed_documents
 
-    command, ports = serve_command(tiny_repository)
+    command, ports = serve_command(own_repository)
     process, _ = _start(command)
     documents = mixed_documents(1000, 0.6, median=200, outliers=3, seed=5)
     busy = threading.Event()
@@ -132,8 +140,8 @@ def test_kill_9_of_serve_in_the_middle_of_scoring_leaves_no_python_backend_stub(
     assert wait_until(lambda: read_counters(metrics, ("mxbai_dispatch_sub_batches",))["mxbai_dispatch_sub_batches"] > 0, GUARD)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert wait_until(lambda: not _processes_mentioning(str(tiny_repository)), timeout=10), \
-        _processes_mentioning(str(tiny_repository))
+    assert wait_until(lambda: not _processes_mentioning(str(own_repository)), timeout=10), \
+        _processes_mentioning(str(own_repository))
 
 
 def test_the_python_backends_shared_memory_is_readable_by_its_user_only(served):

@@ -11,19 +11,18 @@ import pytest
 from mxbai_triton.client import NO_RETRY, RerankClient, RerankError, RetryPolicy
 from mxbai_triton.core.drain import IN_FLIGHT_GAUGE, PENDING_GAUGE
 from mxbai_triton.core.errors import ErrorKind
-from mxbai_triton.model_repository.server import read_counters
-from tests.cases import LONG_DOCUMENT
+from mxbai_triton.model_repository.metrics_port import read_counters
 from tests.conftest import settled_stats
 from tests.waiting import GUARD, wait_until
 
 pytestmark = pytest.mark.triton
 
 NAME = "ovl"
-# A request the tiny stand-in takes a while to score: a few prompts of 8k tokens.
-SLOW = [LONG_DOCUMENT] * 4
-# What the queue-bound test's three accepted requests send: long enough that the third arrives while the first is still
-# dispatching on a busy machine (the state "one dispatching, two waiting" is watched, not forced).
-HELD = SLOW * 3
+# The scorer's batcher waits this long for a sub-batch to fill before it runs it (a one-row sub-batch never fills
+# a batch of 16): every request holds the one dispatch instance for at least this long. Sending the next two and
+# the three refusals takes well under a second; the test checks the bound is still full after them.
+HOLD_S = 4.0
+HELD = ["a short document"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,9 @@ def bounded(tiny_export, tmp_path_factory):
     from mxbai_triton.model_repository.server import TritonServer
 
     spec = ModelSpec.load(tiny_export)
-    limits = ServingLimits.for_model(spec, tokenizer_instances=1, interactive_queue_size=2, bulk_queue_size=1)
+    limits = ServingLimits.for_model(spec, tokenizer_instances=1, interactive_queue_size=2, bulk_queue_size=1,
+                                     queue_delay_us=int(HOLD_S * 1e6), queue_timeout_us=int(GUARD * 1e6))
+    assert 1 not in limits.preferred_batch_sizes
     repository = generate_repository(tmp_path_factory.mktemp("bounded"), spec, target="portable", name=NAME,
                                      export_dir=tiny_export, limits=limits)
     with TritonServer.on_free_ports(repository, stop_grace=0) as server:
@@ -56,17 +57,21 @@ def test_beyond_the_queue_bound_requests_are_refused_at_once_before_any_work_and
 
     threads = [threading.Thread(target=accepted) for _ in range(3)]
     (before,) = settled_stats(lambda: _dispatched(bounded), 0)
+    assert client.limits.max_documents > 0  # the config read is not a request under test
     try:
-        for thread in threads:
+        # One at a time, each once the one before is seen where it should be: sent together, the third can reach
+        # the queue before the first has left it for the dispatch instance, and be refused.
+        for waiting, thread in enumerate(threads):
             thread.start()
+            assert wait_until(lambda n=waiting: _gauges(bounded) == (1, n), GUARD, interval=0.02)
         # One request is being dispatched and two wait: the bound is full.
-        assert wait_until(lambda: _gauges(bounded) == (1, 2), GUARD, interval=0.02)
         refused = []
         for _ in range(3):
             with pytest.raises(RerankError, match="Exceeds maximum queue size") as caught:
                 client.scores("q", ["a short one"])
             refused.append(caught.value.kind)
         assert refused == [ErrorKind.OVERLOADED] * 3
+        assert _gauges(bounded) == (1, 2)  # still full: the refusals above were tried against the full bound
     finally:
         for thread in threads:
             thread.join(GUARD)
@@ -92,10 +97,10 @@ def _dispatched(server) -> tuple[int]:
 def test_a_request_past_its_deadline_is_sent_once_and_the_caller_hears_a_deadline(bounded):
     (before,) = settled_stats(lambda: _dispatched(bounded), 0)
     # Retries allowed for what may be retried: a deadline is not among them.
-    with RerankClient(bounded.grpc_url, model=NAME, retry=RetryPolicy(initial_backoff=0.0), timeout=0.5) as client:
+    with RerankClient(bounded.grpc_url, model=NAME, retry=RetryPolicy(initial_backoff=0.0), timeout=HOLD_S / 4) as client:
         assert client.limits.max_documents > 0  # the config read is not the request under test
         with pytest.raises(RerankError, match="no answer before the request's deadline") as caught:
-            client.scores("q", SLOW * 2)
+            client.scores("q", HELD)  # held in the scorer's queue for HOLD_S
         stats = client.stats
     assert caught.value.kind is ErrorKind.DEADLINE_EXCEEDED
     assert (stats.attempts - 1, stats.retries) == (1, 0)  # one try for the config, one for the request

@@ -11,6 +11,7 @@ from mxbai_triton.client import RerankError, RetryPolicy
 from mxbai_triton.client.resilience import EndpointPool, as_url_list, error_kind
 from mxbai_triton.core.deadline import Deadline
 from mxbai_triton.core.errors import KINDS, ErrorKind, Retry, tagged
+from tests.waiting import GUARD
 
 FAST = RetryPolicy(attempts=4, initial_backoff=0.0, cooldown=60.0)
 
@@ -239,7 +240,7 @@ def test_endpoint_lists_must_be_non_empty_and_distinct():
 
 def test_concurrent_first_calls_share_one_config_read_and_its_failure():
     from mxbai_triton.client import AsyncRerankClient
-    from mxbai_triton.model_repository.server import free_port
+    from mxbai_triton.processes import free_port
 
     async def run():
         policy = RetryPolicy(attempts=3, initial_backoff=0.05, deadline=5.0)
@@ -250,3 +251,62 @@ def test_concurrent_first_calls_share_one_config_read_and_its_failure():
     outcomes, stats = asyncio.run(run())
     assert all(isinstance(o, RerankError) for o in outcomes)
     assert (stats.requests, stats.attempts) == (1, 3)  # one read with its retries, not five in turn
+
+
+def test_closing_the_loop_fails_a_call_still_waiting_and_refuses_later_ones():
+    import threading
+
+    from mxbai_triton.client.loop import LoopClosed, LoopThread
+
+    loop, outcome = LoopThread(), []
+    started = threading.Event()
+
+    async def never_answered():
+        started.set()
+        await asyncio.Event().wait()
+
+    def caller():
+        try:
+            loop.run(never_answered)
+        except LoopClosed as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    assert started.wait(GUARD)
+    loop.close()
+    thread.join(GUARD)
+    assert not thread.is_alive() and len(outcome) == 1
+    with pytest.raises(LoopClosed):
+        loop.run(never_answered)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_request_in_flight_when_its_client_is_closed_fails_as_cancelled_instead_of_hanging(protocol):
+    import socket
+    import threading
+
+    from mxbai_triton.client import NO_RETRY, RerankClient
+
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        client = RerankClient(f"127.0.0.1:{silent.getsockname()[1]}", model="rr", protocol=protocol, timeout=600,
+                              retry=NO_RETRY)
+        errors = []
+
+        def caller():
+            try:
+                client.scores("q", ["d"])
+            except RerankError as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=caller)
+        thread.start()
+        silent.settimeout(GUARD)
+        connection, _ = silent.accept()  # the request is on its way
+        client.close()
+        thread.join(GUARD)
+        connection.close()
+        client.close()  # a second close does nothing
+    assert not thread.is_alive() and [e.kind for e in errors] == [ErrorKind.CANCELLED]

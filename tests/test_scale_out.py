@@ -26,7 +26,7 @@ QUERIES = [f"query {i} about {'cooking' if i % 3 else 'capitals'}" for i in rang
 def s3_endpoint():
     from moto.server import ThreadedMotoServer
 
-    from mxbai_triton.model_repository.server import free_port
+    from mxbai_triton.processes import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

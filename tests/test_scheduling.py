@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mxbai_triton.client import NO_RETRY, AsyncRerankClient, RerankClient, RerankError
-from mxbai_triton.model_repository.server import read_counters
+from mxbai_triton.model_repository.metrics_port import read_counters
 from mxbai_triton.perf.workload import mixed_documents, synthetic_documents
 from tests.conftest import settled_stats
 from tests.reference import reference_scores

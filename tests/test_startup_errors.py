@@ -81,3 +81,48 @@ def test_repository_check_finds_nothing_wrong_in_a_generated_repository(good_rep
     from mxbai_triton.model_repository.preflight import check_repository
 
     assert check_repository(good_repository) == []
+
+
+ABORT = ["sh", "-c", "echo \"terminate called after throwing an instance of 'boost::interprocess::lock_exception'\"; "
+         "exit 134"]
+
+
+def _launches(monkeypatch, first, then):
+    """TritonServer's command is `first` at the first launch and `then(server)` after; returns the launch count."""
+    from mxbai_triton.model_repository.server import TritonServer
+
+    launches = []
+    real = TritonServer.command
+
+    def command(self):
+        launches.append(self)
+        return first if len(launches) == 1 else then(self, real)
+
+    monkeypatch.setattr(TritonServer, "command", command)
+    return launches
+
+
+@pytest.mark.triton
+def test_a_known_python_backend_abort_while_loading_is_started_once_more_with_a_warning(
+        good_repository, monkeypatch, caplog):
+    from mxbai_triton.model_repository.server import TritonServer
+
+    launches = _launches(monkeypatch, ABORT, lambda server, real: real(server))
+    with caplog.at_level("WARNING"), TritonServer.on_free_ports(good_repository, stop_grace=0) as server:
+        assert server.is_ready() and len(launches) == 2
+        assert server.log_path.with_suffix(".aborted.log").is_file()  # the first try's log is kept
+    assert "known Triton 24.10 python-backend crash" in caplog.text
+
+
+def test_a_second_abort_or_any_other_failure_is_not_started_again(good_repository, monkeypatch):
+    from mxbai_triton.model_repository.server import ServerError, TritonServer
+
+    launches = _launches(monkeypatch, ABORT, lambda server, real: ABORT)
+    with pytest.raises(ServerError, match="exited with code 134"):
+        TritonServer.on_free_ports(good_repository, stop_grace=0).start()
+    assert len(launches) == 2
+    other = ["sh", "-c", "echo 'error: something else'; exit 1"]
+    launches = _launches(monkeypatch, other, lambda server, real: other)
+    with pytest.raises(ServerError, match="something else"):
+        TritonServer.on_free_ports(good_repository, stop_grace=0).start()
+    assert len(launches) == 1
