@@ -34,6 +34,10 @@ class Load:
             if failure:
                 self.failures.append(f"{path}: {failure}")
 
+    def of(self, path: str, outcome: str) -> int:
+        with self.lock:
+            return self.outcomes[path, outcome]
+
     def total(self, outcome: str) -> int:
         with self.lock:
             return sum(n for (_, o), n in self.outcomes.items() if o == outcome)

@@ -37,7 +37,8 @@ def test_sigterm_to_serve_under_load_answers_every_accepted_request_and_exits_0(
         for _ in range(2):
             load.http(f"http://127.0.0.1:{api_port}", keep_alive=False)
             load.grpc(grpc, refusals_are_failures=False)
-        assert wait_until(lambda: load.total("scored") >= 6, GUARD)
+        # Both paths under way (on a loaded machine one can be slower to start than the other).
+        assert wait_until(lambda: load.of("http", "scored") >= 2 and load.of("grpc", "scored") >= 2, GUARD)
         process.send_signal(signal.SIGTERM)
         code = process.wait(GUARD)
     finally:
