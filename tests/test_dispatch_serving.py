@@ -13,7 +13,7 @@ from mxbai_triton.model_repository.metrics_port import read_counters
 from mxbai_triton.perf.workload import mixed_documents
 from tests.conftest import SERVED_MAX_DOCUMENTS, settled_stats
 from tests.reference import reference_scores
-from tests.wire import raw_request, text
+from tests.wire import model_statistics, raw_request, text
 
 pytestmark = pytest.mark.triton
 
@@ -84,11 +84,8 @@ def test_the_ensemble_publishes_the_request_limit(served_default):
 
 def _scorer_counts(server) -> tuple[int, int]:
     """The scorer's (rows scored, executions) in Triton's statistics."""
-    import tritonclient.grpc as grpcclient
-
-    with grpcclient.InferenceServerClient(server.grpc_url) as client:
-        stats = client.get_inference_statistics("reranker_scorer").model_stats[0]
-        return stats.inference_count, stats.execution_count
+    stats = model_statistics(server, "reranker_scorer")
+    return stats.inference_count, stats.execution_count
 
 
 # Whether two requests' sub-batches meet in the scorer's queue within its 20 ms delay depends on how the machine

@@ -11,6 +11,7 @@ from mxbai_triton.gateway.process import GatewayProcess
 from tests.cases import LONG_DOCUMENT
 from tests.conftest import SERVED_MAX_DOCUMENTS
 from tests.reference import reference_scores
+from tests.wire import model_statistics
 
 pytestmark = pytest.mark.triton
 nvidia = pytest.importorskip("langchain_nvidia_ai_endpoints", reason="NVIDIA's NIM reranker client is the client under test")
@@ -27,6 +28,11 @@ def gateway(served):
     # No --model: the gateway finds the served ensemble in Triton's repository index.
     with GatewayProcess(served.grpc_url, None, "--api-retry-for", "2") as process:
         yield process
+
+
+def _scorer_executions(served) -> int:
+    stats = model_statistics(served, "reranker_scorer").inference_stats
+    return stats.success.count + stats.fail.count
 
 
 def _body(passages, **extra) -> dict:
@@ -93,17 +99,6 @@ def test_a_cut_passage_has_exactly_the_published_max_prompt_tokens(gateway, serv
 TOO_LONG = {"object": "error", "message": "Input length of passages[1] (prompt template + query + document) exceeds maximum "
             "allowed token size 8270; allow truncation to score it cut as the reference cuts it",
             "type": "BadRequestError", "param": "passages", "code": 400}
-
-
-def _scorer_executions(served) -> int:
-    import tritonclient.grpc as grpc
-
-    client = grpc.InferenceServerClient(served.grpc_url)
-    try:
-        stats = client.get_inference_statistics("reranker_scorer").model_stats[0].inference_stats
-        return stats.success.count + stats.fail.count
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize("extra", [{"truncate": "NONE"}, {}], ids=["NONE", "default_is_NONE"])

@@ -14,6 +14,7 @@ from mxbai_triton.core.errors import ErrorKind
 from mxbai_triton.model_repository.metrics_port import read_counters
 from tests.conftest import settled_stats
 from tests.waiting import GUARD, wait_until
+from tests.wire import model_statistics
 
 pytestmark = pytest.mark.triton
 
@@ -41,6 +42,11 @@ def bounded(tiny_export, tmp_path_factory):
                                      export_dir=tiny_export, limits=limits)
     with TritonServer.on_free_ports(repository, stop_grace=0) as server:
         yield server
+
+
+def _dispatched(server) -> tuple[int]:
+    stats = model_statistics(server, f"{NAME}_tokenizer").inference_stats
+    return (stats.success.count + stats.fail.count,)
 
 
 def _gauges(server) -> tuple[float, float]:
@@ -81,17 +87,6 @@ def test_beyond_the_queue_bound_requests_are_refused_at_once_before_any_work_and
     # metrics, REJECTED included: the gateway counts its own, the client its overloaded failures.)
     (after,) = settled_stats(lambda: _dispatched(bounded), before + 3)
     assert after - before == 3
-
-
-def _dispatched(server) -> tuple[int]:
-    import tritonclient.grpc as grpc
-
-    triton = grpc.InferenceServerClient(server.grpc_url)
-    try:
-        stats = triton.get_inference_statistics(f"{NAME}_tokenizer").model_stats[0].inference_stats
-        return (stats.success.count + stats.fail.count,)
-    finally:
-        triton.close()
 
 
 def test_a_request_past_its_deadline_is_sent_once_and_the_caller_hears_a_deadline(bounded):

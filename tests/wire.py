@@ -36,3 +36,12 @@ def raw_request(server, protocol: str, inputs: dict[str, tuple[str, np.ndarray]]
         return client.infer(model, tensors).as_numpy("scores").reshape(-1)
     finally:
         client.close()
+
+
+def model_statistics(server, model: str):
+    """Triton's statistics of one model (its ModelStatistics message: inference_count, execution_count,
+    inference_stats.success/fail...)."""
+    import tritonclient.grpc as grpc
+
+    with grpc.InferenceServerClient(server.grpc_url) as client:
+        return client.get_inference_statistics(model).model_stats[0]
